@@ -1,0 +1,25 @@
+"""attncourse — convolutional attention, from scratch to tested blocks.
+
+A flat namespace for notebooks (d2l style)::
+
+    import attncourse as ac
+    task = ac.make_task("cluttered_digits", "smoke")
+    net = ac.AttnResNet(task.in_channels, task.num_classes, attention="none")
+    history = ac.fit(net, task, epochs=1)
+"""
+from .config import PROFILES, Profile, device_name, get_profile, pick_device, seed_everything
+from .blocks import create_block, list_blocks, register_block
+from .data import (DigitTask, channel_cue_digits, cifar10, cluttered_digits, float_images, long_range_pairs, make_task,
+                   multiscale_digits, source_digits)
+from .models import AttnResNet, BasicBlock, receptive_field
+from .train import History, evaluate, fit, load_checkpoint, predict, progress_bar, random_translate, save_checkpoint
+from .cost import CostTable, compare_costs, cost_report, count_flops, count_params, measure_latency, peak_memory
+
+__version__ = "0.1.0"
+
+# The one repository URL: the notebooks' install cell and the book's buttons use it.
+REPOSITORY_URL = "https://github.com/attncourse/attncourse"
+
+
+def install_hint() -> str:
+    return f"pip install 'git+{REPOSITORY_URL}'"

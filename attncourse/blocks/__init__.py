@@ -1,0 +1,90 @@
+"""Attention blocks, one file per family, and a string registry to build them by name.
+
+>>> from attncourse.blocks import create_block, list_blocks
+>>> block = create_block("none", 16)        # identity: the baseline
+>>> sorted(list_blocks())[:1]
+['none']
+
+Each family file registers its blocks with :func:`register_block`. A registered block is built as
+``factory(channels, **kwargs)`` and maps ``[N, C, H, W] -> [N, C, H, W]``. Its ``placement`` tells the
+backbone in :mod:`attncourse.models` where the paper puts it:
+
+* ``"residual"`` — inside every residual block, on the residual branch before the add (SE, CBAM, GC, …);
+* ``"stage"``    — between stages, after a whole stage (Non-local, BAM, CCNet, …).
+
+Blocks that compute an attention map expose ``attention_maps(x) -> dict[str, Tensor]`` (no grad),
+which :mod:`attncourse.viz` draws.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from torch import nn
+
+__all__ = ["BlockSpec", "register_block", "create_block", "list_blocks", "get_block_spec", "BLOCKS"]
+
+PLACEMENTS = ("residual", "stage")
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    name: str
+    factory: Callable[..., nn.Module]
+    placement: str = "residual"
+    family: str = ""
+    paper: str = ""
+    defaults: dict = field(default_factory=dict)
+
+
+BLOCKS: dict[str, BlockSpec] = {}
+
+
+def register_block(name: str, *, placement: str = "residual", family: str = "", paper: str = "", **defaults):
+    """Decorator registering a block class (or factory) under ``name``.
+
+    ``defaults`` are keyword arguments passed to the factory unless the caller overrides them
+    (so ``"scse_max"`` can be ``SCSE`` with ``combine="max"``).
+    """
+    if placement not in PLACEMENTS:
+        raise ValueError(f"register_block({name!r}): placement must be one of {PLACEMENTS}, got {placement!r}")
+
+    def decorator(factory):
+        key = name.lower()
+        if key in BLOCKS and BLOCKS[key].factory is not factory:
+            raise ValueError(f"register_block: name {name!r} is already registered by {BLOCKS[key].factory!r}")
+        BLOCKS[key] = BlockSpec(key, factory, placement, family, paper, dict(defaults))
+        return factory
+
+    return decorator
+
+
+def get_block_spec(name: str) -> BlockSpec:
+    key = str(name).lower()
+    if key not in BLOCKS:
+        raise ValueError(f"unknown attention block {name!r}; registered blocks: {', '.join(sorted(BLOCKS))}")
+    return BLOCKS[key]
+
+
+def create_block(name: str, channels: int, **kwargs) -> nn.Module:
+    """Build the block registered as ``name`` for ``channels`` input channels."""
+    spec = get_block_spec(name)
+    return spec.factory(channels, **{**spec.defaults, **kwargs})
+
+
+def list_blocks(family: str | None = None) -> list[str]:
+    """Registered block names, optionally only those of one family (e.g. ``"channel"``)."""
+    return sorted(n for n, s in BLOCKS.items() if family is None or s.family == family)
+
+
+class Identity(nn.Identity):
+    """The baseline: no attention. Accepts and ignores block keyword arguments."""
+
+    def __init__(self, channels: int | None = None, **_):
+        super().__init__()
+
+
+register_block("none", family="baseline", paper="(no attention)")(Identity)
+
+# Family files register their blocks on import.
+from . import inception, channel, nonlocal_, mixed  # noqa: E402,F401

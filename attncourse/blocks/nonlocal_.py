@@ -1,0 +1,1 @@
+"""(family file — filled in by its module issue)."""

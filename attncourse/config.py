@@ -1,0 +1,88 @@
+"""Run profiles, device choice and seeding — the three knobs every notebook and experiment shares.
+
+The profile comes from the environment variable ``ATTNCOURSE_PROFILE``:
+
+* ``smoke`` — tiny data and one short epoch, so every notebook runs in seconds on a CPU (CI).
+* ``full``  — the real run, sized for a GPU (it also finishes on a laptop CPU, slowly).
+"""
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+__all__ = ["Profile", "PROFILES", "get_profile", "pick_device", "seed_everything", "device_name"]
+
+ENV_VAR = "ATTNCOURSE_PROFILE"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How big a run is. Experiments read their sizes from here, never from literals."""
+
+    name: str
+    n_train: int  # generated training samples per diagnostic task
+    n_test: int  # generated test samples
+    epochs: int  # training epochs
+    batch_size: int
+    seeds: int  # default number of seeds per experiment arm
+
+    def with_(self, **changes) -> "Profile":
+        """A copy with some fields changed (``profile.with_(epochs=3)``)."""
+        return replace(self, **changes)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile("smoke", n_train=384, n_test=192, epochs=1, batch_size=64, seeds=1),
+    "full": Profile("full", n_train=8000, n_test=2000, epochs=15, batch_size=128, seeds=3),
+}
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """Return the named profile, or the one ``ATTNCOURSE_PROFILE`` selects (default ``full``).
+
+    >>> get_profile("smoke").epochs
+    1
+    """
+    chosen = name if name is not None else os.environ.get(ENV_VAR, "full")
+    key = chosen.strip().lower()
+    if key not in PROFILES:
+        valid = ", ".join(sorted(PROFILES))
+        raise ValueError(f"unknown profile {chosen!r} (from {ENV_VAR} or argument); valid profiles: {valid}")
+    return PROFILES[key]
+
+
+def pick_device(prefer: str | torch.device | None = None) -> torch.device:
+    """CUDA when present, else Apple MPS, else CPU. ``prefer`` overrides (e.g. ``"cpu"``)."""
+    if prefer is not None:
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def device_name(device: torch.device | str | None = None) -> str:
+    """A human-readable name of the device a number was measured on (goes into results/*.json)."""
+    device = pick_device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "cpu":
+        import platform
+
+        return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+    return device.type
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch (all devices); return a torch Generator seeded the same way."""
+    if seed < 0:
+        raise ValueError(f"seed must be non-negative, got {seed}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)

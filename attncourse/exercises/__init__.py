@@ -1,0 +1,1 @@
+"""Graded exercises: ``check(key, learner)`` gives instant feedback; see :mod:`.core`."""
