@@ -1,0 +1,1 @@
+"""(experiments of this module — filled in by its module issue)."""
