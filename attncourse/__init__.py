@@ -14,6 +14,9 @@ from .data import (DigitTask, channel_cue_digits, cifar10, cluttered_digits, flo
 from .models import AttnResNet, BasicBlock, receptive_field
 from .train import History, evaluate, fit, load_checkpoint, predict, progress_bar, random_translate, save_checkpoint
 from .cost import CostTable, compare_costs, cost_report, count_flops, count_params, measure_latency, peak_memory
+from .viz import overlay_attention, plot_channel_weights, plot_cost, plot_history, plot_results, results_table, show_images
+from .experiments import list_experiments, load_results, run_experiment
+from . import exercises
 
 __version__ = "0.1.0"
 
