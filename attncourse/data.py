@@ -161,7 +161,7 @@ DIGIT_CLASSES = [str(i) for i in range(10)]
 
 # --------------------------------------------------------------------------- cluttered digits
 def cluttered_digits(n_train: int = 6000, n_test: int = 1500, *, canvas: int = 40, digit_size: tuple[int, int] = (14, 24),
-                     n_clutter: int = 8, clutter_size: int = 7, seed: int = 0) -> DigitTask:
+                     n_clutter: int = 6, clutter_size: int = 4, seed: int = 0) -> DigitTask:
     """A digit at a random place and scale on a ``canvas``² image, among ``n_clutter`` fragments cut from other digits.
 
     Label: the class of the whole digit. Fragments are ``clutter_size``² crops of other source digits
@@ -208,7 +208,7 @@ def cluttered_digits(n_train: int = 6000, n_test: int = 1500, *, canvas: int = 4
 
 # --------------------------------------------------------------------------- channel-cue digits
 def channel_cue_digits(n_train: int = 6000, n_test: int = 1500, *, canvas: int = 24, channels: int = 4,
-                       cue_strength: float = 0.12, noise: float = 0.25, seed: int = 0) -> DigitTask:
+                       cue_strength: float = 0.12, noise: float = 0.2, seed: int = 0) -> DigitTask:
     """``channels`` input channels, each holding a different digit; one channel — a different one per
     sample — carries the label, and it is marked only by a faint brightness offset over the whole image.
 
