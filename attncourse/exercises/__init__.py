@@ -1,1 +1,46 @@
-"""Graded exercises: ``check(key, learner)`` gives instant feedback; see :mod:`.core`."""
+"""Graded exercises: ``check(key, learner)`` gives instant feedback; see :mod:`.core`.
+
+Each course module keeps its exercises in ``mNN_<topic>.py`` in this folder (``m00_foundations.py``,
+…). Every such file is imported here, so importing :mod:`attncourse.exercises` registers all of them::
+
+    from attncourse.exercises import check, score_summary
+    check("00.channel_stat", channel_stat)
+    score_summary("00.")
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import re
+import warnings
+
+from .core import (EXERCISES, NOT_IMPLEMENTED_HINT, CaseResult, Exercise, check, compare_numbers, compare_tensors,
+                   describe_exception, deterministic, grade, list_exercises, register_exercise, reset_scores, run_case,
+                   score_summary, seeded_generator)
+
+__all__ = [
+    "check", "grade", "score_summary", "list_exercises", "reset_scores", "register_exercise", "EXERCISES",
+    "Exercise", "CaseResult", "run_case", "compare_tensors", "compare_numbers", "describe_exception",
+    "seeded_generator", "deterministic", "NOT_IMPLEMENTED_HINT", "EXERCISE_MODULES",
+]
+
+_MODULE_NAME = re.compile(r"m\d\d_\w+")
+
+
+def _discover() -> list[str]:
+    """Import every ``mNN_*.py`` module of this package (a placeholder file simply registers nothing)."""
+    loaded = []
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if not _MODULE_NAME.fullmatch(info.name):
+            continue
+        try:
+            importlib.import_module(f"{__name__}.{info.name}")
+        except Exception as err:  # one broken module must not take the other modules' exercises down
+            warnings.warn(f"attncourse.exercises: could not import {info.name}: {type(err).__name__}: {err}",
+                          RuntimeWarning, stacklevel=2)
+            continue
+        loaded.append(info.name)
+    return loaded
+
+
+EXERCISE_MODULES: list[str] = _discover()
