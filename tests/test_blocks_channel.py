@@ -14,7 +14,8 @@ from attncourse.cost import count_params
 from attncourse.models import AttnResNet, BasicBlock
 
 CHANNEL_BLOCKS = ["se", "se_max", "se_std", "se_avgmax", "se_h", "se_w", "se_spatial", "se_conv1d", "eca",
-                  "se_multiscale"]
+                  "se_multiscale", "se_fusion"]
+RESCALING_BLOCKS = [n for n in CHANNEL_BLOCKS if n != "se_fusion"]  # y = x · s with s the attention map
 
 
 def test_every_design_space_variant_is_registered_in_the_channel_family():
@@ -217,7 +218,7 @@ def test_gradcheck_multi_input_se_and_se_resnet_blocks():
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(name=st.sampled_from(CHANNEL_BLOCKS), n=st.integers(1, 3), c=st.sampled_from([4, 6, 8, 16]),
+@given(name=st.sampled_from(RESCALING_BLOCKS), n=st.integers(1, 3), c=st.sampled_from([4, 6, 8, 16]),
        h=st.sampled_from([1, 3, 5, 7]), w=st.sampled_from([1, 2, 5, 9]))
 def test_shapes_and_ranges_over_batch_channels_and_odd_sizes(name, n, c, h, w):
     blk = create_block(name, c, reduction=2).eval()
@@ -230,6 +231,18 @@ def test_shapes_and_ranges_over_batch_channels_and_odd_sizes(name, n, c, h, w):
     assert_close(y, x * s)  # the block is exactly a rescale by its attention map
     # each sample is rescaled by weights computed from itself alone (no mixing across the batch)
     assert_close(blk(x[-1:]), y[-1:])
+
+
+@settings(max_examples=10, deadline=None)
+@given(n=st.integers(1, 3), h=st.sampled_from([1, 3, 6]), w=st.sampled_from([1, 4, 7]))
+def test_se_fusion_shapes_and_view_weights(n, h, w):
+    blk = create_block("se_fusion", 8).eval()
+    x = torch.randn(n, 8, h, w)
+    views = blk._views(x)
+    s = blk.attention_maps(x)["view_weights"]
+    assert s.shape == (n, 3, 8) and ((s > 0) & (s < 1)).all()
+    assert_close(blk(x), sum(s[:, i, :, None, None] * v for i, v in enumerate(views)))
+    assert_close(views[0], x)  # the first view is the input itself
 
 
 def test_the_excitation_differs_per_input():

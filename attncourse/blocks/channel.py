@@ -30,9 +30,11 @@ name               what changes                                                 
 ``se_conv1d``      excitation = one 1-D conv across channels (k adaptive)       ``[N, C, 1, 1]``
 ``eca``            ECA-Net: GAP → 1-D conv (k adaptive, no bias) → sigmoid      ``[N, C, 1, 1]``
 ``se_multiscale``  excitation = several 1-D convs (k = 3, 5, 7), logits summed  ``[N, C, 1, 1]``
+``se_fusion``      multi-input SE fusing three views of x (seed 003)            ``[N, 3, C]`` (per view)
 =================  ==========================================================  =========================
 
-Multi-input fusion (:class:`MultiInputSE`, not a single-input block so not registered) and the SE-ResNet
+Multi-input fusion (:class:`MultiInputSE` takes a list of inputs, so it is not registered itself;
+:class:`MultiViewSE`, registered as ``se_fusion``, feeds it three views of one input) and the SE-ResNet
 blocks (:class:`SEBasicBlock`, :class:`SEBottleneck`) complete the file. In
 :class:`attncourse.models.AttnResNet`, ``attention="se"`` puts an :class:`SEBlock` on the residual branch
 of every basic block before the add — exactly :class:`SEBasicBlock`.
@@ -51,7 +53,7 @@ from ._common import check_input, reduced_width
 
 __all__ = [
     "SQUEEZES", "EXCITATIONS", "GATES", "squeeze", "eca_kernel_size",
-    "SEBlock", "ECABlock", "DirectionalSE", "ChannelPoolSE", "MultiInputSE", "SEBasicBlock", "SEBottleneck",
+    "SEBlock", "ECABlock", "DirectionalSE", "ChannelPoolSE", "MultiInputSE", "MultiViewSE", "SEBasicBlock", "SEBottleneck",
 ]
 
 SE_PAPER = "Squeeze-and-Excitation Networks (arXiv:1709.01507)"
@@ -380,6 +382,47 @@ class MultiInputSE(nn.Module):
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, num_inputs={self.num_inputs}, reduced_channels={self.reduced_channels}"
+
+
+@register_block("se_fusion", family="channel",
+                paper=SE_PAPER + "; multi-input SE fusion of three views (identity, 3×3, dilated 3×3) — seed 003")
+class MultiViewSE(nn.Module):
+    """Multi-input SE as a single-input block: three views of ``x`` fused by :class:`MultiInputSE`.
+
+    Seed 003 builds the ``k`` inputs from "the same information at different scales". Here:
+    ``views = [x, dw3×3(x), dw3×3_dilated2(x)]`` (depthwise convs, bias-free, PyTorch's default
+    initialisation) → :class:`MultiInputSE` (C → C/r → 3·C, a sigmoid per view) → Σ s_i · view_i.
+    ``[N, C, H, W] → 3 × [N, C, H, W] → [N, C, H, W]``. ``reduction`` defaults to 2 as in the seed.
+    """
+
+    def __init__(self, channels: int, reduction: float = 2, reduced_channels: int | None = None, gate: str = "sigmoid"):
+        super().__init__()
+        if channels < 1:
+            raise ValueError(f"MultiViewSE: channels must be positive, got {channels}")
+        self.channels = channels
+        self.views = nn.ModuleList([
+            nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False),
+            nn.Conv2d(channels, channels, 3, padding=2, dilation=2, groups=channels, bias=False),
+        ])
+        self.fuse = MultiInputSE(channels, 3, reduction, reduced_channels, gate)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for conv in self.views:
+            conv.reset_parameters()
+        self.fuse.reset_parameters()
+
+    def _views(self, x: torch.Tensor) -> list[torch.Tensor]:
+        check_input(type(self).__name__, x, self.channels)
+        return [x] + [conv(x) for conv in self.views]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fuse(self._views(x))
+
+    @torch.no_grad()
+    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{"view_weights": [N, 3, C]}`` — the weight of each channel of each view."""
+        return {"view_weights": self.fuse.weights(self._views(x)).flatten(2)}
 
 
 # --------------------------------------------------------------------------- SE-ResNet blocks
