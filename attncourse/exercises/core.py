@@ -256,6 +256,10 @@ def _close(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float) -> bool:
         return False
 
 
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e18 else f"{x:.6g}"
+
+
 def compare_numbers(actual: Any, expected: float, what: str = "result", *, rel: float = 1e-9,
                     integer: bool = False, mistakes: dict[str, float] | None = None) -> str | None:
     """``None`` when the number ``actual`` equals ``expected`` (within ``rel``); otherwise a hint.
@@ -274,10 +278,11 @@ def compare_numbers(actual: Any, expected: float, what: str = "result", *, rel: 
         if integer and not isinstance(actual, (int, np.integer)):
             return f"{what} should be an int, got {type(actual).__name__} {actual!r} (use // or int())"
         return None
+    want = _num(expected)
     for hint, wrong in (mistakes or {}).items():
         if wrong != expected and math.isclose(value, wrong, rel_tol=rel, abs_tol=1e-12):
-            return f"{what} is {actual!r}, expected {expected:g}: {hint}"
-    msg = f"{what} is {actual!r}, expected {expected:g}"
+            return f"{what} is {actual!r}, expected {want}: {hint}"
+    msg = f"{what} is {actual!r}, expected {want}"
     if expected and value and abs(value / expected - round(value / expected)) < 1e-9 and round(value / expected) > 1:
         msg += f" (exactly {round(value / expected)}× too large)"
     elif expected and value and abs(expected / value - round(expected / value)) < 1e-9 and round(expected / value) > 1:

@@ -1,0 +1,260 @@
+"""Exercises of module 00 (foundations): statistics, the attention template, and what a convolution costs.
+
+=================  ======  =====================================================================
+key                points  the learner writes
+=================  ======  =====================================================================
+``00.channel_stat``   2    ``channel_stat(x)``: per-channel mean over space, ``[N, C, H, W] -> [N, C, 1, 1]``
+``00.reweight``       3    ``reweight(x, stat_fn)``: the generic template ``x * sigmoid(stat_fn(x))``
+``00.conv_params``    2    ``conv_params(c_in, c_out, k, bias=True)``: parameters of a ``k×k`` ``nn.Conv2d``
+``00.conv_flops``     2    ``conv_flops(c_in, c_out, k, h, w)``: FLOPs of that convolution on an ``h×w`` map
+=================  ======  =====================================================================
+"""
+from __future__ import annotations
+
+import random
+
+import torch
+
+from .core import compare_numbers, compare_tensors, register_exercise, run_case, seeded_generator
+
+__all__ = ["channel_stat", "reweight", "conv_params", "conv_flops"]
+
+
+# --------------------------------------------------------------------------------------------------
+# reference solutions
+# --------------------------------------------------------------------------------------------------
+def channel_stat(x: torch.Tensor) -> torch.Tensor:
+    """Global average pooling: the mean of each channel over all positions, ``[N, C, H, W] -> [N, C, 1, 1]``."""
+    return x.mean(dim=(2, 3), keepdim=True)
+
+
+def reweight(x: torch.Tensor, stat_fn) -> torch.Tensor:
+    """The attention template: a statistic along some dimension -> weights in (0, 1) -> reweight ``x``.
+
+    ``stat_fn(x)`` returns a tensor with size 1 along the dimensions it summarised (``[N, C, 1, 1]``
+    for channel attention, ``[N, 1, H, W]`` for spatial attention); broadcasting spreads the weights.
+    """
+    return x * torch.sigmoid(stat_fn(x))
+
+
+def conv_params(c_in: int, c_out: int, k: int, bias: bool = True) -> int:
+    """Learnable parameters of ``nn.Conv2d(c_in, c_out, k, bias=bias)``: ``c_out·c_in·k²`` (+ ``c_out``)."""
+    return c_out * c_in * k * k + (c_out if bias else 0)
+
+
+def conv_flops(c_in: int, c_out: int, k: int, h: int, w: int) -> int:
+    """FLOPs of a ``k×k`` convolution (stride 1, "same" padding, no bias) on a ``c_in×h×w`` input.
+
+    Each of the ``c_out·h·w`` outputs needs ``c_in·k²`` multiply-adds; one multiply-add is 2 FLOPs
+    (the convention of ``torch.utils.flop_counter`` and :func:`attncourse.cost.count_flops`).
+    """
+    return 2 * c_in * c_out * k * k * h * w
+
+
+# --------------------------------------------------------------------------------------------------
+# checkers
+# --------------------------------------------------------------------------------------------------
+_SHAPES = [(2, 3, 5, 5), (1, 4, 7, 3), (3, 8, 4, 6), (2, 1, 2, 9)]  # batch 1, one channel, non-square
+
+
+def _not_in_place(call, x: torch.Tensor) -> str | None:
+    before = x.clone()
+    call()
+    if not torch.equal(x, before):
+        return "your function changed its input in place; compute a new tensor instead (no x.mul_(), x[...] = …)"
+    return None
+
+
+def _case_channel_stat(learner, x: torch.Tensor) -> str | None:
+    expected = channel_stat(x)
+    n, c, h, w = x.shape
+    mistakes = {
+        "the mean was taken over the channels (dim=1); average over the spatial dims (2, 3) instead":
+            x.mean(dim=1, keepdim=True),
+        "that is the sum over space; divide by H·W (use .mean)": x.sum(dim=(2, 3), keepdim=True),
+        "that is the maximum over space (CBAM's second statistic); this exercise asks for the mean":
+            x.amax(dim=(2, 3), keepdim=True),
+        "averaged over H only; average over both H and W (dim=(2, 3))": x.mean(dim=2, keepdim=True),
+        "averaged over W only; average over both H and W (dim=(2, 3))": x.mean(dim=3, keepdim=True),
+        "averaged over everything but the batch; keep one value per channel": x.mean(dim=(1, 2, 3), keepdim=True),
+    }
+    got = learner(x.clone())
+    return compare_tensors(got, expected, "output", mistakes=mistakes)
+
+
+def _case_channel_stat_grad(learner) -> str | None:
+    x = torch.randn(2, 3, 4, 5, generator=seeded_generator(1), requires_grad=True)
+    out = learner(x)
+    if not isinstance(out, torch.Tensor) or not out.requires_grad:
+        return "the output is not connected to the input's autograd graph (no .detach(), .numpy() or torch.no_grad())"
+    out.sum().backward()
+    if x.grad is None:
+        return "no gradient reached the input"
+    return compare_tensors(x.grad, torch.full_like(x, 1 / 20), "the gradient of sum(output) w.r.t. x",
+                           mistakes={"gradient is 1 everywhere: a sum, not a mean": torch.ones_like(x)})
+
+
+@register_exercise("00.channel_stat", title="Per-channel statistic: global average pooling", points=2,
+                   solution=channel_stat)
+def _check_channel_stat(learner):
+    gen = seeded_generator(0)
+    for shape in _SHAPES:
+        x = torch.randn(shape, generator=gen) * 2 + 0.5
+        yield run_case(f"x of shape {list(shape)} -> [N, C, 1, 1]", _case_channel_stat, learner, x)
+    x = torch.randn(2, 3, 4, 4, generator=gen)
+    yield run_case("input left unchanged", _not_in_place, lambda: learner(x), x)
+    yield run_case("gradient flows back to x", _case_channel_stat_grad, learner)
+
+
+# ---- reweight ------------------------------------------------------------------------------------
+def _stat_channel_mean(x):  # channel attention: [N, C, 1, 1]
+    return x.mean(dim=(2, 3), keepdim=True)
+
+
+def _stat_spatial_mean(x):  # spatial attention: [N, 1, H, W]
+    return x.mean(dim=1, keepdim=True)
+
+
+def _stat_channel_max(x):
+    return x.amax(dim=(2, 3), keepdim=True)
+
+
+def _stat_row_mean(x):  # one weight per (channel, row): [N, C, H, 1]
+    return x.mean(dim=3, keepdim=True)
+
+
+_STATS = [("channel mean [N,C,1,1]", _stat_channel_mean), ("spatial mean [N,1,H,W]", _stat_spatial_mean),
+          ("channel max [N,C,1,1]", _stat_channel_max), ("row mean [N,C,H,1]", _stat_row_mean)]
+
+
+def _case_reweight(learner, x: torch.Tensor, stat_fn) -> str | None:
+    s = stat_fn(x)
+    expected = x * torch.sigmoid(s)
+    mistakes = {
+        "the weights were not squashed: apply torch.sigmoid to the statistic before multiplying": x * s,
+        "softmax is not the gate here: use torch.sigmoid (independent weights in (0, 1))":
+            x * torch.softmax(s.flatten(1), dim=1).view_as(s),
+        "you added the weights; attention multiplies x by them": x + torch.sigmoid(s),
+        "x·(1 + σ(s)) is BAM's residual variant; return x·σ(s)": x * (1 + torch.sigmoid(s)),
+        "you returned the weights; return x multiplied by them": torch.sigmoid(s).expand_as(x),
+        "you returned x unchanged": x,
+    }
+    for name, other in _STATS:  # ignoring stat_fn and hard-coding one statistic
+        if other is not stat_fn:
+            mistakes[f"this is the result for the {name.split(' [')[0]} statistic: call stat_fn(x), do not "
+                     "compute a statistic of your own"] = x * torch.sigmoid(other(x))
+    calls = []
+
+    def counted(t):
+        calls.append(1)
+        return stat_fn(t)
+
+    got = learner(x.clone(), counted)
+    if not calls:
+        return "stat_fn was never called: compute the statistic with stat_fn(x)"
+    return compare_tensors(got, expected, "output", mistakes=mistakes)
+
+
+def _case_reweight_grad(learner) -> str | None:
+    gen = seeded_generator(2)
+    x = torch.randn(2, 4, 3, 5, generator=gen, requires_grad=True)
+    a = torch.tensor(1.5, requires_grad=True)  # a learnable scale inside the statistic
+
+    def stat_fn(t):
+        return a * t.mean(dim=(2, 3), keepdim=True)
+
+    out = learner(x, stat_fn)
+    if not isinstance(out, torch.Tensor) or not out.requires_grad:
+        return "the output is not connected to the autograd graph (no .detach(), .numpy() or torch.no_grad())"
+    out.sum().backward()
+    if a.grad is None:
+        return "no gradient reached the statistic's parameters: the weights must come from stat_fn(x) in the graph"
+    x_ref = x.detach().clone().requires_grad_(True)
+    a_ref = torch.tensor(1.5, requires_grad=True)
+    (x_ref * torch.sigmoid(a_ref * x_ref.mean(dim=(2, 3), keepdim=True))).sum().backward()
+    return (compare_tensors(a.grad, a_ref.grad, "the gradient w.r.t. the statistic's parameter")
+            or compare_tensors(x.grad, x_ref.grad, "the gradient w.r.t. x"))
+
+
+@register_exercise("00.reweight", title="The attention template: statistic -> sigmoid weights -> reweight", points=3,
+                   solution=reweight)
+def _check_reweight(learner):
+    gen = seeded_generator(0)
+    for (name, stat_fn), shape in zip(_STATS, _SHAPES):
+        x = torch.randn(shape, generator=gen) * 1.5
+        yield run_case(f"{name}, x {list(shape)}", _case_reweight, learner, x, stat_fn)
+    x = torch.randn(2, 3, 4, 4, generator=gen)
+    yield run_case("input left unchanged", _not_in_place, lambda: learner(x, _stat_channel_mean), x)
+    yield run_case("gradient flows to x and to the statistic", _case_reweight_grad, learner)
+
+
+# ---- conv_params ---------------------------------------------------------------------------------
+def _conv_configs(rng: random.Random, n: int, *, k=None, bias=None):
+    for _ in range(n):
+        yield (rng.randint(1, 96), rng.randint(1, 128), k if k is not None else rng.choice([1, 3, 5, 7]),
+               bias if bias is not None else rng.random() < 0.5)
+
+
+def _case_conv_params(learner, configs) -> str | None:
+    for c_in, c_out, k, bias in configs:
+        expected = conv_params(c_in, c_out, k, bias)
+        weights = c_out * c_in * k * k
+        mistakes = {
+            "the bias adds one parameter per output channel (c_out)": weights,
+            "there is one bias per OUTPUT channel, not per input channel": weights + (c_in if bias else 0),
+            "bias=False means no bias parameters": weights + c_out,
+            "a k×k kernel has k·k weights per (input, output) channel pair, not k": c_out * c_in * k + (c_out if bias else 0),
+            "each output channel's filter spans all c_in input channels: multiply by c_in": c_out * k * k + (c_out if bias else 0),
+        }
+        got = learner(c_in, c_out, k, bias)
+        hint = compare_numbers(got, expected, f"conv_params({c_in}, {c_out}, {k}, bias={bias})", integer=True,
+                               mistakes=mistakes)
+        if hint:
+            return hint
+    return None
+
+
+@register_exercise("00.conv_params", title="Parameters of a convolution", points=2, solution=conv_params)
+def _check_conv_params(learner):
+    rng = random.Random(0)
+    yield run_case("1×1 convolutions (pointwise)", _case_conv_params, learner, list(_conv_configs(rng, 5, k=1)))
+    yield run_case("3×3 convolutions with bias", _case_conv_params, learner, list(_conv_configs(rng, 5, k=3, bias=True)))
+    yield run_case("convolutions without bias", _case_conv_params, learner, list(_conv_configs(rng, 5, bias=False)))
+    yield run_case("5×5 and 7×7 convolutions", _case_conv_params, learner,
+                   [c for kk in (5, 7) for c in _conv_configs(rng, 3, k=kk)])
+    yield run_case("20 random convolutions", _case_conv_params, learner, list(_conv_configs(rng, 20)))
+
+
+# ---- conv_flops ----------------------------------------------------------------------------------
+def _case_conv_flops(learner, configs) -> str | None:
+    for c_in, c_out, k, h, w in configs:
+        expected = conv_flops(c_in, c_out, k, h, w)
+        mistakes = {
+            "that counts multiply-adds (MACs); FLOPs count the multiply and the add: 2 per MAC": expected / 2,
+            "a k×k kernel has k² taps, not k": expected / k,
+            "the kernel is applied at each of the h·w output positions: multiply by h·w": expected / (h * w),
+            "each output needs c_in·k² multiply-adds; multiply by c_in": expected / c_in,
+            "every one of the c_out output channels is computed: multiply by c_out": expected / c_out,
+        }
+        mistakes = {hint: v for hint, v in mistakes.items() if v != expected}
+        got = learner(c_in, c_out, k, h, w)
+        hint = compare_numbers(got, expected, f"conv_flops({c_in}, {c_out}, {k}, {h}, {w})", integer=True,
+                               mistakes=mistakes)
+        if hint:
+            return hint
+    return None
+
+
+def _flop_configs(rng: random.Random, n: int, k=None):
+    for _ in range(n):
+        yield (rng.randint(2, 64), rng.randint(2, 64), k if k is not None else rng.choice([3, 5, 7]),
+               rng.randint(2, 48), rng.randint(2, 48))
+
+
+@register_exercise("00.conv_flops", title="FLOPs of a convolution", points=2, solution=conv_flops)
+def _check_conv_flops(learner):
+    rng = random.Random(0)
+    yield run_case("1×1 convolutions", _case_conv_flops, learner, list(_flop_configs(rng, 5, k=1)))
+    yield run_case("3×3 convolutions", _case_conv_flops, learner, list(_flop_configs(rng, 5, k=3)))
+    yield run_case("non-square maps, k in {3, 5, 7}", _case_conv_flops, learner, list(_flop_configs(rng, 5)))
+    yield run_case("20 random convolutions", _case_conv_flops, learner, list(_flop_configs(rng, 20)))
