@@ -198,6 +198,9 @@ def fit(model: nn.Module, task: DigitTask, *, epochs: int = 10, batch_size: int 
 
     if checkpoint is not None and Path(checkpoint).exists():
         state = load_checkpoint(checkpoint, map_location=device)
+        if state.get("epochs", epochs) != epochs:
+            raise ValueError(f"fit: checkpoint {str(checkpoint)!r} belongs to a run of {state['epochs']} epochs, "
+                             f"not {epochs}; the learning-rate schedule depends on it. Use a new checkpoint path.")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -242,7 +245,7 @@ def fit(model: nn.Module, task: DigitTask, *, epochs: int = 10, batch_size: int 
         if checkpoint is not None:
             save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                          "scheduler": sched.state_dict(), "history": history.as_dict(),
-                                         "epoch": epoch + 1, "generator": gen.get_state()})
+                                         "epoch": epoch + 1, "epochs": epochs, "generator": gen.get_state()})
     bar.close()
     model.eval()
     return history

@@ -1,0 +1,116 @@
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from attncourse.data import long_range_pairs, multiscale_digits
+from attncourse.models import AttnResNet
+from attncourse.train import History, evaluate, fit, load_checkpoint, predict, random_translate, save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def easy_task():
+    # large, clean digits: a tiny CNN should beat chance (10 %) clearly in a few CPU epochs
+    return multiscale_digits(600, 200, canvas=24, digit_size=(16, 22), noise=0.0, seed=1)
+
+
+def small_net(task):
+    return AttnResNet(task.in_channels, task.num_classes, widths=(8, 16, 32))
+
+
+def test_training_really_learns(easy_task):
+    torch.manual_seed(0)
+    net = small_net(easy_task)
+    _, acc_before = evaluate(net, easy_task.x_test, easy_task.y_test)
+    hist = fit(net, easy_task, epochs=8, batch_size=64, lr=5e-3, progress=False)
+    assert isinstance(hist, History) and hist.epoch == list(range(1, 9))
+    assert hist.train_loss[-1] < hist.train_loss[0]
+    assert hist.final_test_acc > 0.3 > acc_before + 0.1  # well above chance (0.1) and above the untrained net
+    assert predict(net, easy_task.x_test[:5]).shape == (5, 10)
+
+
+def test_fit_validates_arguments(easy_task):
+    with pytest.raises(ValueError, match="epochs"):
+        fit(small_net(easy_task), easy_task, epochs=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        fit(small_net(easy_task), easy_task, epochs=1, batch_size=0)
+
+
+def test_random_translate_shifts_each_sample_by_an_integer():
+    x = torch.zeros(16, 1, 9, 9)
+    x[:, :, 4, 4] = 1.0
+    y = random_translate(x, 2, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape
+    assert torch.all(y.sum(dim=(1, 2, 3)) == 1)  # the single pixel survives, unblurred
+    pos = y[:, 0].flatten(1).argmax(1)
+    rows, cols = pos // 9, pos % 9
+    assert rows.sub(4).abs().max() <= 2 and cols.sub(4).abs().max() <= 2
+    assert len(set(zip(rows.tolist(), cols.tolist()))) > 1  # per-sample shifts
+    assert torch.equal(random_translate(x, 0), x)
+
+
+def test_checkpoint_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, easy_task, monkeypatch):
+    import attncourse.train as train_mod
+
+    torch.manual_seed(0)
+    reference = small_net(easy_task)
+    h_ref = fit(reference, easy_task, epochs=3, batch_size=128, progress=False)
+
+    ckpt = tmp_path / "run.pt"
+    real_evaluate, calls = train_mod.evaluate, []
+
+    def crash_in_epoch_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("simulated crash")
+        return real_evaluate(*args, **kwargs)
+
+    torch.manual_seed(0)
+    net = small_net(easy_task)
+    monkeypatch.setattr(train_mod, "evaluate", crash_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        fit(net, easy_task, epochs=3, batch_size=128, progress=False, checkpoint=ckpt)
+    monkeypatch.setattr(train_mod, "evaluate", real_evaluate)
+    assert load_checkpoint(ckpt)["epoch"] == 2
+
+    resumed = small_net(easy_task)  # a fresh process would start from new weights; the checkpoint restores them
+    h = fit(resumed, easy_task, epochs=3, batch_size=128, progress=False, checkpoint=ckpt)
+    assert h.epoch == [1, 2, 3]
+    torch.testing.assert_close(h.train_loss, h_ref.train_loss)
+    for p, q in zip(resumed.state_dict().values(), reference.state_dict().values()):
+        torch.testing.assert_close(p, q)
+    with pytest.raises(ValueError, match="3 epochs, not 5"):
+        fit(small_net(easy_task), easy_task, epochs=5, progress=False, checkpoint=ckpt)
+
+
+def test_interrupted_write_leaves_the_old_checkpoint_intact(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(path, {"step": 1, "w": torch.ones(3)})
+    # a child process starts writing a huge checkpoint and is killed mid-write
+    code = textwrap.dedent(f"""
+        import os, threading, torch
+        from attncourse.train import save_checkpoint
+        real_save = torch.save
+        def slow_save(obj, f):
+            f.write(b"partial garbage")
+            f.flush()
+            os._exit(9)  # crash in the middle of writing
+        torch.save = slow_save
+        save_checkpoint({str(path)!r}, {{"step": 2}})
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True)
+    assert proc.returncode == 9
+    assert load_checkpoint(path)["step"] == 1
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "ckpt.pt"]
+    assert all(name.endswith(".tmp") for name in leftovers)  # only a temp file, never a torn ckpt.pt
+    # an exception during the write cleans its temp file and keeps the old checkpoint
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("cannot pickle")
+    with pytest.raises(RuntimeError):
+        save_checkpoint(path, {"bad": Boom()})
+    assert load_checkpoint(path)["step"] == 1
+    assert len(list(tmp_path.iterdir())) == 1 + len(leftovers)
