@@ -1,0 +1,381 @@
+"""Exercises of module 02 (SENet): squeeze, excitation, the SE-ResNet block and ECA's kernel size.
+
+=======================  ======  ===================================================================
+key                      points  the learner writes
+=======================  ======  ===================================================================
+``02.squeeze``              3    ``squeeze(x, op)``: per-channel ``"avg"``, ``"max"`` or ``"std"``, ``[N, C, 1, 1]``
+``02.excitation``           4    ``Excitation(channels, reduction)``: FC C→C/r → ReLU → FC → C → sigmoid
+``02.se_resnet_block``      3    ``se_resnet_forward(x, branch, se, shortcut)``: SE before the add
+``02.eca_kernel_size``      2    ``eca_kernel_size(channels, gamma=2, beta=1)``: ECA's adaptive k
+=======================  ======  ===================================================================
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .core import compare_numbers, compare_tensors, register_exercise, run_case, seeded_generator
+
+__all__ = ["squeeze", "Excitation", "se_resnet_forward", "eca_kernel_size"]
+
+
+# --------------------------------------------------------------------------------------------------
+# reference solutions
+# --------------------------------------------------------------------------------------------------
+def squeeze(x: torch.Tensor, op: str = "avg") -> torch.Tensor:
+    """One number per channel, pooled over all positions: ``[N, C, H, W] -> [N, C, 1, 1]``.
+
+    ``op``: ``"avg"`` (SE's global average pooling), ``"max"`` or ``"std"`` (population standard deviation,
+    ``unbiased=False``).
+    """
+    if op == "avg":
+        return x.mean(dim=(2, 3), keepdim=True)
+    if op == "max":
+        return x.amax(dim=(2, 3), keepdim=True)
+    if op == "std":
+        return x.std(dim=(2, 3), unbiased=False, keepdim=True)
+    raise ValueError(f"squeeze: unknown op {op!r}")
+
+
+class Excitation(nn.Module):
+    """SE's excitation: ``z [N, C, 1, 1] → FC C→C/r (bias) → ReLU → FC C/r→C (bias) → sigmoid → [N, C, 1, 1]``."""
+
+    def __init__(self, channels: int, reduction: int = 16):
+        super().__init__()
+        hidden = channels // reduction
+        self.fc1 = nn.Conv2d(channels, hidden, 1)  # an FC on the pooled vector is a 1×1 conv
+        self.fc2 = nn.Conv2d(hidden, channels, 1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.fc2(torch.relu(self.fc1(z))))
+
+
+def se_resnet_forward(x: torch.Tensor, branch, se, shortcut) -> torch.Tensor:
+    """One SE-ResNet block: SE rescales the residual branch *before* the add, then ReLU.
+
+    ``branch(x)`` is the residual branch (conv-BN-ReLU-conv-BN), ``se(u)`` returns ``u`` rescaled, and
+    ``shortcut(x)`` is the identity or a projection. ``out = ReLU(se(branch(x)) + shortcut(x))``.
+    """
+    return torch.relu(se(branch(x)) + shortcut(x))
+
+
+def eca_kernel_size(channels: int, gamma: float = 2, beta: float = 1) -> int:
+    """ECA's kernel size ``k = |log2(C)/γ + β/γ|_odd``: truncate to an int ``t``; ``k = t`` if odd else ``t + 1``."""
+    t = int(abs((math.log2(channels) + beta) / gamma))
+    return t if t % 2 else t + 1
+
+
+# --------------------------------------------------------------------------------------------------
+# 02.squeeze
+# --------------------------------------------------------------------------------------------------
+_SHAPES = [(2, 3, 5, 5), (1, 4, 7, 3), (3, 8, 4, 6), (2, 1, 2, 9)]  # batch 1, one channel, non-square
+
+
+def _case_squeeze(learner, x: torch.Tensor, op: str) -> str | None:
+    expected = squeeze(x, op)
+    pool = {"avg": lambda d: x.mean(dim=d, keepdim=True), "max": lambda d: x.amax(dim=d, keepdim=True),
+            "std": lambda d: x.std(dim=d, unbiased=False, keepdim=True)}[op]
+    mistakes = {
+        "pooled over the channels (dim=1): that is the squeeze along the channel direction (a spatial map); "
+        "pool over the spatial dims (2, 3)": pool(1),
+        "pooled over H only (dim=2); pool over both H and W, dim=(2, 3)": pool(2),
+        "pooled over W only (dim=3); pool over both H and W, dim=(2, 3)": pool(3),
+        "pooled over everything but the batch; keep one value per channel": pool((1, 2, 3)),
+    }
+    if op == "avg":
+        mistakes["that is the sum over space; divide by H·W (use .mean)"] = x.sum(dim=(2, 3), keepdim=True)
+        mistakes["that is the maximum; op='avg' asks for the mean"] = x.amax(dim=(2, 3), keepdim=True)
+    if op == "max":
+        mistakes["that is the mean; op='max' asks for the maximum (x.amax)"] = x.mean(dim=(2, 3), keepdim=True)
+    if op == "std":
+        mistakes["that is the unbiased (N−1) std; use the population std: unbiased=False (correction=0)"] = \
+            x.std(dim=(2, 3), keepdim=True)
+        mistakes["that is the variance; take its square root"] = x.var(dim=(2, 3), unbiased=False, keepdim=True)
+    got = learner(x.clone(), op)
+    return compare_tensors(got, expected, f"squeeze(x, {op!r})", atol=1e-4, mistakes=mistakes)
+
+
+def _case_squeeze_grad(learner) -> str | None:
+    x = torch.randn(2, 3, 4, 5, generator=seeded_generator(1), requires_grad=True)
+    out = learner(x, "avg")
+    if not isinstance(out, torch.Tensor) or not out.requires_grad:
+        return "the output is not connected to x's autograd graph (no .detach(), .numpy() or torch.no_grad())"
+    out.sum().backward()
+    if x.grad is None:
+        return "no gradient reached x"
+    return compare_tensors(x.grad, torch.full_like(x, 1 / 20), "the gradient of sum(squeeze(x, 'avg')) w.r.t. x",
+                           mistakes={"gradient is 1 everywhere: a sum, not a mean": torch.ones_like(x)})
+
+
+@register_exercise("02.squeeze", title="Squeeze: one statistic per channel (avg, max, std)", points=3, solution=squeeze)
+def _check_squeeze(learner):
+    gen = seeded_generator(0)
+    for op in ("avg", "max", "std"):
+        for shape in _SHAPES[:3] if op != "avg" else _SHAPES:
+            x = torch.randn(shape, generator=gen) * 2 + 0.5
+            yield run_case(f"op={op!r}, x {list(shape)} -> [N, C, 1, 1]", _case_squeeze, learner, x, op)
+    yield run_case("gradient flows back to x", _case_squeeze_grad, learner)
+
+
+# --------------------------------------------------------------------------------------------------
+# 02.excitation
+# --------------------------------------------------------------------------------------------------
+def _expected_params(c: int, r: int) -> int:
+    d = c // r
+    return 2 * c * d + d + c  # = 2·C²/r + C/r + C when r divides C
+
+
+def _build(learner, c: int, r: int):
+    module = learner(c, r)
+    if not isinstance(module, nn.Module):
+        return None, f"Excitation({c}, {r}) should be an nn.Module (subclass nn.Module), got {type(module).__name__}"
+    return module.eval(), None
+
+
+def _case_excitation_params(learner, c: int, r: int) -> str | None:
+    module, err = _build(learner, c, r)
+    if err:
+        return err
+    got = sum(p.numel() for p in module.parameters())
+    d = c // r
+    mistakes = {
+        "the FC layers need biases (C/r + C parameters)": 2 * c * d,
+        "only one of the two FC layers has a bias": 2 * c * d + c,
+        "the hidden layer should have C // r units (reduction r), not C·r": 2 * c * c * r + c * r + c,
+        "the hidden layer should have C // r units: the bottleneck is missing": 2 * c * c + 2 * c,
+        "two FC layers (C→C/r and C/r→C), not one": c * d + d,
+    }
+    return compare_numbers(got, _expected_params(c, r), f"parameters of Excitation({c}, {r})", integer=True,
+                           mistakes=mistakes)
+
+
+def _case_excitation_output(learner, c: int, r: int, n: int) -> str | None:
+    module, err = _build(learner, c, r)
+    if err:
+        return err
+    z = torch.randn(n, c, 1, 1, generator=seeded_generator(c * 31 + r)) * 3
+    with torch.no_grad():
+        s = module(z)
+    if not isinstance(s, torch.Tensor):
+        return f"forward should return a tensor, got {type(s).__name__}"
+    if s.shape != z.shape:
+        hint = " — reshape the result back to [N, C, 1, 1]" if s.numel() == z.numel() else ""
+        return f"output has shape {list(s.shape)}, expected {list(z.shape)}{hint}"
+    if not torch.isfinite(s).all():
+        return "output contains NaN or inf"
+    if not ((s > 0) & (s < 1)).all():
+        return (f"weights must lie in (0, 1) — got values in [{float(s.min()):.3g}, {float(s.max()):.3g}]; "
+                "did you forget the final sigmoid?")
+    if torch.allclose(s.sum(dim=1), torch.ones_like(s.sum(dim=1)), atol=1e-5):
+        return ("the weights sum to 1 over the channels: that is a softmax, which makes channels compete; "
+                "SE gives each channel an independent sigmoid weight")
+    if n > 1:  # each sample's weights depend on that sample only
+        with torch.no_grad():
+            one = module(z[:1])
+        if one.shape != s[:1].shape or not torch.allclose(one, s[:1], atol=1e-5):
+            return "the weights of sample 0 change when other samples are in the batch (no mixing across the batch)"
+    return None
+
+
+def _case_excitation_nonlinear(learner, c: int, r: int) -> str | None:
+    """Without the ReLU, logit(s) would be an affine function of z."""
+    module, err = _build(learner, c, r)
+    if err:
+        return err
+    gen = seeded_generator(7)
+    z1, z2 = torch.randn(8, c, 1, 1, generator=gen) * 2, torch.randn(8, c, 1, 1, generator=gen) * 2
+    with torch.no_grad():
+        s1, s2, s12 = module(z1), module(z2), module(z1 + z2)
+        s0 = module(torch.zeros(1, c, 1, 1))
+    if s1.shape != z1.shape:
+        return f"output has shape {list(s1.shape)}, expected {list(z1.shape)}"
+    logit = lambda s: torch.logit(s.double().clamp(1e-12, 1 - 1e-12))
+    affine = logit(s1) + logit(s2) - logit(s0)
+    if torch.allclose(logit(s12), affine, atol=1e-4):
+        return "the excitation is affine before the sigmoid: put a ReLU between the two FC layers"
+    return None
+
+
+def _case_excitation_bottleneck(learner, c: int, r: int) -> str | None:
+    """The Jacobian dσ/dz factors through the C/r hidden units, so its rank is at most C // r."""
+    module, err = _build(learner, c, r)
+    if err:
+        return err
+    module = module.double()
+    gen = seeded_generator(11)
+    worst = 0
+    for _ in range(4):
+        z = torch.randn(1, c, 1, 1, generator=gen, dtype=torch.float64)
+        jac = torch.autograd.functional.jacobian(lambda t: module(t).reshape(-1), z).reshape(c, c)
+        worst = max(worst, int(torch.linalg.matrix_rank(jac, rtol=1e-8)))
+    if worst > c // r:
+        return (f"the weights depend on z through {worst} directions, more than the C // r = {c // r} bottleneck "
+                "units allow: the first FC must reduce C to C // r")
+    return None
+
+
+def _case_excitation_grad(learner, c: int, r: int) -> str | None:
+    module, err = _build(learner, c, r)
+    if err:
+        return err
+    module.train()
+    z = torch.randn(4, c, 1, 1, generator=seeded_generator(3), requires_grad=True)
+    s = module(z)
+    if not isinstance(s, torch.Tensor) or not s.requires_grad:
+        return "the output is not connected to the autograd graph (no .detach() or torch.no_grad() in forward)"
+    (s * torch.linspace(-1, 1, s.numel()).reshape(s.shape)).sum().backward()
+    if z.grad is None or not torch.isfinite(z.grad).all() or float(z.grad.abs().sum()) == 0:
+        return "no gradient reached the input z"
+    dead = [name for name, p in module.named_parameters() if p.grad is None or float(p.grad.abs().sum()) == 0]
+    if dead:
+        return f"no gradient reached these parameters: {', '.join(dead)} (are they used in forward?)"
+    if not any(True for _ in module.parameters()):
+        return "the module has no parameters: the excitation is learned (two FC layers)"
+    return None
+
+
+@register_exercise("02.excitation", title="Excitation: the SE bottleneck MLP as a module", points=4, solution=Excitation)
+def _check_excitation(learner):
+    for c, r in [(16, 4), (64, 16), (32, 2)]:
+        yield run_case(f"parameter count 2C²/r + C/r + C for C={c}, r={r}", _case_excitation_params, learner, c, r)
+    for c, r, n in [(16, 4, 3), (64, 16, 1), (8, 2, 5)]:
+        yield run_case(f"C={c}, r={r}, batch {n}: shape [N, C, 1, 1], values in (0, 1)",
+                       _case_excitation_output, learner, c, r, n)
+    yield run_case("a ReLU between the two FC layers", _case_excitation_nonlinear, learner, 16, 4)
+    yield run_case("the bottleneck has C // r units", _case_excitation_bottleneck, learner, 32, 8)
+    yield run_case("gradients reach z and every parameter", _case_excitation_grad, learner, 16, 4)
+
+
+# --------------------------------------------------------------------------------------------------
+# 02.se_resnet_block
+# --------------------------------------------------------------------------------------------------
+class _Spy(nn.Module):
+    """Wraps a module and records the inputs it is called with."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner, self.calls = inner, []
+
+    def forward(self, t):
+        self.calls.append(t.detach().clone())
+        return self.inner(t)
+
+
+def _parts(c_in: int, c_out: int, stride: int, seed: int):
+    from ..blocks.channel import SEBlock
+
+    torch.manual_seed(seed)
+    branch = nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
+                           nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out))
+    for m in branch.modules():  # non-trivial BN statistics so eval mode is not the identity
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+            nn.init.uniform_(m.weight, 0.5, 1.5)
+            nn.init.uniform_(m.bias, -0.3, 0.3)
+    se = SEBlock(c_out, reduction=2)
+    with torch.no_grad():  # a strong excitation so SE's position changes the output visibly
+        se.fc2.weight.mul_(4)
+    shortcut = nn.Identity() if stride == 1 and c_in == c_out else nn.Sequential(
+        nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+    return branch.eval(), se.eval(), shortcut.eval()
+
+
+def _case_se_resnet(learner, c_in: int, c_out: int, stride: int, seed: int) -> str | None:
+    branch, se, shortcut = _parts(c_in, c_out, stride, seed)
+    x = torch.randn(2, c_in, 7, 6, generator=seeded_generator(seed)) * 1.5
+    with torch.no_grad():
+        b, s = branch(x), shortcut(x)
+        expected = torch.relu(se(b) + s)
+        mistakes = {
+            "SE was applied after the add; the paper rescales the residual branch *before* adding the shortcut":
+                torch.relu(se(b + s)),
+            "SE was applied after the final ReLU; rescale the residual branch before the add":
+                se(torch.relu(b + s)),
+            "the shortcut (residual connection) is missing: add shortcut(x) to the rescaled branch":
+                torch.relu(se(b)),
+            "the final ReLU is missing (ReLU after the add)": se(b) + s,
+            "SE was applied to the input x; it rescales the output of the residual branch":
+                torch.relu(branch(se(x)) + s) if c_in == c_out else None,
+            "SE was applied to the shortcut; it rescales the residual branch": torch.relu(b + se(s)),
+            "SE was not applied": torch.relu(b + s),
+            "the shortcut was added to x instead of computed by shortcut(x) (a projection when shapes change)":
+                torch.relu(se(b) + x) if x.shape == b.shape else None,
+        }
+        mistakes = {k: v for k, v in mistakes.items() if v is not None}
+        spy_se = _Spy(se)
+        got = learner(x.clone(), branch, spy_se, shortcut)
+    hint = compare_tensors(got, expected, "block output", atol=1e-4, mistakes=mistakes)
+    if hint:
+        return hint
+    if len(spy_se.calls) != 1:
+        return f"se was called {len(spy_se.calls)} times; call it once, on the residual branch's output"
+    return None
+
+
+def _case_se_resnet_grad(learner) -> str | None:
+    branch, se, shortcut = _parts(4, 4, 1, 5)
+    se.train()
+    x = torch.randn(2, 4, 5, 5, generator=seeded_generator(9), requires_grad=True)
+    out = learner(x, branch, se, shortcut)
+    if not isinstance(out, torch.Tensor) or not out.requires_grad:
+        return "the output is not connected to the autograd graph"
+    out.sum().backward()
+    if se.fc1.weight.grad is None or float(se.fc1.weight.grad.abs().sum()) == 0:
+        return "no gradient reached the SE parameters"
+    if x.grad is None:
+        return "no gradient reached x"
+    return None
+
+
+@register_exercise("02.se_resnet_block", title="SE-ResNet block: SE on the residual branch, before the add", points=3,
+                   solution=se_resnet_forward)
+def _check_se_resnet(learner):
+    yield run_case("identity shortcut, 8 channels", _case_se_resnet, learner, 8, 8, 1, 0)
+    yield run_case("identity shortcut, 4 channels, another seed", _case_se_resnet, learner, 4, 4, 1, 1)
+    yield run_case("projection shortcut (4 → 8 channels, stride 2)", _case_se_resnet, learner, 4, 8, 2, 2)
+    yield run_case("gradients reach x and the SE parameters", _case_se_resnet_grad, learner)
+
+
+# --------------------------------------------------------------------------------------------------
+# 02.eca_kernel_size
+# --------------------------------------------------------------------------------------------------
+def _case_eca(learner, channels: list[int]) -> str | None:
+    for c in channels:
+        expected = eca_kernel_size(c)
+        t = (math.log2(c) + 1) / 2
+        mistakes = {
+            "k must be odd: if the truncated t is even, use t + 1": int(t),
+            "truncate t first (int), then make it odd; rounding t to the nearest int gives a different k": (
+                round(t) if round(t) % 2 else round(t) + 1),
+            "the formula is log2(C)/γ + β/γ, not log2(C)/γ + β": (
+                int(math.log2(c) / 2 + 1) if int(math.log2(c) / 2 + 1) % 2 else int(math.log2(c) / 2 + 1) + 1),
+            "use the logarithm base 2 (math.log2), not the natural log": (
+                int((math.log(c) + 1) / 2) if int((math.log(c) + 1) / 2) % 2 else int((math.log(c) + 1) / 2) + 1),
+        }
+        got = learner(c)
+        hint = compare_numbers(got, expected, f"eca_kernel_size({c})", integer=True, mistakes=mistakes)
+        if hint:
+            return hint
+    return None
+
+
+def _case_eca_gamma(learner) -> str | None:
+    for c, g, b in [(256, 1, 1), (64, 3, 2), (1024, 2, 3), (96, 2, 0)]:
+        got = learner(c, g, b)
+        hard_coded = {"use the gamma and beta arguments, do not hard-code 2 and 1": eca_kernel_size(c)}
+        hint = compare_numbers(got, eca_kernel_size(c, g, b), f"eca_kernel_size({c}, gamma={g}, beta={b})",
+                               integer=True, mistakes=hard_coded)
+        if hint:
+            return hint
+    return None
+
+
+@register_exercise("02.eca_kernel_size", title="ECA's adaptive kernel size", points=2, solution=eca_kernel_size)
+def _check_eca(learner):
+    yield run_case("ResNet-50 widths 256, 512, 1024, 2048", _case_eca, learner, [256, 512, 1024, 2048])
+    yield run_case("small widths 16, 32, 64, 128", _case_eca, learner, [16, 32, 64, 128])
+    yield run_case("widths that are not powers of two", _case_eca, learner, [24, 48, 96, 200, 720, 1500])
+    yield run_case("other gamma and beta", _case_eca_gamma, learner)
