@@ -241,7 +241,7 @@ def fit(model: nn.Module, task: DigitTask, *, epochs: int = 10, batch_size: int 
         history.test_acc.append(test_acc)
         history.lr.append(sched.get_last_lr()[0])
         history.seconds.append(seconds)
-        bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}", test_acc=f"{test_acc:.3f}")
+        bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}", test_acc=f"{test_acc:.3f}", refresh=False)
         if checkpoint is not None:
             save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                          "scheduler": sched.state_dict(), "history": history.as_dict(),
