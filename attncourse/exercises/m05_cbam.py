@@ -1,0 +1,363 @@
+"""Exercises of module 05 (CBAM, BAM, scSE): the channel MLP, the spatial descriptor, a CBAM-ResNet block, BAM's combination.
+
+========================  ======  ==================================================================
+key                       points  the learner writes
+========================  ======  ==================================================================
+``05.channel_mlp``           4    ``ChannelAttentionMap(channels, reduction)``: ``σ(MLP(avg) + MLP(max))``, one shared MLP
+``05.spatial_descriptor``    3    ``spatial_descriptor(x)``: channel-wise max and mean stacked, ``[N, 2, H, W]``
+``05.cbam_block``            3    ``cbam_basic_block(x, conv1, bn1, conv2, bn2, cbam, shortcut)``
+``05.bam_combine``           2    ``bam_attention(x, mc, ms)``: ``x · (1 + σ(Mc · Ms))``
+========================  ======  ==================================================================
+
+A decision about ``05.spatial_descriptor``: the official code stacks ``[max, mean]``, timm stacks
+``[mean, max]``. The order only decides which input slice of the following 7×7 conv sees which
+descriptor; a SAM trained from scratch learns the same functions either way, so both orders earn
+full marks. (It matters only when copying trained weights between the two codes.)
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .core import CaseResult, compare_tensors, register_exercise, run_case, seeded_generator
+
+__all__ = ["ChannelAttentionMap", "spatial_descriptor", "cbam_basic_block", "bam_attention"]
+
+
+# --------------------------------------------------------------------------------------------------
+# reference solutions
+# --------------------------------------------------------------------------------------------------
+class ChannelAttentionMap(nn.Module):
+    """CBAM's channel attention map ``Mc = σ(MLP(avgpool x) + MLP(maxpool x))``, ``[N, C, H, W] → [N, C, 1, 1]``.
+
+    One MLP (``C → C // r → C``, biases, ReLU between) is shared by both pooled descriptors.
+    """
+
+    def __init__(self, channels: int, reduction: int = 16):
+        super().__init__()
+        hidden = channels // reduction
+        self.fc1 = nn.Conv2d(channels, hidden, 1)
+        self.fc2 = nn.Conv2d(hidden, channels, 1)
+
+    def mlp(self, z: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(z)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        avg = x.mean(dim=(2, 3), keepdim=True)
+        mx = x.amax(dim=(2, 3), keepdim=True)
+        return torch.sigmoid(self.mlp(avg) + self.mlp(mx))
+
+
+def spatial_descriptor(x: torch.Tensor) -> torch.Tensor:
+    """Channel-wise max and mean, stacked as two channels: ``[N, C, H, W] → [N, 2, H, W]`` (official order)."""
+    return torch.cat([x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)], dim=1)
+
+
+def cbam_basic_block(x, conv1, bn1, conv2, bn2, cbam, shortcut):
+    """A CBAM-ResNet basic block: CBAM rescales the residual branch *before* the add, then ReLU.
+
+    ``out = ReLU(cbam(bn2(conv2(ReLU(bn1(conv1(x)))))) + shortcut(x))``.
+    """
+    out = torch.relu(bn1(conv1(x)))
+    out = bn2(conv2(out))
+    out = cbam(out)
+    return torch.relu(out + shortcut(x))
+
+
+def bam_attention(x: torch.Tensor, mc: torch.Tensor, ms: torch.Tensor) -> torch.Tensor:
+    """BAM's output from its two gate logits: ``x · (1 + σ(Mc · Ms))`` with ``Mc [N, C, 1, 1]``, ``Ms [N, 1, H, W]``."""
+    return x * (1 + torch.sigmoid(mc * ms))
+
+
+# --------------------------------------------------------------------------------------------------
+# 05.channel_mlp
+# --------------------------------------------------------------------------------------------------
+def _build(learner, c: int, r: int):
+    module = learner(c, r)
+    if not isinstance(module, nn.Module):
+        return None, f"ChannelAttentionMap({c}, {r}) should be an nn.Module (subclass nn.Module), got {type(module).__name__}"
+    return module.eval(), None
+
+
+def _case_params(learner, c: int, r: int) -> str | None:
+    module, err = _build(learner, c, r)
+    if err:
+        return err
+    got = sum(p.numel() for p in module.parameters())
+    d = c // r
+    shared = 2 * c * d + d + c
+    mistakes = {
+        "that is two MLPs, one per pooled descriptor: CBAM shares ONE MLP between the average- and the max-pooled "
+        "descriptor": 2 * shared,
+        "that is two MLPs without biases: share one MLP (with biases) between both pools": 4 * c * d,
+        "the MLP layers need biases (C/r + C parameters), as the official code's nn.Linear": 2 * c * d,
+        "only one of the two layers has a bias": 2 * c * d + c,
+        "the hidden layer should have C // r units (reduction r), not C·r": 2 * c * c * r + c * r + c,
+    }
+    if got == shared:
+        return None
+    for hint, wrong in mistakes.items():
+        if got == wrong:
+            return f"ChannelAttentionMap({c}, {r}) has {got} parameters, expected {shared}: {hint}"
+    return f"ChannelAttentionMap({c}, {r}) has {got} parameters, expected 2·C·C/r + C/r + C = {shared}"
+
+
+def _shared_reference(module: nn.Module, c: int, r: int):
+    """The reference module carrying the learner's own weights, matched by shape (Linear or 1×1 conv)."""
+    d = c // r
+    ref = ChannelAttentionMap(c, r).eval()
+    slots = {(d, c): ref.fc1.weight, (c, d): ref.fc2.weight, (d,): ref.fc1.bias, (c,): ref.fc2.bias}
+    params = list(module.parameters())
+    shapes = [tuple(p.shape) for p in params]
+    filled = set()
+    with torch.no_grad():
+        for p in params:
+            key = tuple(p.shape[:2]) if p.dim() in (2, 4) and (p.dim() == 2 or p.shape[2:] == (1, 1)) else tuple(p.shape)
+            if key not in slots or key in filled:
+                return None, (f"could not read your parameters as ONE shared MLP (weights [C/r, C] and [C, C/r] with "
+                              f"biases [C/r] and [C], as Linear or 1×1 conv): found shapes {shapes}")
+            slots[key].copy_(p.detach().reshape(slots[key].shape))
+            filled.add(key)
+    if len(filled) != 4:
+        return None, f"expected the MLP's two weights and two biases, found parameter shapes {shapes}"
+    return ref, None
+
+
+def _case_values(learner, c: int, r: int, shape) -> str | None:
+    module, err = _build(learner, c, r)
+    if err:
+        return err
+    ref, err = _shared_reference(module, c, r)
+    if err:
+        return err
+    x = torch.randn(shape, generator=seeded_generator(c * 7 + shape[0])) * 1.5 + 0.3
+    with torch.no_grad():
+        got = module(x.clone())
+        avg, mx = x.mean((2, 3), keepdim=True), x.amax((2, 3), keepdim=True)
+        mistakes = {
+            "only the average-pooled descriptor is used (that is an SE block): add MLP(max-pooled descriptor)":
+                torch.sigmoid(ref.mlp(avg)),
+            "only the max-pooled descriptor is used: add MLP(average-pooled descriptor)": torch.sigmoid(ref.mlp(mx)),
+            "the two descriptors were added BEFORE the MLP; run the shared MLP on each and add its two outputs":
+                torch.sigmoid(ref.mlp(avg + mx)),
+            "the sigmoid is missing: Mc = σ(MLP(avg) + MLP(max))": ref.mlp(avg) + ref.mlp(mx),
+            "the sigmoid was applied to each descriptor's MLP output before adding; add the logits, then σ":
+                torch.sigmoid(ref.mlp(avg)) + torch.sigmoid(ref.mlp(mx)),
+            "the two MLP outputs were averaged; CBAM adds them (σ(MLP(avg) + MLP(max)))":
+                torch.sigmoid((ref.mlp(avg) + ref.mlp(mx)) / 2),
+            "forward returned x rescaled; return the map Mc of shape [N, C, 1, 1]": x * ref(x),
+        }
+        expected = ref(x)
+    return compare_tensors(got, expected, "Mc", atol=1e-5, mistakes=mistakes)
+
+
+def _case_range(learner, c: int, r: int) -> str | None:
+    module, err = _build(learner, c, r)
+    if err:
+        return err
+    x = torch.randn(3, c, 5, 4, generator=seeded_generator(5)) * 4
+    with torch.no_grad():
+        m = module(x)
+    if not isinstance(m, torch.Tensor):
+        return f"forward should return a tensor, got {type(m).__name__}"
+    if m.shape != (3, c, 1, 1):
+        return f"Mc has shape {list(m.shape)}, expected [3, {c}, 1, 1] (one weight per sample and channel)"
+    if not ((m > 0) & (m < 1)).all():
+        return f"Mc must lie in (0, 1), got values in [{float(m.min()):.3g}, {float(m.max()):.3g}]: the final sigmoid is missing"
+    return None
+
+
+def _case_grad(learner, c: int, r: int) -> str | None:
+    module, err = _build(learner, c, r)
+    if err:
+        return err
+    module.train()
+    x = torch.randn(2, c, 4, 6, generator=seeded_generator(3), requires_grad=True)
+    m = module(x)
+    if not isinstance(m, torch.Tensor) or not m.requires_grad:
+        return "Mc is not connected to the autograd graph (no .detach() or torch.no_grad() in forward)"
+    (m * torch.linspace(-1, 1, m.numel()).reshape(m.shape)).sum().backward()
+    if x.grad is None or float(x.grad.abs().sum()) == 0:
+        return "no gradient reached x"
+    dead = [n for n, p in module.named_parameters() if p.grad is None or float(p.grad.abs().sum()) == 0]
+    if dead:
+        return f"no gradient reached these parameters: {', '.join(dead)} (are they used in forward?)"
+    return None
+
+
+@register_exercise("05.channel_mlp", title="CBAM's channel attention: one MLP shared by the avg- and max-pooled descriptors",
+                   points=4, solution=ChannelAttentionMap)
+def _check_channel_mlp(learner):
+    for c, r in [(16, 4), (32, 8)]:
+        yield run_case(f"parameters of one shared MLP, C={c}, r={r}", _case_params, learner, c, r)
+    yield run_case("shape [N, C, 1, 1], values in (0, 1)", _case_range, learner, 16, 4)
+    for c, r, shape in [(16, 4, (2, 16, 5, 5)), (32, 8, (1, 32, 7, 3)), (8, 2, (3, 8, 4, 9))]:
+        yield run_case(f"Mc = σ(MLP(avg) + MLP(max)) for x {list(shape)}, r={r}", _case_values, learner, c, r, shape)
+    yield run_case("gradients reach x and every parameter", _case_grad, learner, 16, 4)
+
+
+# --------------------------------------------------------------------------------------------------
+# 05.spatial_descriptor
+# --------------------------------------------------------------------------------------------------
+_SHAPES = [(2, 3, 5, 5), (1, 4, 7, 3), (3, 8, 4, 6), (2, 1, 2, 9)]  # batch 1, one channel, non-square
+
+
+def _case_descriptor(learner, shape) -> str | CaseResult | None:
+    x = torch.randn(shape, generator=seeded_generator(sum(shape))) * 2 + 0.5
+    got = learner(x.clone())
+    mx, mean = x.amax(1, keepdim=True), x.mean(1, keepdim=True)
+    official, timm = torch.cat([mx, mean], 1), torch.cat([mean, mx], 1)
+    if isinstance(got, torch.Tensor) and got.shape == official.shape and torch.allclose(got.detach(), timm, atol=1e-5):
+        return None  # [mean, max]: timm's order — equally right for a SAM trained from scratch
+    mistakes = {
+        "only the mean over channels: stack the channel-wise max AND mean as two channels": mean,
+        "only the max over channels: stack the channel-wise max AND mean as two channels": mx,
+        "the channel-wise max and mean were added; stack them as two channels (torch.cat along dim 1)": mx + mean,
+        "that is the sum over channels, not the mean": torch.cat([mx, x.sum(1, keepdim=True)], 1),
+        "pooled over the positions (dim=(2, 3)); pool over the channels (dim=1) to keep a map per position":
+            torch.cat([x.amax((2, 3), keepdim=True), x.mean((2, 3), keepdim=True)], 1),
+        "stacked along the batch dimension; stack along dim=1 (channels)": torch.cat([mx, mean], 0),
+        "the min was taken instead of the max": torch.cat([x.amin(1, keepdim=True), mean], 1),
+        "torch.max(x, 1) returns (values, indices): use the values (or x.amax(1, keepdim=True))":
+            torch.cat([x.argmax(1, keepdim=True).to(x.dtype), mean], 1),
+    }
+    return compare_tensors(got, official, "descriptor", atol=1e-5, mistakes=mistakes)
+
+
+def _case_descriptor_grad(learner) -> str | None:
+    x = torch.randn(2, 4, 3, 5, generator=seeded_generator(1), requires_grad=True)
+    out = learner(x)
+    if not isinstance(out, torch.Tensor) or not out.requires_grad:
+        return "the descriptor is not connected to x's autograd graph (no .detach(), .numpy() or torch.no_grad())"
+    out.sum().backward()
+    if x.grad is None:
+        return "no gradient reached x"
+    # d/dx of (max + mean): 1/C everywhere, plus 1 at each position's argmax channel
+    expected = torch.full_like(x, 1 / 4) + torch.zeros_like(x).scatter_(1, x.detach().argmax(1, keepdim=True), 1.0)
+    return compare_tensors(x.grad, expected, "the gradient of sum(descriptor) w.r.t. x")
+
+
+@register_exercise("05.spatial_descriptor", title="CBAM's spatial descriptor: channel-wise max and mean, stacked",
+                   points=3, solution=spatial_descriptor)
+def _check_spatial_descriptor(learner):
+    for shape in _SHAPES:
+        yield run_case(f"x {list(shape)} -> [N, 2, H, W] ([max, mean] or [mean, max])", _case_descriptor, learner, shape)
+    yield run_case("gradient flows back to x", _case_descriptor_grad, learner)
+
+
+# --------------------------------------------------------------------------------------------------
+# 05.cbam_block
+# --------------------------------------------------------------------------------------------------
+class _Spy(nn.Module):
+    """Wraps a module and counts its calls."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def forward(self, t):
+        self.calls += 1
+        return self.inner(t)
+
+
+def _parts(c_in: int, c_out: int, stride: int, seed: int):
+    from ..blocks.mixed import CBAM
+
+    torch.manual_seed(seed)
+    conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+    conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+    bn1, bn2 = nn.BatchNorm2d(c_out), nn.BatchNorm2d(c_out)
+    shortcut = nn.Identity() if stride == 1 and c_in == c_out else nn.Sequential(
+        nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+    cbam = CBAM(c_out, reduction=2, kernel_size=3)
+    with torch.no_grad():
+        for p in cbam.parameters():  # random weights: the official init would make the spatial map a flat 0.5
+            p.copy_(torch.randn(p.shape) * 0.7)
+    for m in [bn1, bn2, *shortcut.modules(), *cbam.modules()]:
+        if isinstance(m, nn.BatchNorm2d):  # non-trivial statistics so eval mode is no identity
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+            nn.init.uniform_(m.weight, 0.5, 1.5)
+            nn.init.uniform_(m.bias, -0.3, 0.3)
+    return [m.eval() for m in (conv1, bn1, conv2, bn2, cbam, shortcut)]
+
+
+def _case_cbam_block(learner, c_in: int, c_out: int, stride: int, seed: int) -> str | None:
+    conv1, bn1, conv2, bn2, cbam, shortcut = _parts(c_in, c_out, stride, seed)
+    x = torch.randn(2, c_in, 8, 7, generator=seeded_generator(seed)) * 1.5
+    with torch.no_grad():
+        h = bn2(conv2(torch.relu(bn1(conv1(x)))))
+        s = shortcut(x)
+        expected = torch.relu(cbam(h) + s)
+        mistakes = {
+            "CBAM was applied after the add; it rescales the residual branch BEFORE the shortcut is added":
+                torch.relu(cbam(h + s)),
+            "CBAM was applied after the final ReLU; rescale the residual branch before the add":
+                cbam(torch.relu(h + s)),
+            "the residual connection is missing: add shortcut(x) to the rescaled branch": torch.relu(cbam(h)),
+            "the final ReLU (after the add) is missing": cbam(h) + s,
+            "the ReLU between bn1 and conv2 is missing": torch.relu(cbam(bn2(conv2(bn1(conv1(x))))) + s),
+            "CBAM was not applied": torch.relu(h + s),
+            "CBAM was applied to the shortcut instead of the residual branch": torch.relu(h + cbam(s)),
+            "x was added instead of shortcut(x) (a projection when the shape changes)":
+                torch.relu(cbam(h) + x) if x.shape == h.shape else None,
+        }
+        mistakes = {k: v for k, v in mistakes.items() if v is not None}
+        spy = _Spy(cbam)
+        got = learner(x.clone(), conv1, bn1, conv2, bn2, spy, shortcut)
+    hint = compare_tensors(got, expected, "block output", atol=1e-4, mistakes=mistakes)
+    if hint:
+        return hint
+    if spy.calls != 1:
+        return f"cbam was called {spy.calls} times; call it once, on the residual branch's output"
+    return None
+
+
+def _case_cbam_block_grad(learner) -> str | None:
+    conv1, bn1, conv2, bn2, cbam, shortcut = _parts(4, 4, 1, 5)
+    x = torch.randn(2, 4, 6, 6, generator=seeded_generator(9), requires_grad=True)
+    out = learner(x, conv1, bn1, conv2, bn2, cbam, shortcut)
+    if not isinstance(out, torch.Tensor) or not out.requires_grad:
+        return "the output is not connected to the autograd graph"
+    out.sum().backward()
+    for name, p in [("conv1", conv1.weight), ("the CBAM channel MLP", cbam.channel.fc1.weight),
+                    ("the CBAM spatial conv", cbam.spatial.conv.weight)]:
+        if p.grad is None or float(p.grad.abs().sum()) == 0:
+            return f"no gradient reached {name}"
+    return None if x.grad is not None else "no gradient reached x"
+
+
+@register_exercise("05.cbam_block", title="A CBAM-ResNet basic block: CBAM on the residual branch, before the add",
+                   points=3, solution=cbam_basic_block)
+def _check_cbam_block(learner):
+    yield run_case("identity shortcut, 8 channels", _case_cbam_block, learner, 8, 8, 1, 0)
+    yield run_case("identity shortcut, 4 channels, another seed", _case_cbam_block, learner, 4, 4, 1, 1)
+    yield run_case("projection shortcut (4 → 8 channels, stride 2)", _case_cbam_block, learner, 4, 8, 2, 2)
+    yield run_case("gradients reach x, the convs and CBAM", _case_cbam_block_grad, learner)
+
+
+# --------------------------------------------------------------------------------------------------
+# 05.bam_combine
+# --------------------------------------------------------------------------------------------------
+def _case_bam(learner, n: int, c: int, h: int, w: int) -> str | None:
+    gen = seeded_generator(n * 100 + c * 10 + h)
+    x = torch.randn(n, c, h, w, generator=gen)
+    mc, ms = torch.randn(n, c, 1, 1, generator=gen) * 2, torch.randn(n, 1, h, w, generator=gen) * 2
+    got = learner(x.clone(), mc.clone(), ms.clone())
+    mistakes = {
+        "the identity term is missing: BAM outputs x · (1 + M), i.e. x + x·M (a residual attention)":
+            x * torch.sigmoid(mc * ms),
+        "that is the paper's formula σ(Mc + Ms); the official code, which this exercise follows, multiplies the "
+        "gates: σ(Mc · Ms)": x * (1 + torch.sigmoid(mc + ms)),
+        "the sigmoid was applied to each gate separately; apply it once, to the product Mc · Ms":
+            x * (1 + torch.sigmoid(mc) * torch.sigmoid(ms)),
+        "the sigmoid is missing": x * (1 + mc * ms),
+        "x was added instead of multiplied: y = x · (1 + σ(Mc · Ms))": x + 1 + torch.sigmoid(mc * ms),
+    }
+    return compare_tensors(got, x * (1 + torch.sigmoid(mc * ms)), "BAM output", atol=1e-5, mistakes=mistakes)
+
+
+@register_exercise("05.bam_combine", title="BAM's combination: x · (1 + σ(Mc · Ms))", points=2, solution=bam_attention)
+def _check_bam(learner):
+    for shape in [(2, 8, 5, 5), (1, 4, 3, 7), (3, 16, 6, 4)]:
+        yield run_case(f"x {list(shape)}, Mc [N, C, 1, 1], Ms [N, 1, H, W]", _case_bam, learner, *shape)
