@@ -17,10 +17,16 @@ pool, which is no boundary), not inside residual blocks.
 from __future__ import annotations
 
 from ..blocks import BLOCKS
+from ..config import Profile
 from ..models import AttnResNet
 from .core import Experiment, register_experiment
 
 MIXED_REDUCTION = 4
+
+#: A reduced profile for a machine without a GPU: 2,000 training images, 6 epochs, 3 seeds. The results it
+#: writes are ``results/<name>.cpu.json`` (``load_results(name, "cpu")``), labelled with profile and device:
+#: ``run_experiment("cbam_order", CPU_PROFILE, arms=[...], device="cpu")``.
+CPU_PROFILE = Profile("cpu", n_train=2000, n_test=1000, epochs=6, batch_size=128, seeds=3)
 BAM_STAGES = (1, 2)  # the stage boundaries of a three-stage AttnResNet
 
 #: cbam_order: arm name → registered block
