@@ -395,3 +395,40 @@ def test_bad_options_raise_naming_the_block():
         BAM(16, dilation=0)
     with pytest.raises(ValueError, match="SCSE: combine"):
         SCSE(16, combine="mean")
+
+
+# --------------------------------------------------------------------------- the module's map helpers
+def test_digit_masks_find_the_digit_exactly_without_clutter_and_cover_it_with_clutter():
+    from attncourse.data import cluttered_digits
+    from attncourse.experiments.cbam import digit_masks
+
+    clean = cluttered_digits(n_train=2, n_test=6, n_clutter=0, seed=3)
+    digit, clutter = digit_masks(clean, range(6))
+    bright = clean.x_test[:, 0] > round(0.25 * 255)
+    assert torch.equal(digit, bright) and not clutter.any()
+    task = cluttered_digits(n_train=2, n_test=6, seed=4)
+    digit, clutter = digit_masks(task, range(6))
+    assert digit.any(dim=(1, 2)).all() and not (digit & clutter).any()
+    assert (task.x_test[:, 0][digit] > round(0.25 * 255)).all()  # the digit's strokes are bright in the image
+
+
+def test_spatial_maps_are_the_maps_each_cbam_applied():
+    from attncourse.experiments.cbam import map_contrast, spatial_maps
+
+    net = AttnResNet(1, 10, attention="cbam", attention_kwargs={"reduction": 4}).eval()
+    _randomize(net, seed=12)
+    x = torch.randn(3, 1, 12, 10)
+    maps = spatial_maps(net, x)
+    assert [tuple(m.shape) for m in maps] == [(3, 1, 12, 10), (3, 1, 6, 5), (3, 1, 3, 3)]
+    with torch.no_grad():
+        h = net.stem(x)
+        block = net.stages[0][0]
+        inner = block.conv2(block.act(block.conv1(h)))
+        assert_close(maps[0], block.attention.attention_maps(inner)["spatial"])
+    flat = torch.full((2, 1, 4, 4), 0.5)
+    digit = torch.zeros(2, 8, 8, dtype=torch.bool)
+    digit[:, :4] = True
+    stats = map_contrast(flat, digit, ~digit)
+    assert stats["ratio"] == 1.0 and stats["images_digit_higher"] == 0.0
+    ramp = torch.linspace(1, 0, 4).reshape(1, 1, 4, 1).expand(2, 1, 4, 4)  # high at the top, where the "digit" is
+    assert map_contrast(ramp, digit, ~digit)["ratio"] > 1.5

@@ -77,3 +77,97 @@ register_experiment(Experiment(
     arms={arm: _builder(block) for arm, block in COMPARE_ARMS.items()},
     module="05_cbam",
 ))
+
+
+# --------------------------------------------------------------------------- looking at the spatial maps
+def spatial_maps(model, images) -> list:
+    """The spatial map ``Ms`` of every attention block in ``model`` that has one, for ``images`` ``[N, C, H, W]``.
+
+    A forward pre-hook records each block's input during one forward pass (eval mode, no grad); the block's
+    ``attention_maps(input)["spatial"]`` is then the map it really applied. Returns a list (forward order) of
+    ``[N, 1, h, w]`` CPU tensors — for :class:`~attncourse.models.AttnResNet` one per stage.
+    """
+    import torch
+
+    blocks = [m for m in model.modules() if m is not model and hasattr(m, "attention_maps")
+              and not any(m is not o and m in set(o.modules()) for o in model.modules()
+                          if o is not model and hasattr(o, "attention_maps"))]
+    inputs: dict[int, object] = {}
+    hooks = [b.register_forward_pre_hook(lambda mod, inp, i=i: inputs.__setitem__(i, inp[0].detach()))
+             for i, b in enumerate(blocks)]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(images)
+            maps = [blocks[i].attention_maps(inputs[i]).get("spatial") for i in sorted(inputs)]
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return [m.float().cpu() for m in maps if m is not None]
+
+
+def digit_masks(task, indices, split: str = "test", threshold: float = 0.25):
+    """Where the labelled digit and where the clutter are, in images of a cluttered-digits task.
+
+    The generator pastes the digit (source index ``task.sources_<split>[i, 0]``) with an element-wise max
+    over the clutter, so in the digit's square every pixel is at least the digit's own value. Matching the
+    digit's template at every size in ``task.info["digit_size"]`` and every position, the placement that is
+    covered everywhere and leaves the least excess is the true one. Returns boolean masks ``(digit, clutter)``
+    ``[n, H, W]``: the digit's stroke pixels (template > ``threshold``) and the other bright pixels.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from ..data import _resized_all
+
+    if task.name != "cluttered_digits":
+        raise ValueError(f"digit_masks: needs a cluttered_digits task, got {task.name!r}")
+    x = task.x_test if split == "test" else task.x_train
+    src = task.sources_test if split == "test" else task.sources_train
+    lo, hi = task.info["digit_size"]
+    level = round(threshold * 255)
+    digit, clutter = [], []
+    for i in indices:
+        canvas = x[i, 0].to(torch.int32)
+        best = None
+        for s in range(lo, hi + 1):
+            tmpl = torch.from_numpy(_resized_all(s)[int(src[i, 0])] * 255.0).round().to(torch.int32).reshape(-1, 1)
+            patches = F.unfold(canvas[None, None].float(), s)[0].to(torch.int32)  # [s*s, L]
+            excess = patches - tmpl
+            ok = excess.amin(0) >= 0
+            if ok.any():
+                score = torch.where(ok, excess.sum(0).float(), torch.tensor(float("inf")))
+                k = int(score.argmin())
+                if best is None or float(score[k]) < best[0]:
+                    best = (float(score[k]), s, k, tmpl.reshape(s, s))
+        if best is None:
+            raise ValueError(f"digit_masks: could not locate the digit of {split} image {i}")
+        _, s, k, tmpl = best
+        width = canvas.shape[1] - s + 1
+        top, left = divmod(k, width)
+        d = torch.zeros_like(canvas, dtype=torch.bool)
+        d[top:top + s, left:left + s] = tmpl > level
+        digit.append(d)
+        clutter.append((canvas > level) & ~d)
+    return torch.stack(digit), torch.stack(clutter)
+
+
+def map_contrast(maps, digit, clutter) -> dict:
+    """How much more a spatial map weights the digit's strokes than the clutter's.
+
+    ``maps`` ``[N, 1, h, w]`` are resized (bilinear) to the masks' ``[N, H, W]``. Returns the mean map value on
+    digit and on clutter pixels (over all images), their ratio, and the fraction of images whose digit mean is
+    above their clutter mean. A ratio of 1 means the map does not tell digit from clutter.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    up = F.interpolate(maps.float(), size=digit.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    on_digit = torch.stack([up[i][digit[i]].mean() for i in range(len(up))])
+    on_clutter = torch.stack([up[i][clutter[i]].mean() if clutter[i].any() else up[i][~digit[i]].mean()
+                              for i in range(len(up))])
+    return {"digit": float(on_digit.mean()), "clutter": float(on_clutter.mean()),
+            "ratio": float(on_digit.mean() / on_clutter.mean()),
+            "images_digit_higher": float((on_digit > on_clutter).float().mean())}
