@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import create_block  # defined in the package __init__ before it imports this file
 from ._common import check_input
 
 __all__ = ["ConvBNReLU", "InceptionBlock", "NaiveInceptionBlock", "InceptionNet", "PlainNet", "conv_flops"]
@@ -107,8 +108,6 @@ class InceptionBlock(nn.Module):
                                      ConvBNReLU(ch5x5_reduce, ch5x5, kernel5, use_bn))
         self.branch4 = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=True),
                                      ConvBNReLU(in_channels, pool_proj, 1, use_bn))
-        from . import create_block  # the registry lives in the package __init__, which imports this file
-
         self.attention_name = str(attention).lower()
         self.attention = create_block(attention, self.out_channels, **dict(attention_kwargs or {}))
         self.reset_parameters()
