@@ -145,7 +145,8 @@ class SEBlock(nn.Module):
     Args:
         channels: ``C`` of the input ``[N, C, H, W]``.
         reduction: ``r``; the excitation bottleneck has ``C // r`` units (the paper: r = 16).
-        reduced_channels: explicit bottleneck width (overrides ``reduction``).
+        reduced_channels: explicit bottleneck width (overrides ``reduction``). Both only matter for
+            ``excitation="fc"``; the 1-D conv excitations have no bottleneck and ignore them.
         squeeze: ``"avg"`` (the paper), ``"max"``, ``"std"`` or ``"avgmax"`` (both descriptors go through
             the same excitation and their logits are summed, as CBAM's channel gate does).
         excitation: ``"fc"`` (the paper: FC C→C/r, ReLU, FC C/r→C, both with bias, as 1×1 convs ``fc1``,
