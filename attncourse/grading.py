@@ -780,7 +780,7 @@ del __attncourse_grader_setup
         why = f"{err['ename']}: {err['evalue']}" if err else status
         out["notes"].append(f"could not load the checks in the notebook's kernel ({why})")
         return False
-    out["tampered"] = sorted(set(out["tampered"]) | set(info.get("tampered", [])))
+    out["tampered"] = list(dict.fromkeys(out["tampered"] + list(info.get("tampered", []))))
     return True
 
 

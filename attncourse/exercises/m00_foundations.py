@@ -169,11 +169,17 @@ def _case_reweight_grad(learner) -> str | None:
     out.sum().backward()
     if a.grad is None:
         return "no gradient reached the statistic's parameters: the weights must come from stat_fn(x) in the graph"
-    x_ref = x.detach().clone().requires_grad_(True)
-    a_ref = torch.tensor(1.5, requires_grad=True)
-    (x_ref * torch.sigmoid(a_ref * x_ref.mean(dim=(2, 3), keepdim=True))).sum().backward()
-    return (compare_tensors(a.grad, a_ref.grad, "the gradient w.r.t. the statistic's parameter")
-            or compare_tensors(x.grad, x_ref.grad, "the gradient w.r.t. x"))
+    def grads(combine):  # (d/da, d/dx) of sum(combine(x, a * mean(x))) for a formula
+        x_ref = x.detach().clone().requires_grad_(True)
+        a_ref = torch.tensor(1.5, requires_grad=True)
+        combine(x_ref, a_ref * x_ref.mean(dim=(2, 3), keepdim=True)).sum().backward()
+        return a_ref.grad, x_ref.grad
+
+    want_a, want_x = grads(lambda t, s: t * torch.sigmoid(s))
+    mistakes = {"it matches x * stat_fn(x) without the sigmoid": grads(lambda t, s: t * s)[0],
+                "it matches x + sigmoid(stat_fn(x)): multiply, do not add": grads(lambda t, s: t + torch.sigmoid(s))[0]}
+    return (compare_tensors(a.grad, want_a, "the gradient w.r.t. the statistic's parameter", mistakes=mistakes)
+            or compare_tensors(x.grad, want_x, "the gradient w.r.t. x"))
 
 
 @register_exercise("00.reweight", title="The attention template: statistic -> sigmoid weights -> reweight", points=3,
