@@ -30,12 +30,7 @@ from torch import nn
 from . import create_block  # defined in the package __init__ before it imports this file
 from ._common import check_input
 
-__all__ = ["ConvBNReLU", "InceptionBlock", "NaiveInceptionBlock", "InceptionNet", "PlainNet", "conv_flops"]
-
-
-def conv_flops(in_channels: int, out_channels: int, kernel_size: int, height: int, width: int) -> int:
-    """FLOPs of a stride-1 "same" k×k convolution: ``2·Cin·Cout·k²·H·W`` (one multiply-add = 2 FLOPs, bias not counted)."""
-    return 2 * in_channels * out_channels * kernel_size * kernel_size * height * width
+__all__ = ["ConvBNReLU", "InceptionBlock", "NaiveInceptionBlock", "InceptionNet", "PlainNet"]
 
 
 def _positive(block: str, **values) -> None:
@@ -174,7 +169,36 @@ INCEPTION_NET_CONFIG = (
 )
 
 
-class InceptionNet(nn.Module):
+class _StagedNet(nn.Module):
+    """The skeleton both small networks share: 3×3 stem → stages with 3×3 max-pools (stride 2) between them →
+    global average pool → linear. ``make_stage(i, cin) -> (module, cout)`` builds stage ``i``."""
+
+    def __init__(self, in_channels: int, num_classes: int, stem_channels: int, n_stages: int, make_stage):
+        super().__init__()
+        _positive(type(self).__name__, in_channels=in_channels, num_classes=num_classes, stem_channels=stem_channels)
+        self.in_channels = in_channels
+        self.stem = ConvBNReLU(in_channels, stem_channels, 3)
+        _init_convs(self.stem)
+        layers, cin = [], stem_channels
+        for i in range(n_stages):
+            if i > 0:
+                layers.append(nn.MaxPool2d(3, stride=2, padding=1))
+            stage, cin = make_stage(i, cin)
+            layers.append(stage)
+        self.blocks = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
+        self.out_channels = cin
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature map, before pooling: ``[N, out_channels, H/4, W/4]`` for three stages."""
+        check_input(type(self).__name__, x, self.in_channels)
+        return self.blocks(self.stem(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class InceptionNet(_StagedNet):
     """A small GoogLeNet for ~40×40 inputs: stem → 3 Inception blocks with max-pool downsampling → GAP → linear.
 
     Shape flow (40×40 input, default config)::
@@ -190,31 +214,14 @@ class InceptionNet(nn.Module):
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, attention: str = "none",
                  attention_kwargs: dict | None = None, stem_channels: int = 32, config=INCEPTION_NET_CONFIG):
-        super().__init__()
-        _positive("InceptionNet", in_channels=in_channels, num_classes=num_classes, stem_channels=stem_channels)
-        self.in_channels = in_channels
-        self.stem = ConvBNReLU(in_channels, stem_channels, 3)
-        layers, cin = [], stem_channels
-        for i, widths in enumerate(config):
-            if i > 0:
-                layers.append(nn.MaxPool2d(3, stride=2, padding=1))
-            block = InceptionBlock(cin, *widths, attention=attention, attention_kwargs=attention_kwargs)
-            layers.append(block)
-            cin = block.out_channels
-        self.blocks = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
-        self.out_channels = cin
-        _init_convs(self.stem)
+        def make_stage(i, cin):
+            block = InceptionBlock(cin, *config[i], attention=attention, attention_kwargs=attention_kwargs)
+            return block, block.out_channels
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        check_input("InceptionNet", x, self.in_channels)
-        return self.blocks(self.stem(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        super().__init__(in_channels, num_classes, stem_channels, len(config), make_stage)
 
 
-class PlainNet(nn.Module):
+class PlainNet(_StagedNet):
     """The single-kernel baseline for :class:`InceptionNet`: the same skeleton with every Inception
     block replaced by two 3×3 conv-BN-ReLU layers.
 
@@ -227,24 +234,9 @@ class PlainNet(nn.Module):
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, widths=(18, 40, 64), stem_channels: int = 32):
-        super().__init__()
-        _positive("PlainNet", in_channels=in_channels, num_classes=num_classes, stem_channels=stem_channels)
-        self.in_channels = in_channels
-        self.stem = ConvBNReLU(in_channels, stem_channels, 3)
-        layers, cin = [], stem_channels
-        for i, w in enumerate(widths):
-            if i > 0:
-                layers.append(nn.MaxPool2d(3, stride=2, padding=1))
-            layers += [ConvBNReLU(cin, w, 3), ConvBNReLU(w, w, 3)]
-            cin = w
-        self.blocks = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
-        self.out_channels = cin
-        _init_convs(self)
+        def make_stage(i, cin):
+            stage = nn.Sequential(ConvBNReLU(cin, widths[i], 3), ConvBNReLU(widths[i], widths[i], 3))
+            _init_convs(stage)
+            return stage, widths[i]
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        check_input("PlainNet", x, self.in_channels)
-        return self.blocks(self.stem(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        super().__init__(in_channels, num_classes, stem_channels, len(widths), make_stage)
