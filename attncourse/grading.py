@@ -175,6 +175,11 @@ def find_check_calls(nb: dict) -> dict[str, str]:
     return found
 
 
+def _is_alias_of(value: ast.AST | None, name: str) -> bool:
+    """``check = ac.exercises.check`` is an ordinary alias, not a redefinition."""
+    return (isinstance(value, ast.Attribute) and value.attr == name) or (isinstance(value, ast.Name) and value.id == name)
+
+
 def scan_source(nb: dict) -> list[str]:
     """Reasons an instructor should look at this notebook's code (it may try to tamper with grading)."""
     reasons: list[str] = []
@@ -198,10 +203,10 @@ def scan_source(nb: dict) -> list[str]:
                 reasons.append(f"cell {cell_no} defines its own {node.name}()")
             elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
                 targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
+                value = getattr(node, "value", None)
                 for t in targets:
-                    for sub in ast.walk(t):
-                        if isinstance(sub, ast.Name) and sub.id in _GRADER_DEFINES and sub is t:
-                            reasons.append(f"cell {cell_no} rebinds {sub.id}")
+                    if isinstance(t, ast.Name) and t.id in _GRADER_DEFINES and not _is_alias_of(value, t.id):
+                        reasons.append(f"cell {cell_no} rebinds {t.id}")
                     root = t
                     while isinstance(root, (ast.Attribute, ast.Subscript)):
                         root = root.value

@@ -101,14 +101,15 @@ def test_find_check_calls_survives_broken_cells():
 
 def test_scan_source_flags_tampering_but_not_ordinary_code():
     clean = _nb("import torch\nimport torch.nn.functional as F\nfrom attncourse.exercises import check",
-                "torch.backends.cudnn.benchmark = True\nmodel.modules()\nx = F.relu(torch.ones(1))")
+                "torch.backends.cudnn.benchmark = True\nmodel.modules()\nx = F.relu(torch.ones(1))",
+                "import attncourse as ac\ncheck = ac.exercises.check\ncheck('05.channel_mlp', f)")
     assert grading.scan_source(clean) == []
     bad = _nb("import attncourse.exercises.core as core\nimport gc, sys",
               "core.EXERCISES['00.reweight'].points = 100\nsys.modules['torch'] = None",
-              "def check(k, f):\n    print('✅')", "setattr(core, 'grade', print)")
+              "def check(k, f):\n    print('✅')", "setattr(core, 'grade', print)", "grade = lambda *a: 9")
     reasons = " | ".join(grading.scan_source(bad))
     for phrase in ("imports gc", "modifies the package: core.EXERCISES", "sys.modules", "defines its own check()",
-                   "calls setattr()"):
+                   "calls setattr()", "rebinds grade"):
         assert phrase in reasons
 
 
