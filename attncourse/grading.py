@@ -125,9 +125,9 @@ def _code_cells(nb: dict) -> list[tuple[int, str]]:
     """(1-based cell number, source) of the notebook's non-empty code cells."""
     out = []
     for i, cell in enumerate(nb.get("cells", []), start=1):
-        if cell.get("cell_type") == "code":
+        if isinstance(cell, dict) and cell.get("cell_type") == "code":
             src = cell.get("source", "")
-            src = "".join(src) if isinstance(src, list) else str(src)
+            src = "".join(map(str, src)) if isinstance(src, list) else str(src)
             if src.strip():
                 out.append((i, src))
     return out
@@ -303,8 +303,12 @@ def grade_notebooks(paths: list[str | Path], *, timeout: float = 600.0, grade_ti
     notebooks, calls = [], []
     for p in paths:
         nb, err = _read_notebook(Path(p))
+        try:
+            found = find_check_calls(nb) if nb is not None else {}
+        except Exception as exc:  # a malformed notebook must not stop the others
+            nb, err, found = None, f"could not read the notebook's cells: {type(exc).__name__}: {exc}", {}
         notebooks.append((Path(p), nb, err))
-        calls.append(find_check_calls(nb) if nb is not None else {})
+        calls.append(found)
     columns = _columns(registry, calls, prefixes)
     settings = {"timeout_s": timeout, "grade_timeout_s": grade_timeout, "memory_mb": memory_mb, "jobs": jobs,
                 "profile": profile, "gpu": gpu, "python": sys.version.split()[0], "package_sha256": snapshot.digest}
@@ -312,7 +316,11 @@ def grade_notebooks(paths: list[str | Path], *, timeout: float = 600.0, grade_ti
 
     def one(i: int) -> dict:
         path, nb, err = notebooks[i]
-        sub = _grade_one(path, nb, err, calls[i], columns, registry, snapshot, settings)
+        try:
+            sub = _grade_one(path, nb, err, calls[i], columns, registry, snapshot, settings)
+        except Exception as exc:  # a bug or an odd notebook: a failed row, never a crashed grader
+            sub = _grade_one(path, None, f"grader error: {type(exc).__name__}: {exc}", {}, columns, registry,
+                             snapshot, settings)
         if progress is not None:
             with lock:
                 progress(sub)
@@ -840,6 +848,12 @@ del __attncourse_grade_one
     return kernel
 
 
+def _skipped(cell: dict) -> bool:
+    meta = cell.get("metadata")
+    tags = meta.get("tags") if isinstance(meta, dict) else None
+    return isinstance(tags, list) and "skip-execution" in tags
+
+
 def _worker_main(spec_path: str) -> int:
     with open(spec_path) as fh:
         spec = json.load(fh)
@@ -854,8 +868,7 @@ def _worker_main(spec_path: str) -> int:
         _set_limits(spec)
         with open(spec["notebook"], encoding="utf-8") as fh:
             nb = json.load(fh)
-        cells = [(no, src) for no, src in _code_cells(nb)
-                 if "skip-execution" not in nb["cells"][no - 1].get("metadata", {}).get("tags", [])]
+        cells = [(no, src) for no, src in _code_cells(nb) if not _skipped(nb["cells"][no - 1])]
         kernel, ran = _execute_cells(spec, cells, out)
         out["seconds"]["execute"] = round(time.monotonic() - t0, 2)
         t1 = time.monotonic()
