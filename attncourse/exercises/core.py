@@ -30,7 +30,6 @@ import math
 import os
 import random
 import re
-import sys
 import traceback
 import zlib
 from dataclasses import dataclass
