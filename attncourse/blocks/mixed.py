@@ -56,7 +56,7 @@ from torch import nn
 
 from . import register_block
 from ._common import check_input, reduced_width
-from .channel import squeeze
+from .channel import _check_choice, squeeze
 
 __all__ = ["ChannelAttention", "SpatialAttention", "CBAM", "BAM", "SCSE", "spatial_descriptor",
            "CBAM_ORDERS", "SPATIAL_ORDERS", "POOLS"]
@@ -70,11 +70,6 @@ SPATIAL_ORDERS = ("max_mean", "mean_max")
 CBAM_ORDERS = ("channel_spatial", "spatial_channel", "parallel")
 BAM_COMBINES = ("product", "sum")
 SCSE_COMBINES = ("sum", "max")
-
-
-def _check_choice(block: str, what: str, value, choices: tuple) -> None:
-    if value not in choices:
-        raise ValueError(f"{block}: {what} must be one of {choices}, got {value!r}")
 
 
 def spatial_descriptor(x: torch.Tensor, order: str = "max_mean") -> torch.Tensor:
