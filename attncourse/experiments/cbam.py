@@ -23,10 +23,10 @@ from .core import Experiment, register_experiment
 
 MIXED_REDUCTION = 4
 
-#: A reduced profile for a machine without a GPU: 1,500 training images, 5 epochs, 3 seeds. The results it
+#: A reduced profile for a machine without a GPU: 2,000 training images, 8 epochs, 3 seeds. The results it
 #: writes are ``results/<name>.cpu.json`` (``load_results(name, "cpu")``), labelled with profile and device:
 #: ``run_experiment("cbam_order", CPU_PROFILE, arms=[...], device="cpu")``.
-CPU_PROFILE = Profile("cpu", n_train=1500, n_test=1000, epochs=5, batch_size=128, seeds=3)
+CPU_PROFILE = Profile("cpu", n_train=2000, n_test=1000, epochs=8, batch_size=128, seeds=3)
 BAM_STAGES = (1, 2)  # the stage boundaries of a three-stage AttnResNet
 
 #: cbam_order: arm name → registered block
