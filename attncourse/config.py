@@ -3,6 +3,8 @@
 The profile comes from the environment variable ``ATTNCOURSE_PROFILE``:
 
 * ``smoke`` — tiny data and one short epoch, so every notebook runs in seconds on a CPU (CI).
+* ``cpu``   — a reduced real run (a few thousand images, several epochs, 3 seeds) that finishes on a
+  laptop CPU in minutes per arm; results say ``profile: cpu`` and are not presented as GPU runs.
 * ``full``  — the real run, sized for a GPU (it also finishes on a laptop CPU, slowly).
 """
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", n_train=384, n_test=192, epochs=1, batch_size=64, seeds=1),
+    "cpu": Profile("cpu", n_train=2000, n_test=1000, epochs=8, batch_size=128, seeds=3),
     "full": Profile("full", n_train=8000, n_test=2000, epochs=15, batch_size=128, seeds=3),
 }
 

@@ -15,15 +15,15 @@ def test_profile_from_environment(monkeypatch):
 
 def test_unknown_profile_lists_valid_names(monkeypatch):
     monkeypatch.setenv("ATTNCOURSE_PROFILE", "huge")
-    with pytest.raises(ValueError, match=r"unknown profile 'huge'.*full, smoke"):
+    with pytest.raises(ValueError, match=r"unknown profile 'huge'.*cpu, full, smoke"):
         get_profile()
     with pytest.raises(ValueError, match="valid profiles"):
         get_profile("tiny")
 
 
 def test_smoke_is_smaller_than_full():
-    s, f = PROFILES["smoke"], PROFILES["full"]
-    assert s.n_train < f.n_train and s.epochs <= f.epochs and s.seeds <= f.seeds
+    s, c, f = PROFILES["smoke"], PROFILES["cpu"], PROFILES["full"]
+    assert s.n_train < c.n_train < f.n_train and s.epochs <= c.epochs <= f.epochs and s.seeds <= c.seeds <= f.seeds
     assert s.with_(epochs=3).epochs == 3 and s.epochs == 1
 
 
