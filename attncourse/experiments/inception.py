@@ -1,12 +1,6 @@
 """Experiments of module 01 (Inception): multi-branch blocks vs a single-kernel stack on multi-scale digits."""
 from ..blocks.inception import InceptionNet, PlainNet
-from ..config import Profile
 from .core import Experiment, register_experiment
-
-#: A reduced profile for a machine without a GPU (the same sizes as module 05's): its results are
-#: ``results/inception_multiscale.cpu.json`` (``load_results("inception_multiscale", "cpu")``), labelled with
-#: profile and device: ``run_experiment("inception_multiscale", CPU_PROFILE, device="cpu")``.
-CPU_PROFILE = Profile("cpu", n_train=1500, n_test=1000, epochs=5, batch_size=128, seeds=3)
 
 register_experiment(Experiment(
     name="inception_multiscale",
