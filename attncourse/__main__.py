@@ -17,6 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--arms", nargs="*", default=None, help="only these arms")
     run.add_argument("--device", default=None, help="cpu | cuda (default: CUDA when present)")
     run.add_argument("--out-dir", default=None, help="folder for the JSON (default: results/)")
+    rep = sub.add_parser("report", help="write the book's results page from results/*.json")
+    rep.add_argument("--out", default="book/results.md", help="markdown file to write (default book/results.md)")
+    rep.add_argument("--results", default=None, help="folder of results (default results/)")
     try:
         from .grading import add_grade_parser  # the instructor's batch grader (issue: graded exercises)
     except ImportError:
@@ -43,6 +46,14 @@ def main(argv: list[str] | None = None) -> int:
         for arm, a in res["arms"].items():
             print(f"{arm:24s} test acc {a['mean_test_acc']:.4f} ± {a['std_test_acc']:.4f}  (n={len(a['runs'])})")
         print(f"wrote {res['path']}  [{res['device']}, profile {res['profile']}, {res['wall_s']:.0f}s]")
+        return 0
+    if args.cmd == "report":
+        from pathlib import Path
+
+        from .report import render_results_page
+
+        Path(args.out).write_text(render_results_page(args.results))
+        print(f"wrote {args.out}")
         return 0
     return args.func(args)
 
