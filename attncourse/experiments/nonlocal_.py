@@ -14,18 +14,16 @@ Every arm is :class:`~attncourse.models.AttnResNet` (widths 16/32/64, one basic 
   block, with reduction r = 4 (``GC_REDUCTION``): the paper's r = 16 would leave 1, 2 and 4 units
   for widths 16/32/64;
 * ``cc`` — :class:`~attncourse.blocks.nonlocal_.CrissCrossAttention` (R = 2) after stages 2 and 3.
+
+On a machine without a GPU use the shared reduced profile: ``python -m attncourse run nonlocal_pairs --profile cpu``
+(writes ``results/nonlocal_pairs.cpu.json``).
 """
 from __future__ import annotations
 
-from ..config import Profile
 from ..models import AttnResNet
 from .core import Experiment, register_experiment
 
 GC_REDUCTION = 4
-
-#: A reduced profile for a machine without a GPU (results go to ``results/nonlocal_pairs.cpu.json``):
-#: ``run_experiment("nonlocal_pairs", CPU_PROFILE, device="cpu")``.
-CPU_PROFILE = Profile("cpu", n_train=1500, n_test=1000, epochs=5, batch_size=128, seeds=3)
 
 #: arm name → (registered block, its keyword arguments)
 ARMS = {
