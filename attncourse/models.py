@@ -57,8 +57,8 @@ class AttnResNet(nn.Module):
         widths, depths: channels and number of basic blocks per stage (stage 1 has stride 1, later ones 2).
         attention: a registered block name (``attncourse.blocks.list_blocks()``).
         attention_kwargs: extra keyword arguments for the block (e.g. ``{"reduction": 4}``).
-        attention_stages: 1-based stages that get the block; default every stage for ``"residual"``
-            blocks and every stage but the first for ``"stage"`` blocks.
+        attention_stages: 1-based stages that get the block; default the block's registered ``stages``, else
+            every stage for ``"residual"`` blocks and every stage but the first for ``"stage"`` blocks.
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, widths=(16, 32, 64), depths=(1, 1, 1),
@@ -69,6 +69,8 @@ class AttnResNet(nn.Module):
         spec = get_block_spec(attention)
         kwargs = dict(attention_kwargs or {})
         n = len(widths)
+        if attention_stages is None and spec.stages is not None:
+            attention_stages = [st for st in spec.stages if st <= n]
         if attention_stages is None:
             attention_stages = range(1, n + 1) if spec.placement == "residual" else range(2, n + 1)
         attention_stages = set(attention_stages)

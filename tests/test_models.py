@@ -79,3 +79,12 @@ def test_registry_rejects_bad_placement_and_duplicates():
     assert get_block_spec("NONE").name == "none"
     assert isinstance(create_block("none", 8), nn.Identity)
     assert "none" in list_blocks()
+
+
+def test_registered_default_stages_place_bam_at_the_stage_boundaries():
+    from attncourse.blocks.mixed import BAM
+
+    net = AttnResNet(attention="bam")
+    assert [b.channels for b in net.modules() if isinstance(b, BAM)] == [16, 32]  # after stages 1 and 2
+    net = AttnResNet(attention="bam", attention_stages=(3,))
+    assert [b.channels for b in net.modules() if isinstance(b, BAM)] == [64]

@@ -12,6 +12,9 @@ backbone in :mod:`attncourse.models` where the paper puts it:
 * ``"residual"`` — inside every residual block, on the residual branch before the add (SE, CBAM, GC, …);
 * ``"stage"``    — between stages, after a whole stage (Non-local, BAM, CCNet, …).
 
+``stages`` (optional) names the 1-based stages that get the block by default — e.g. BAM sits at the
+stage boundaries, after stages 1 and 2, where the resolution is about to halve.
+
 Blocks that compute an attention map expose ``attention_maps(x) -> dict[str, Tensor]`` (no grad),
 which :mod:`attncourse.viz` draws.
 """
@@ -35,12 +38,14 @@ class BlockSpec:
     family: str = ""
     paper: str = ""
     defaults: dict = field(default_factory=dict)
+    stages: tuple[int, ...] | None = None
 
 
 BLOCKS: dict[str, BlockSpec] = {}
 
 
-def register_block(name: str, *, placement: str = "residual", family: str = "", paper: str = "", **defaults):
+def register_block(name: str, *, placement: str = "residual", family: str = "", paper: str = "",
+                   stages: tuple[int, ...] | None = None, **defaults):
     """Decorator registering a block class (or factory) under ``name``.
 
     ``defaults`` are keyword arguments passed to the factory unless the caller overrides them
@@ -53,7 +58,8 @@ def register_block(name: str, *, placement: str = "residual", family: str = "", 
         key = name.lower()
         if key in BLOCKS and BLOCKS[key].factory is not factory:
             raise ValueError(f"register_block: name {name!r} is already registered by {BLOCKS[key].factory!r}")
-        BLOCKS[key] = BlockSpec(key, factory, placement, family, paper, dict(defaults))
+        BLOCKS[key] = BlockSpec(key, factory, placement, family, paper, dict(defaults),
+                                tuple(stages) if stages is not None else None)
         return factory
 
     return decorator

@@ -269,7 +269,7 @@ class CBAM(nn.Module):
 
 
 # --------------------------------------------------------------------------- BAM
-@register_block("bam", placement="stage", family="mixed", paper=BAM_PAPER)
+@register_block("bam", placement="stage", family="mixed", paper=BAM_PAPER, stages=(1, 2))  # at stage boundaries
 class BAM(nn.Module):
     """Bottleneck Attention Module: ``y = x · (1 + σ(Mc(x) ⊙ Ms(x)))``.
 

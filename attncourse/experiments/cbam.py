@@ -27,7 +27,6 @@ MIXED_REDUCTION = 4
 #: writes are ``results/<name>.cpu.json`` (``load_results(name, "cpu")``), labelled with profile and device:
 #: ``run_experiment("cbam_order", CPU_PROFILE, arms=[...], device="cpu")``.
 CPU_PROFILE = Profile("cpu", n_train=2000, n_test=1000, epochs=8, batch_size=128, seeds=3)
-BAM_STAGES = (1, 2)  # the stage boundaries of a three-stage AttnResNet
 
 #: cbam_order: arm name → registered block
 ORDER_ARMS = {
@@ -46,9 +45,7 @@ COMPARE_ARMS = {"baseline": "none", **({"se": "se"} if "se" in BLOCKS else {}), 
 
 def mixed_net(task, attention: str, reduction: int = MIXED_REDUCTION) -> AttnResNet:
     """The backbone of this module's experiments: ``AttnResNet`` with ``attention`` placed as its paper places it."""
-    stages = BAM_STAGES if attention == "bam" else None
-    return AttnResNet(task.in_channels, task.num_classes, attention=attention,
-                      attention_kwargs={"reduction": reduction}, attention_stages=stages)
+    return AttnResNet(task.in_channels, task.num_classes, attention=attention, attention_kwargs={"reduction": reduction})
 
 
 def _builder(attention: str):
