@@ -5,6 +5,7 @@ from torch import nn
 from torch.testing import assert_close
 
 from attncourse.exercises import EXERCISES, check, grade, list_exercises
+from exercise_helpers import assert_scores_less
 from attncourse.exercises import m05_cbam as ex
 
 KEYS = ["05.channel_mlp", "05.spatial_descriptor", "05.cbam_block", "05.bam_combine"]
@@ -12,32 +13,6 @@ KEYS = ["05.channel_mlp", "05.spatial_descriptor", "05.cbam_block", "05.bam_comb
 
 def test_module_registers_at_least_three_exercises():
     assert set(KEYS) <= set(list_exercises("05."))
-
-
-@pytest.mark.parametrize("key", KEYS)
-def test_solution_scores_full_marks(key):
-    earned, total, results = grade(key, EXERCISES[key].solution)
-    assert earned == total > 0, [r for r in results if not r.passed]
-    assert len(results) >= 3
-
-
-@pytest.mark.parametrize("key", KEYS)
-def test_stub_scores_zero_and_check_never_raises(key, capsys):
-    def stub(*args, **kwargs):
-        raise NotImplementedError
-
-    assert check(key, stub) == 0
-    out = capsys.readouterr().out
-    assert "not implemented" in out and "Points: 0 /" in out
-
-
-def _assert_less(key, learner, hint_part=None):
-    earned, total, results = grade(key, learner)
-    assert earned < total, f"mutant scored full marks on {key}"
-    if hint_part is not None:
-        hints = " | ".join(r.hint for r in results if not r.passed)
-        assert hint_part in hints, hints
-    return earned, results
 
 
 def test_reference_solutions_match_the_package_blocks():
@@ -154,7 +129,7 @@ def test_channel_mlp_accepts_an_nn_linear_solution():
     (_Detached, "no gradient reached x"),
 ])
 def test_channel_mlp_mutants(mutant, hint):
-    _assert_less("05.channel_mlp", mutant, hint)
+    assert_scores_less("05.channel_mlp", mutant, hint)
 
 
 # --------------------------------------------------------------------------- spatial descriptor
@@ -179,7 +154,7 @@ def test_spatial_descriptor_order_is_accepted_either_way():
     (lambda x: (x.amax(1), x.mean(1)), "single tensor"),
 ])
 def test_spatial_descriptor_mutants(mutant, hint):
-    _assert_less("05.spatial_descriptor", mutant, hint)
+    assert_scores_less("05.spatial_descriptor", mutant, hint)
 
 
 # --------------------------------------------------------------------------- CBAM basic block
@@ -199,7 +174,7 @@ def _branch(x, conv1, bn1, conv2, bn2):
     (lambda x, c1, b1, c2, b2, cbam, sc: torch.relu(cbam(cbam(_branch(x, c1, b1, c2, b2))) + sc(x)), None),
 ])
 def test_cbam_block_mutants(mutant, hint):
-    _assert_less("05.cbam_block", mutant, hint)
+    assert_scores_less("05.cbam_block", mutant, hint)
 
 
 # --------------------------------------------------------------------------- BAM combination
@@ -210,4 +185,4 @@ def test_cbam_block_mutants(mutant, hint):
     (lambda x, mc, ms: x * (1 + mc * ms), "sigmoid is missing"),
 ])
 def test_bam_combine_mutants(mutant, hint):
-    _assert_less("05.bam_combine", mutant, hint)
+    assert_scores_less("05.bam_combine", mutant, hint)

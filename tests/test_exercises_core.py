@@ -313,3 +313,12 @@ def test_every_solution_scores_full_marks_deterministically(key):
 def test_every_exercise_gives_a_stub_zero(key):
     earned, total, results = grade(key, _stub if EXERCISES[key].expects == "callable" else None)
     assert earned == 0.0 and total == EXERCISES[key].points and results
+
+
+@pytest.mark.parametrize("key", sorted(EXERCISES))
+def test_every_exercise_checks_several_cases_and_check_reports_a_stub(key, capsys):
+    ex = EXERCISES[key]
+    assert len(grade(key, ex.solution)[2]) >= 3, "an exercise needs at least three cases"
+    assert check(key, _stub if ex.expects == "callable" else None) == 0
+    out = capsys.readouterr().out
+    assert "Points: 0 /" in out

@@ -6,6 +6,7 @@ from torch.testing import assert_close
 
 from attncourse.blocks.nonlocal_ import GlobalContext, NonLocal2d
 from attncourse.exercises import EXERCISES, check, grade, list_exercises
+from exercise_helpers import assert_scores_less
 from attncourse.exercises import m04_nonlocal as ex
 
 KEYS = ["04.affinity", "04.nonlocal_output", "04.dot_product_norm", "04.gc_context"]
@@ -13,34 +14,6 @@ KEYS = ["04.affinity", "04.nonlocal_output", "04.dot_product_norm", "04.gc_conte
 
 def test_module_registers_at_least_three_exercises():
     assert set(KEYS) <= set(list_exercises("04."))
-
-
-@pytest.mark.parametrize("key", KEYS)
-def test_solution_scores_full_marks(key):
-    earned, total, results = grade(key, EXERCISES[key].solution)
-    assert earned == total > 0, [r for r in results if not r.passed]
-    assert len(results) >= 3
-
-
-@pytest.mark.parametrize("key", KEYS)
-def test_stub_scores_zero_and_check_never_raises(key, capsys):
-    class Stub(nn.Module):
-        def __init__(self, *args, **kwargs):
-            raise NotImplementedError
-
-    stub = Stub if key == "04.nonlocal_output" else (lambda *a, **k: (_ for _ in ()).throw(NotImplementedError()))
-    assert check(key, stub) == 0
-    out = capsys.readouterr().out
-    assert "not implemented" in out and "Points: 0 /" in out
-
-
-def _assert_less(key, learner, hint_part=None):
-    earned, total, results = grade(key, learner)
-    assert earned < total, f"mutant scored full marks on {key}"
-    if hint_part is not None:
-        hints = " | ".join(r.hint for r in results if not r.passed)
-        assert hint_part in hints, hints
-    return earned
 
 
 def test_reference_solutions_match_the_package_blocks():
@@ -85,7 +58,7 @@ def _scores(t, p):
     (lambda t, p: torch.softmax(_scores(t, p), -1).numpy(), "NumPy"),
 ])
 def test_affinity_mutants(mutant, hint):
-    _assert_less("04.affinity", mutant, hint)
+    assert_scores_less("04.affinity", mutant, hint)
 
 
 def test_affinity_accepts_einsum_and_matmul_forms():
@@ -152,7 +125,7 @@ def test_output_accepts_zeroing_w_instead_of_gamma():
     (_BothZero, "neither W nor the BN's γ gets a gradient"),
 ])
 def test_output_mutants(mutant, hint):
-    _assert_less("04.nonlocal_output", mutant, hint)
+    assert_scores_less("04.nonlocal_output", mutant, hint)
 
 
 # --------------------------------------------------------------------------- dot product normalisation
@@ -164,7 +137,7 @@ def test_output_mutants(mutant, hint):
     (lambda t, p, g: ((_scores(t, p) / p.shape[-1]) @ g.transpose(1, 2)).transpose(1, 2), None),
 ])
 def test_dot_product_mutants(mutant, hint):
-    _assert_less("04.dot_product_norm", mutant, hint)
+    assert_scores_less("04.dot_product_norm", mutant, hint)
 
 
 def test_dot_product_accepts_the_reassociated_form():
@@ -181,4 +154,4 @@ def test_dot_product_accepts_the_reassociated_form():
     (lambda x, m: x * m.flatten(2).softmax(-1).reshape(m.shape), "not summed over positions"),
 ])
 def test_gc_context_mutants(mutant, hint):
-    _assert_less("04.gc_context", mutant, hint)
+    assert_scores_less("04.gc_context", mutant, hint)

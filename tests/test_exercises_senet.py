@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from attncourse.exercises import EXERCISES, check, grade, list_exercises
+from exercise_helpers import assert_scores_less
 from attncourse.exercises import m02_senet as ex
 
 KEYS = ["02.squeeze", "02.excitation", "02.se_resnet_block", "02.eca_kernel_size"]
@@ -13,32 +14,6 @@ KEYS = ["02.squeeze", "02.excitation", "02.se_resnet_block", "02.eca_kernel_size
 
 def test_module_registers_at_least_three_exercises():
     assert set(KEYS) <= set(list_exercises("02."))
-
-
-@pytest.mark.parametrize("key", KEYS)
-def test_solution_scores_full_marks(key):
-    earned, total, results = grade(key, EXERCISES[key].solution)
-    assert earned == total > 0, [r for r in results if not r.passed]
-    assert len(results) >= 3
-
-
-@pytest.mark.parametrize("key", KEYS)
-def test_stub_scores_zero_and_check_never_raises(key, capsys):
-    def stub(*args, **kwargs):
-        raise NotImplementedError
-
-    assert check(key, stub) == 0
-    out = capsys.readouterr().out
-    assert "not implemented" in out and "Points: 0 /" in out
-
-
-def _assert_less(key, learner, hint_part=None):
-    earned, total, results = grade(key, learner)
-    assert earned < total, f"mutant scored full marks on {key}"
-    if hint_part is not None:
-        hints = " | ".join(r.hint for r in results if not r.passed)
-        assert hint_part in hints, hints
-    return earned, results
 
 
 # --------------------------------------------------------------------------- squeeze
@@ -55,7 +30,7 @@ def _assert_less(key, learner, hint_part=None):
     (lambda x, op="avg": ex.squeeze(x, op).detach(), "autograd"),
 ])
 def test_squeeze_mutants(mutant, hint):
-    _assert_less("02.squeeze", mutant, hint)
+    assert_scores_less("02.squeeze", mutant, hint)
 
 
 # --------------------------------------------------------------------------- excitation
@@ -143,7 +118,7 @@ def test_excitation_accepts_an_nn_linear_solution():
     (_Detached, "no gradient reached the input"),
 ])
 def test_excitation_mutants(mutant, hint):
-    _assert_less("02.excitation", mutant, hint)
+    assert_scores_less("02.excitation", mutant, hint)
 
 
 def test_excitation_function_instead_of_module_scores_zero():
@@ -163,7 +138,7 @@ def test_excitation_function_instead_of_module_scores_zero():
     (lambda x, branch, se, shortcut: se(torch.relu(branch(x) + shortcut(x))), "after the final ReLU"),
 ])
 def test_se_resnet_mutants(mutant, hint):
-    _assert_less("02.se_resnet_block", mutant, hint)
+    assert_scores_less("02.se_resnet_block", mutant, hint)
 
 
 def test_se_resnet_with_the_package_block_layout_scores_full():
@@ -185,7 +160,7 @@ def test_se_resnet_with_the_package_block_layout_scores_full():
     (lambda c, gamma=2, beta=1: 3, None),
 ])
 def test_eca_mutants(mutant, hint):
-    _assert_less("02.eca_kernel_size", mutant, hint)
+    assert_scores_less("02.eca_kernel_size", mutant, hint)
 
 
 def test_exercise_solution_matches_the_package():
