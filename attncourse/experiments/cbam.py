@@ -19,7 +19,7 @@ from __future__ import annotations
 from ..blocks import BLOCKS
 from ..config import Profile
 from ..models import AttnResNet
-from .core import Experiment, register_experiment
+from .core import BackboneArm, Experiment, register_experiment
 
 MIXED_REDUCTION = 4
 
@@ -45,15 +45,11 @@ COMPARE_ARMS = {"baseline": "none", **({"se": "se"} if "se" in BLOCKS else {}), 
 
 def mixed_net(task, attention: str, reduction: int = MIXED_REDUCTION) -> AttnResNet:
     """The backbone of this module's experiments: ``AttnResNet`` with ``attention`` placed as its paper places it."""
-    return AttnResNet(task.in_channels, task.num_classes, attention=attention, attention_kwargs={"reduction": reduction})
+    return BackboneArm(attention, {"reduction": reduction})(task)
 
 
-def _builder(attention: str):
-    def build(task):
-        return mixed_net(task, attention)
-
-    build.__name__ = f"mixed_net_{attention}"
-    return build
+def _builder(attention: str) -> BackboneArm:
+    return BackboneArm(attention, {"reduction": MIXED_REDUCTION})
 
 
 register_experiment(Experiment(

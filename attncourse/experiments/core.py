@@ -26,7 +26,7 @@ from ..cost import count_flops, count_params
 from ..data import DigitTask, make_task
 from ..train import fit
 
-__all__ = ["Experiment", "register_experiment", "list_experiments", "get_experiment", "run_experiment",
+__all__ = ["Experiment", "BackboneArm", "register_experiment", "list_experiments", "get_experiment", "run_experiment",
            "load_results", "results_dir", "summarize", "EXPERIMENTS"]
 
 EXPERIMENTS: dict[str, "Experiment"] = {}
@@ -48,6 +48,24 @@ class Experiment:
     fit_kwargs: dict = field(default_factory=dict)
     epochs_scale: float = 1.0
     module: str = ""  # the notebook that shows it, e.g. "02_senet"
+
+
+@dataclass(frozen=True)
+class BackboneArm:
+    """An arm builder: the course backbone ``AttnResNet`` sized for the task, with one attention block.
+
+    ``BackboneArm("se", {"reduction": 4})(task)`` → ``AttnResNet(task.in_channels, task.num_classes,
+    attention="se", attention_kwargs={"reduction": 4})``.
+    """
+
+    attention: str
+    attention_kwargs: dict = field(default_factory=dict)
+
+    def __call__(self, task: DigitTask) -> nn.Module:
+        from ..models import AttnResNet
+
+        return AttnResNet(task.in_channels, task.num_classes, attention=self.attention,
+                          attention_kwargs=dict(self.attention_kwargs))
 
 
 def register_experiment(exp: Experiment) -> Experiment:

@@ -9,7 +9,7 @@ r = 4 gives 4, 8 and 16 units at an extra cost of ~2.7k parameters on a ~75k-par
 from __future__ import annotations
 
 from ..models import AttnResNet
-from .core import Experiment, register_experiment
+from .core import BackboneArm, Experiment, register_experiment
 
 SE_REDUCTION = 4
 
@@ -39,15 +39,11 @@ CLUTTERED_ARMS = {
 
 def se_net(task, attention: str = "se", reduction: int = SE_REDUCTION) -> AttnResNet:
     """The backbone of this module's experiments: ``AttnResNet`` with ``attention`` at reduction ``r``."""
-    return AttnResNet(task.in_channels, task.num_classes, attention=attention, attention_kwargs={"reduction": reduction})
+    return BackboneArm(attention, {"reduction": reduction})(task)
 
 
-def _builder(attention: str):
-    def build(task):
-        return se_net(task, attention)
-
-    build.__name__ = f"se_net_{attention}"
-    return build
+def _builder(attention: str) -> BackboneArm:
+    return BackboneArm(attention, {"reduction": SE_REDUCTION})
 
 
 register_experiment(Experiment(
