@@ -21,7 +21,7 @@ On a machine without a GPU use the shared reduced profile: ``python -m attncours
 from __future__ import annotations
 
 from ..models import AttnResNet
-from .core import Experiment, register_experiment
+from .core import BackboneArm, Experiment, register_experiment
 
 GC_REDUCTION = 4
 
@@ -36,15 +36,7 @@ ARMS = {
 
 def nonlocal_net(task, attention: str = "nonlocal", **attention_kwargs) -> AttnResNet:
     """The backbone of this module's experiments: ``AttnResNet`` with ``attention`` placed as its paper places it."""
-    return AttnResNet(task.in_channels, task.num_classes, attention=attention, attention_kwargs=attention_kwargs)
-
-
-def _builder(attention: str, kwargs: dict):
-    def build(task):
-        return nonlocal_net(task, attention, **kwargs)
-
-    build.__name__ = f"nonlocal_net_{attention}"
-    return build
+    return BackboneArm(attention, attention_kwargs)(task)
 
 
 register_experiment(Experiment(
@@ -53,6 +45,6 @@ register_experiment(Experiment(
                  "baseline vs + Non-local (embedded Gaussian, after stages 2 and 3) vs + GCNet (every residual block, "
                  f"r={GC_REDUCTION}) vs + CCNet (criss-cross, R=2, after stages 2 and 3)."),
     task="long_range_pairs",
-    arms={arm: _builder(block, kw) for arm, (block, kw) in ARMS.items()},
+    arms={arm: BackboneArm(block, kw) for arm, (block, kw) in ARMS.items()},
     module="04_nonlocal",
 ))
