@@ -23,10 +23,8 @@ from .core import BackboneArm, Experiment, register_experiment
 
 MIXED_REDUCTION = 4
 
-#: A reduced profile for a machine without a GPU: 2,000 training images, 8 epochs, 3 seeds. The results it
-#: writes are ``results/<name>.cpu.json`` (``load_results(name, "cpu")``), labelled with profile and device:
-#: ``run_experiment("cbam_order", CPU_PROFILE, arms=[...], device="cpu")``.
-CPU_PROFILE = Profile("cpu", n_train=2000, n_test=1000, epochs=8, batch_size=128, seeds=3)
+# Without a GPU, use the shared reduced profile: ``python -m attncourse run cbam_order --profile cpu`` writes
+# ``results/cbam_order.cpu.json`` (``load_results(name, "cpu")``), labelled with profile and device.
 
 #: cbam_order: arm name → registered block
 ORDER_ARMS = {
@@ -174,7 +172,7 @@ def record_spatial_maps(profile=None, *, attention: str = "cbam", seed: int = 0,
     and keeps the trained maps of the first ``n_keep`` test images (the first test images of the task are
     the same for every profile, so a notebook can lay them over its own copy). Writes
     ``results/cbam_maps.json`` (full profile) or ``results/cbam_maps.<profile>.json``, labelled like every
-    experiment: ``python -c "from attncourse.experiments.cbam import *; record_spatial_maps(CPU_PROFILE)"``.
+    experiment: ``python -c "from attncourse.experiments.cbam import *; record_spatial_maps('cpu')"``.
     """
     import json
     import os
