@@ -45,3 +45,6 @@ def test_book_builds_without_warnings(tmp_path):
             launch = re.search(r'dropdown-launch-buttons.*?href="https://colab\.research\.google\.com/github/'
                                rf'attncourse/attncourse/blob/main/notebooks/{name}\.ipynb"', page, re.S)
             assert launch, f"no Colab launch button on {f}"
+            # maths is rendered by the MathJax copy served with the site, not a CDN
+            assert "_static/mathjax/tex-chtml.js" in page and "cdn.jsdelivr.net/npm/mathjax" not in page
+    assert (html / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2" / "MathJax_Main-Regular.woff").exists()
