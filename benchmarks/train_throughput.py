@@ -57,6 +57,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default=None)
+    p.add_argument("--note", default="", help="free text stored with the numbers (e.g. what else ran on the machine)")
     p.add_argument("--out", default=None, help="JSON file (default results/train_throughput_<device>.json)")
     args = p.parse_args()
 
@@ -83,7 +84,7 @@ def main() -> None:
            "image_shape": list(task.x_train.shape[1:]), "n_train": args.n, "batch_size": args.batch_size,
            "epochs_timed": max(1, args.epochs - 1), "amp_bf16": amp, "channels_last": channels_last,
            "fit_images_per_s": round(fit_ips, 1), "bound_images_per_s": round(bound_ips, 1),
-           "ratio": round(fit_ips / bound_ips, 3), "created": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+           "ratio": round(fit_ips / bound_ips, 3), "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "note": args.note}
     print(f"{'device':22s} {row['device']}")
     print(f"{'task / batch':22s} {args.task} {tuple(row['image_shape'])}, batch {args.batch_size}, AMP={amp}, channels_last={channels_last}")
     print(f"{'fit()':22s} {fit_ips:10.1f} images/s  (epochs after the first)")
