@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
-__all__ = ["check_input", "reduced_width", "make_divisible"]
+__all__ = ["check_input", "reduced_width", "make_divisible", "GateBlock"]
 
 
 def check_input(block: str, x: torch.Tensor, channels: int | None = None, ndim: int = 4) -> None:
@@ -51,3 +52,21 @@ def reduced_width(block: str, channels: int, reduction: float, reduced_channels:
             f"use a smaller reduction or pass reduced_channels"
         )
     return max(min_channels, int(channels // reduction))
+
+
+class GateBlock(nn.Module):
+    """Base of the blocks that compute one gate and multiply by it: ``y = x · weights(x)``.
+
+    A subclass defines ``weights(x)`` (broadcastable to ``x``, values in (0, 1)) and ``map_name``, the key under
+    which :meth:`attention_maps` returns the gate for pictures.
+    """
+
+    map_name = "weights"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weights(x)
+
+    @torch.no_grad()
+    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{map_name: weights(x)}`` — the gate this block multiplies its input by."""
+        return {self.map_name: self.weights(x)}

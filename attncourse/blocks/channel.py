@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import register_block
-from ._common import check_input, reduced_width
+from ._common import GateBlock, check_input, reduced_width
 
 __all__ = [
     "SQUEEZES", "EXCITATIONS", "GATES", "squeeze", "eca_kernel_size",
@@ -139,7 +139,7 @@ class _ChannelConv1d(nn.Module):
 @register_block("se_avgmax", family="channel", paper=SE_PAPER + "; squeeze = avg + max (shared excitation)", squeeze="avgmax")
 @register_block("se_conv1d", family="channel", paper=SE_PAPER + "; excitation = 1-D conv across channels", excitation="conv1d")
 @register_block("se_multiscale", family="channel", paper=SE_PAPER + "; excitation = multi-scale 1-D convs", excitation="multiscale")
-class SEBlock(nn.Module):
+class SEBlock(GateBlock):
     """Squeeze-and-Excitation: ``y = x · σ(excite(squeeze(x)))`` with one weight per channel.
 
     Args:
@@ -160,6 +160,8 @@ class SEBlock(nn.Module):
     The state dict of the default block (``fc1.*``, ``fc2.*``) matches ``torchvision.ops.SqueezeExcitation``
     and ``timm.layers.SEModule``.
     """
+
+    map_name = "channel"
 
     def __init__(self, channels: int, reduction: float = 16, reduced_channels: int | None = None, squeeze: str = "avg",
                  excitation: str = "fc", gate: str = "sigmoid", kernel_size: int | None = None,
@@ -200,14 +202,6 @@ class SEBlock(nn.Module):
         check_input(type(self).__name__, x, self.channels)
         return _gate(sum(self.excite(z) for z in squeeze(x, self.squeeze)), self.gate)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.weights(x)
-
-    @torch.no_grad()
-    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``{"channel": s}`` with ``s`` of shape ``[N, C, 1, 1]`` — the weight each channel is multiplied by."""
-        return {"channel": self.weights(x)}
-
     def extra_repr(self) -> str:
         return f"channels={self.channels}, squeeze={self.squeeze!r}, excitation={self.excitation!r}, gate={self.gate!r}"
 
@@ -235,7 +229,7 @@ class ECABlock(SEBlock):
 
 @register_block("se_h", family="channel", paper=SE_PAPER + "; squeeze over W only (weights per channel and row)", keep="h")
 @register_block("se_w", family="channel", paper=SE_PAPER + "; squeeze over H only (weights per channel and column)", keep="w")
-class DirectionalSE(nn.Module):
+class DirectionalSE(GateBlock):
     """SE that squeezes along one spatial axis only and keeps the other.
 
     ``keep="h"`` pools over W: ``[N, C, H, W] → [N, C, H, 1]``, one weight per (channel, row);
@@ -268,8 +262,10 @@ class DirectionalSE(nn.Module):
         dims = (3,) if self.keep == "h" else (2,)
         return _gate(sum(self.fc2(self.act(self.fc1(z))) for z in squeeze(x, self.squeeze, dims)), self.gate)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.weights(x)
+    @property
+    def map_name(self) -> str:
+        return f"channel_{'row' if self.keep == 'h' else 'column'}"
+
 
     @torch.no_grad()
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -280,7 +276,7 @@ class DirectionalSE(nn.Module):
 
 
 @register_block("se_spatial", family="channel", paper=SE_PAPER + "; squeeze along the channel direction (a spatial map)")
-class ChannelPoolSE(nn.Module):
+class ChannelPoolSE(GateBlock):
     """SE with the squeeze along the *channel* direction: one weight per pixel, shared by all channels.
 
     ``[N, C, H, W] → pool over C ([N, 1, H, W]; two maps for "avgmax") → conv k×k (→ 1 map, bias)
@@ -288,6 +284,8 @@ class ChannelPoolSE(nn.Module):
     is now a map, not a vector (CBAM's spatial gate is this block with ``squeeze="avgmax"``, k = 7).
     ``reduction`` / ``reduced_channels`` are accepted and ignored.
     """
+
+    map_name = "spatial"
 
     def __init__(self, channels: int, kernel_size: int = 7, squeeze: str = "avgmax", gate: str = "sigmoid",
                  reduction: float | None = None, reduced_channels: int | None = None):
@@ -311,8 +309,6 @@ class ChannelPoolSE(nn.Module):
         check_input(type(self).__name__, x, self.channels)
         return _gate(self.conv(torch.cat(squeeze(x, self.squeeze, dims=(1,)), dim=1)), self.gate)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.weights(x)
 
     @torch.no_grad()
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -55,7 +55,7 @@ import torch
 from torch import nn
 
 from . import register_block
-from ._common import check_input, reduced_width
+from ._common import GateBlock, check_input, reduced_width
 from .channel import _check_choice, squeeze
 
 __all__ = ["ChannelAttention", "SpatialAttention", "CBAM", "BAM", "SCSE", "spatial_descriptor",
@@ -85,7 +85,7 @@ def spatial_descriptor(x: torch.Tensor, order: str = "max_mean") -> torch.Tensor
 # --------------------------------------------------------------------------- CBAM's two modules
 @register_block("channel_attention", family="mixed", paper=CBAM_PAPER + "; channel attention module only")
 @register_block("cam", family="mixed", paper=CBAM_PAPER + "; channel attention module only")
-class ChannelAttention(nn.Module):
+class ChannelAttention(GateBlock):
     """CBAM's channel attention module: ``y = x · σ(MLP(avgpool x) + MLP(maxpool x))``, MLP shared.
 
     Args:
@@ -98,6 +98,8 @@ class ChannelAttention(nn.Module):
     Shape flow: ``[N, C, H, W] → pools [N, C, 1, 1] each → fc1 [N, C/r, 1, 1] → ReLU → fc2 [N, C, 1, 1]
     → summed over pools → σ → x · Mc``. Parameters: ``2·C·C/r`` (+ ``C/r + C`` with bias).
     """
+
+    map_name = "channel"
 
     def __init__(self, channels: int, reduction: float = 16, reduced_channels: int | None = None,
                  pools: Sequence[str] = ("avg", "max"), bias: bool = True):
@@ -129,21 +131,13 @@ class ChannelAttention(nn.Module):
         check_input(type(self).__name__, x, self.channels)
         return torch.sigmoid(sum(self.mlp(squeeze(x, p)[0]) for p in self.pools))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.weights(x)
-
-    @torch.no_grad()
-    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``{"channel": Mc}`` with ``Mc`` of shape ``[N, C, 1, 1]``."""
-        return {"channel": self.weights(x)}
-
     def extra_repr(self) -> str:
         return f"channels={self.channels}, reduced_channels={self.reduced_channels}, pools={self.pools}"
 
 
 @register_block("spatial_attention", family="mixed", paper=CBAM_PAPER + "; spatial attention module only")
 @register_block("sam", family="mixed", paper=CBAM_PAPER + "; spatial attention module only")
-class SpatialAttention(nn.Module):
+class SpatialAttention(GateBlock):
     """CBAM's spatial attention module: ``y = x · σ(BN(conv_k×k([max_c x, mean_c x])))``.
 
     Args:
@@ -157,6 +151,8 @@ class SpatialAttention(nn.Module):
     Shape flow: ``[N, C, H, W] → descriptor [N, 2, H, W] → conv (padding k//2) [N, 1, H, W] → BN → σ → x · Ms``.
     Parameters: ``2·k²`` (+ 2 for BN, or + 1 conv bias without it).
     """
+
+    map_name = "spatial"
 
     def __init__(self, channels: int | None = None, kernel_size: int = 7, order: str = "max_mean", norm: bool = True,
                  reduction: float | None = None, reduced_channels: int | None = None):
@@ -194,14 +190,6 @@ class SpatialAttention(nn.Module):
         """The spatial map ``Ms``, shape ``[N, 1, H, W]``, values in (0, 1)."""
         check_input(type(self).__name__, x, self.channels)
         return torch.sigmoid(self.logits(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.weights(x)
-
-    @torch.no_grad()
-    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``{"spatial": Ms}`` with ``Ms`` of shape ``[N, 1, H, W]``."""
-        return {"spatial": self.weights(x)}
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, kernel_size={self.kernel_size}, order={self.order!r}"
