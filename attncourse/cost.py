@@ -56,8 +56,10 @@ def count_flops(model: nn.Module | Callable, x, backward: bool = False) -> int:
 def measure_latency(fn: nn.Module | Callable, x, *, warmup: int = 3, repeats: int = 10, backward: bool = False) -> dict:
     """Median wall time of ``fn(x)`` in milliseconds (forward only, or forward+backward).
 
-    Returns ``{"median_ms", "min_ms", "max_ms", "repeats", "device"}``. Warm-up runs are discarded.
+    Returns ``{"median_ms", "min_ms", "max_ms", "times_ms", "repeats", "device"}``. Warm-up runs are discarded.
     """
+    if repeats < 1:
+        raise ValueError(f"measure_latency: repeats must be >= 1, got {repeats}")
     if isinstance(fn, nn.Module):
         x = _as_input(fn, x)
         fn.train(backward)
@@ -65,6 +67,8 @@ def measure_latency(fn: nn.Module | Callable, x, *, warmup: int = 3, repeats: in
     ctx = nullcontext if backward else torch.no_grad
 
     def step():
+        if backward and isinstance(fn, nn.Module):
+            fn.zero_grad(set_to_none=True)
         with ctx():
             out = fn(x)
             if backward:
@@ -85,7 +89,8 @@ def measure_latency(fn: nn.Module | Callable, x, *, warmup: int = 3, repeats: in
             t0 = time.perf_counter()
             step()
             times.append((time.perf_counter() - t0) * 1e3)
-    return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times), "repeats": repeats,
+    return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times), "times_ms": times,
+            "repeats": repeats,
             "device": device_name(device)}
 
 

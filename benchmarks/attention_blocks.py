@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from attncourse.blocks import nonlocal_ as nl  # noqa: E402
 from attncourse.blocks.nonlocal_ import NonLocal2d, sdpa_backends  # noqa: E402
 from attncourse.config import device_name  # noqa: E402
-from attncourse.cost import peak_memory  # noqa: E402
+from attncourse.cost import measure_latency, peak_memory  # noqa: E402
 
 ARMS = ("efficient", "sdpa_noncontig", "naive", "timm")
 
@@ -77,37 +77,6 @@ def build(arm: str, channels: int, seed: int = 0):
             mine.bias.copy_(theirs.bias)
     ours.bn.load_state_dict(ref.norm.state_dict())
     return ours
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_fwd_bwd(model, x, warmup: int, repeats: int) -> list[float]:
-    """Wall times (ms) of ``repeats`` forward+backward passes after ``warmup`` discarded ones."""
-    device = x.device
-
-    def step():
-        model.zero_grad(set_to_none=True)
-        model(x).float().sum().backward()
-
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            step()
-            end.record()
-            _sync(device)
-            times.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            step()
-            times.append((time.perf_counter() - t0) * 1e3)
-    return times
 
 
 def mem_fwd_bwd(model, x) -> int:
@@ -237,10 +206,10 @@ def main(argv=None) -> int:
         # round-robin: repeat r runs every arm once, so a shared machine's load hits all arms alike
         times = {arm: [] for arm in models}
         for arm, m in models.items():
-            time_fwd_bwd(m, x, args.warmup, 0)
+            measure_latency(m, x, warmup=args.warmup, repeats=1, backward=True)  # warm-up
         for _ in range(repeats):
             for arm, m in models.items():
-                times[arm] += time_fwd_bwd(m, x, 0, 1)
+                times[arm] += measure_latency(m, x, warmup=0, repeats=1, backward=True)["times_ms"]
         for arm, m in models.items():
             mem = mem_fwd_bwd(m, x)
             ts = times[arm]

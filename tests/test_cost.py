@@ -30,7 +30,9 @@ def test_backward_flops_are_about_twice_forward():
 def test_latency_reports_median_of_repeats():
     out = measure_latency(nn.Conv2d(2, 2, 3), (1, 2, 16, 16), warmup=1, repeats=5)
     assert out["repeats"] == 5 and out["min_ms"] <= out["median_ms"] <= out["max_ms"]
-    assert out["device"].startswith("cpu")
+    assert out["device"].startswith("cpu") and len(out["times_ms"]) == 5
+    with pytest.raises(ValueError, match="repeats"):
+        measure_latency(nn.Conv2d(2, 2, 3), (1, 2, 8, 8), repeats=0)
 
 
 def test_peak_memory_sees_a_large_temporary():
