@@ -46,9 +46,6 @@ def mixed_net(task, attention: str, reduction: int = MIXED_REDUCTION) -> AttnRes
     return BackboneArm(attention, {"reduction": reduction})(task)
 
 
-def _builder(attention: str) -> BackboneArm:
-    return BackboneArm(attention, {"reduction": MIXED_REDUCTION})
-
 
 register_experiment(Experiment(
     name="cbam_order",
@@ -56,7 +53,7 @@ register_experiment(Experiment(
                  "parallel (x·Mc(x)·Ms(x)) — plus the channel and spatial modules alone, vs the AttnResNet baseline; "
                  f"r={MIXED_REDUCTION}, 7×7 spatial kernel."),
     task="cluttered_digits",
-    arms={arm: _builder(block) for arm, block in ORDER_ARMS.items()},
+    arms={arm: BackboneArm(block, {"reduction": MIXED_REDUCTION}) for arm, block in ORDER_ARMS.items()},
     module="05_cbam",
 ))
 
@@ -65,7 +62,7 @@ register_experiment(Experiment(
     description=("Cluttered digits: channel+spatial blocks compared — CBAM, BAM (at the stage boundaries), scSE "
                  f"(sum and max) — with SE and the baseline; r={MIXED_REDUCTION} for every block."),
     task="cluttered_digits",
-    arms={arm: _builder(block) for arm, block in COMPARE_ARMS.items()},
+    arms={arm: BackboneArm(block, {"reduction": MIXED_REDUCTION}) for arm, block in COMPARE_ARMS.items()},
     module="05_cbam",
 ))
 

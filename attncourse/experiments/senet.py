@@ -42,9 +42,6 @@ def se_net(task, attention: str = "se", reduction: int = SE_REDUCTION) -> AttnRe
     return BackboneArm(attention, {"reduction": reduction})(task)
 
 
-def _builder(attention: str) -> BackboneArm:
-    return BackboneArm(attention, {"reduction": SE_REDUCTION})
-
 
 register_experiment(Experiment(
     name="senet_channel_cue",
@@ -52,7 +49,7 @@ register_experiment(Experiment(
                  "the channel that carries the label): AttnResNet baseline vs SE vs the SE design space "
                  f"(squeeze operators, squeeze directions, excitation variants, multi-input fusion), r={SE_REDUCTION}."),
     task="channel_cue_digits",
-    arms={arm: _builder(block) for arm, block in CHANNEL_CUE_ARMS.items()},
+    arms={arm: BackboneArm(block, {"reduction": SE_REDUCTION}) for arm, block in CHANNEL_CUE_ARMS.items()},
     module="02_senet",
 ))
 
@@ -61,6 +58,6 @@ register_experiment(Experiment(
     description=("Cluttered digits (a digit at a random place and scale among clutter fragments): AttnResNet baseline "
                  f"vs SE and a few SE variants (avg+max squeeze, channel-direction squeeze, ECA), r={SE_REDUCTION}."),
     task="cluttered_digits",
-    arms={arm: _builder(block) for arm, block in CLUTTERED_ARMS.items()},
+    arms={arm: BackboneArm(block, {"reduction": SE_REDUCTION}) for arm, block in CLUTTERED_ARMS.items()},
     module="02_senet",
 ))
