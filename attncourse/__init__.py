@@ -12,9 +12,10 @@ from .blocks import create_block, list_blocks, register_block
 from .data import (DigitTask, channel_cue_digits, cifar10, cluttered_digits, float_images, long_range_pairs, make_task,
                    multiscale_digits, source_digits)
 from .models import AttnResNet, BasicBlock, receptive_field
-from .train import History, evaluate, fit, load_checkpoint, predict, progress_bar, random_translate, save_checkpoint
+from .train import (History, bf16_supported, evaluate, fit, load_checkpoint, predict, progress_bar, random_translate,
+                    save_checkpoint, speed_settings)
 from .cost import CostTable, compare_costs, cost_report, count_flops, count_params, measure_latency, peak_memory
-from .experiments import list_experiments, load_results, run_experiment
+from .experiments import list_experiments, load_or_train, load_results, load_trained, run_all, run_experiment
 from . import exercises
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""Command line: ``python -m attncourse list | run NAME [--profile P] [--seeds N] | grade ...``."""
+"""Command line: ``python -m attncourse list | run NAME | run-all [--only NAME…] [--jobs N] | report | grade …``."""
 from __future__ import annotations
 
 import argparse
@@ -16,7 +16,16 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the profile's)")
     run.add_argument("--arms", nargs="*", default=None, help="only these arms")
     run.add_argument("--device", default=None, help="cpu | cuda (default: CUDA when present)")
-    run.add_argument("--out-dir", default=None, help="folder for the JSON (default: results/)")
+    run.add_argument("--out-dir", default=None, help="folder for the JSON (default: the package's recorded results)")
+    run_all = sub.add_parser("run-all", help="run every experiment (or --only some), resumably, on --jobs processes")
+    run_all.add_argument("--only", nargs="*", default=None, metavar="NAME", help="only these experiments")
+    run_all.add_argument("--profile", default=None, help="smoke | cpu | full (default: $ATTNCOURSE_PROFILE or full)")
+    run_all.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the profile's)")
+    run_all.add_argument("--jobs", type=int, default=1, help="worker processes (each gets cores/jobs threads)")
+    run_all.add_argument("--device", default=None, help="cpu | cuda (default: CUDA when present)")
+    run_all.add_argument("--store", default=None, help="run store for resumable runs (default $ATTNCOURSE_RUNS "
+                                                       "or ~/.cache/attncourse/runs)")
+    run_all.add_argument("--out-dir", default=None, help="folder for results and checkpoints (default: the package's)")
     rep = sub.add_parser("report", help="write the book's results page from results/*.json")
     rep.add_argument("--out", default="book/results.md", help="markdown file to write (default book/results.md)")
     rep.add_argument("--results", default=None, help="folder of results (default results/)")
@@ -47,6 +56,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{arm:24s} test acc {a['mean_test_acc']:.4f} ± {a['std_test_acc']:.4f}  (n={len(a['runs'])})")
         print(f"wrote {res['path']}  [{res['device']}, profile {res['profile']}, {res['wall_s']:.0f}s]")
         return 0
+    if args.cmd == "run-all":
+        from .experiments import run_all
+
+        try:
+            out = run_all(args.only, args.profile, args.seeds, jobs=args.jobs, device=args.device, store=args.store,
+                          out_dir=args.out_dir)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        for label, err in out["failed"]:
+            print(f"failed: {label}: {err}", file=sys.stderr)
+        return 1 if out["failed"] else 0
     if args.cmd == "report":
         from pathlib import Path
 

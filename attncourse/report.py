@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .experiments.core import results_dir
+from .experiments.recorded import results_dir
 
 __all__ = ["render_results_page"]
 

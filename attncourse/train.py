@@ -4,7 +4,11 @@ Speed choices (measured in ``benchmarks/train_throughput.py``):
 
 * the task's tensors are moved to the device once; batches are index slices, never host→device copies;
 * augmentation (random translation) runs on the device, batched, with ``grid_sample``;
-* on CUDA: bf16 autocast and channels_last memory format.
+* bf16 autocast wherever the hardware computes bf16 natively (:func:`bf16_supported`: CUDA GPUs from
+  Ampere on, CPUs with AVX512-BF16 or AMX), float32 elsewhere — the weights stay float32 either way;
+* channels_last memory format on CUDA and CPU (faster convolutions in both).
+
+``fit(..., amp=None, channels_last=None)`` picks these automatically; pass ``True``/``False`` to force them.
 """
 from __future__ import annotations
 
@@ -23,7 +27,8 @@ from torch import nn
 from .config import pick_device, seed_everything
 from .data import DigitTask, float_images
 
-__all__ = ["History", "fit", "evaluate", "predict", "random_translate", "save_checkpoint", "load_checkpoint", "progress_bar"]
+__all__ = ["History", "fit", "evaluate", "predict", "random_translate", "save_checkpoint", "load_checkpoint", "progress_bar",
+           "bf16_supported", "speed_settings"]
 
 
 @dataclass
@@ -37,6 +42,7 @@ class History:
     test_acc: list = field(default_factory=list)
     lr: list = field(default_factory=list)
     seconds: list = field(default_factory=list)
+    settings: dict = field(default_factory=dict)  # how it was trained: device, bf16 autocast, channels_last
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -105,38 +111,86 @@ def random_translate(x: torch.Tensor, max_shift: int, generator: torch.Generator
     return F.grid_sample(x, grid.to(x.dtype), mode="nearest", padding_mode="zeros", align_corners=False)
 
 
+# --------------------------------------------------------------------------- speed settings
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def bf16_supported(device: torch.device | str) -> bool:
+    """Whether ``device`` computes bfloat16 natively, so bf16 autocast is a speed-up and not a slow emulation.
+
+    CUDA: compute capability ≥ 8.0 (Ampere and later). CPU: the ``avx512_bf16`` or ``amx_bf16`` flag (Linux
+    ``/proc/cpuinfo``), or ARM's ``bf16`` feature. Anything else (MPS, older CPUs, other OSes): ``False``.
+    ``ATTNCOURSE_BF16=0`` or ``1`` overrides the detection.
+    """
+    forced = os.environ.get("ATTNCOURSE_BF16")
+    if forced in {"0", "1"}:
+        return forced == "1"
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16", "bf16"})
+    return False
+
+
+def speed_settings(device, amp: bool | None = None, channels_last: bool | None = None) -> dict:
+    """The ``amp`` (bf16 autocast) and ``channels_last`` choices :func:`fit` makes on ``device``.
+
+    ``None`` means automatic: bf16 where :func:`bf16_supported`, channels_last on CUDA and CPU.
+    """
+    device = torch.device(device)
+    return {"amp": bf16_supported(device) if amp is None else bool(amp),
+            "channels_last": device.type in ("cuda", "cpu") if channels_last is None else bool(channels_last)}
+
+
+def _autocast(device: torch.device, enabled: bool = True):
+    """bf16 autocast on ``device`` when ``enabled`` (weights stay float32; losses are computed in float32)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and device.type in ("cuda", "cpu"))
+
+
+def _memory_format(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
+
+
 # --------------------------------------------------------------------------- evaluation
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512, device=None) -> torch.Tensor:
-    """Logits for every image in ``x`` (uint8 or float), evaluated in eval mode. Returns a CPU tensor."""
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512, device=None, amp: bool | None = None,
+            channels_last: bool | None = None) -> torch.Tensor:
+    """Logits (float32, on the CPU) for every image in ``x`` (uint8 or float), evaluated in eval mode.
+
+    ``amp`` / ``channels_last``: as in :func:`fit` (default automatic). The model is restored to the
+    mode it was in.
+    """
     device = pick_device(device) if device is not None else next(model.parameters()).device
+    speed = speed_settings(device, amp, channels_last)
     was_training = model.training
     model.eval()
     out = []
-    for i in range(0, len(x), batch_size):
-        xb = float_images(x[i:i + batch_size].to(device, non_blocking=True))
-        with _autocast(device):
-            out.append(model(_memory_format(xb, device)).float().cpu())
-    model.train(was_training)
+    try:
+        for i in range(0, len(x), batch_size):
+            xb = float_images(x[i:i + batch_size].to(device, non_blocking=True))
+            with _autocast(device, speed["amp"]):
+                out.append(model(_memory_format(xb, speed["channels_last"])).float().cpu())
+    finally:
+        model.train(was_training)
     return torch.cat(out) if out else torch.empty(0)
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> tuple[float, float]:
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512, amp: bool | None = None,
+             channels_last: bool | None = None) -> tuple[float, float]:
     """``(mean cross-entropy, accuracy)`` of ``model`` on ``(x, y)``."""
-    logits = predict(model, x, batch_size)
+    logits = predict(model, x, batch_size, amp=amp, channels_last=channels_last)
     y = y.cpu()
     return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
-
-
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
-
-
-def _memory_format(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -174,6 +228,9 @@ def fit(model: nn.Module, task: DigitTask, *, epochs: int = 10, batch_size: int 
     """Train ``model`` on ``task`` with AdamW and a one-cycle schedule; evaluate on the test split every epoch.
 
     The task's tensors are moved to ``device`` once (default: :func:`~attncourse.config.pick_device`).
+    ``amp``: bf16 autocast (default: where the hardware has bf16, :func:`bf16_supported`); ``channels_last``:
+    the model and batches in channels_last memory format (default: on CUDA and CPU). Both are recorded
+    in the returned history's ``settings``.
     With ``checkpoint=path`` the model, optimiser, schedule and history are saved atomically after
     every epoch, and a later call with the same path resumes after the last finished epoch.
     Returns a :class:`History`.
@@ -183,8 +240,8 @@ def fit(model: nn.Module, task: DigitTask, *, epochs: int = 10, batch_size: int 
     if batch_size < 1:
         raise ValueError(f"fit: batch_size must be >= 1, got {batch_size}")
     device = pick_device(device)
-    amp = device.type == "cuda" if amp is None else amp
-    channels_last = device.type == "cuda" if channels_last is None else channels_last
+    speed = speed_settings(device, amp, channels_last)
+    amp, channels_last = speed["amp"], speed["channels_last"]
     gen = seed_everything(seed)
     model.to(device)
     if channels_last:
@@ -208,6 +265,7 @@ def fit(model: nn.Module, task: DigitTask, *, epochs: int = 10, batch_size: int 
         start_epoch = state["epoch"]
         gen.set_state(state["generator"])
 
+    history.settings = {"device": str(device), "amp_bf16": amp, "channels_last": channels_last}
     bar = progress_bar(total=(epochs - start_epoch) * steps_per_epoch, desc=desc or "train", enabled=progress)
     for epoch in range(start_epoch, epochs):
         model.train()
@@ -220,8 +278,8 @@ def fit(model: nn.Module, task: DigitTask, *, epochs: int = 10, batch_size: int 
             xb = float_images(data.x_train[idx])
             yb = data.y_train[idx]
             xb = random_translate(xb, max_shift, gen)
-            with _autocast(device) if amp else torch.autocast(device.type, enabled=False):
-                logits = model(_memory_format(xb, device) if channels_last else xb)
+            with _autocast(device, amp):
+                logits = model(_memory_format(xb, channels_last))
                 loss = F.cross_entropy(logits.float(), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -233,7 +291,8 @@ def fit(model: nn.Module, task: DigitTask, *, epochs: int = 10, batch_size: int 
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - t0
-        test_loss, test_acc = evaluate(model, data.x_test, data.y_test, batch_size=max(512, batch_size))
+        test_loss, test_acc = evaluate(model, data.x_test, data.y_test, batch_size=max(512, batch_size), amp=amp,
+                                       channels_last=channels_last)
         history.epoch.append(epoch + 1)
         history.train_loss.append(loss_sum.item() / n)
         history.train_acc.append(correct.item() / n)

@@ -183,7 +183,8 @@ def record_spatial_maps(profile=None, *, attention: str = "cbam", seed: int = 0,
     from ..config import device_name, get_profile, pick_device, seed_everything
     from ..data import make_task
     from ..train import fit
-    from .core import _git_commit, results_dir
+    from .recorded import results_dir
+    from .runner import _git_commit
 
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     device = pick_device(device)

@@ -1,6 +1,6 @@
 """Experiments of module 01 (Inception): multi-branch blocks vs a single-kernel stack on multi-scale digits."""
 from ..blocks.inception import InceptionNet, PlainNet
-from .core import Experiment, register_experiment
+from .core import Experiment, NetArm, register_experiment
 
 register_experiment(Experiment(
     name="inception_multiscale",
@@ -9,9 +9,9 @@ register_experiment(Experiment(
                  "Same skeleton, receptive field and ~equal params/FLOPs."),
     task="multiscale_digits",
     arms={
-        "plain": lambda task: PlainNet(task.in_channels, task.num_classes),
-        "inception": lambda task: InceptionNet(task.in_channels, task.num_classes),
-        "se_inception": lambda task: InceptionNet(task.in_channels, task.num_classes, attention="se"),
+        "plain": NetArm(PlainNet),
+        "inception": NetArm(InceptionNet),
+        "se_inception": NetArm(InceptionNet, {"attention": "se"}),
     },
     module="01_inception",
 ))

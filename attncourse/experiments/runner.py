@@ -1,0 +1,331 @@
+"""Running experiments: every arm × seed is a *job* that trains resumably; finished jobs merge into results.
+
+A job is identified by what it trains — task and its keywords, profile sizes, epochs, the arm's
+:func:`~attncourse.experiments.core.arm_spec`, the fit keywords and the seed — not by the experiment that
+asks for it. Two experiments with the same baseline on the same task share one job.
+
+Jobs live in a run store (``$ATTNCOURSE_RUNS``, default ``~/.cache/attncourse/runs``)::
+
+    <store>/<job id>/train.pt    resumable training state (model, optimiser, schedule, history), every epoch
+    <store>/<job id>/run.json    the finished run: accuracy, history, wall time, device, speed settings
+    <store>/<job id>/model.pt    the finished model's weights
+
+so a stopped ``run-all`` continues where it stopped (finished jobs are skipped, a half-trained job resumes
+after its last epoch). When every job of an experiment has finished, :func:`merge_experiment` writes its
+results JSON and the seed-0 checkpoint of each arm (:mod:`.recorded`).
+
+``run_all(jobs=N)`` spreads the jobs over N worker processes with ``cores // N`` threads each (two
+single-thread processes train faster than one two-thread process on a small CPU).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from ..config import Profile, device_name, get_profile, pick_device, seed_everything
+from .core import arm_spec, get_experiment, list_experiments
+from .recorded import checkpoint_path, results_dir, results_path, save_trained
+
+__all__ = ["Job", "plan_jobs", "run_job", "merge_experiment", "run_all", "run_experiment", "runs_dir"]
+
+
+def runs_dir() -> Path:
+    """The run store: ``$ATTNCOURSE_RUNS`` or ``~/.cache/attncourse/runs``."""
+    env = os.environ.get("ATTNCOURSE_RUNS")
+    return Path(env) if env else Path.home() / ".cache" / "attncourse" / "runs"
+
+
+def _git_commit() -> str:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10)
+        sha = out.stdout.strip()
+        return (sha + ("-dirty" if dirty.stdout.strip() else "")) if out.returncode == 0 and sha else "unknown"
+    except Exception:
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One arm × seed of one experiment under one profile."""
+
+    experiment: str
+    arm: str
+    seed: int
+    profile: Profile
+
+    @property
+    def epochs(self) -> int:
+        return max(1, round(self.profile.epochs * get_experiment(self.experiment).epochs_scale))
+
+    def spec(self) -> dict:
+        """Everything that defines what this job trains (and nothing else)."""
+        exp = get_experiment(self.experiment)
+        p = self.profile
+        return {"task": exp.task, "task_kwargs": exp.task_kwargs, "n_train": p.n_train, "n_test": p.n_test,
+                "batch_size": p.batch_size, "epochs": self.epochs, "arm": arm_spec(exp.arms[self.arm]),
+                "fit_kwargs": exp.fit_kwargs, "seed": self.seed}
+
+    @property
+    def id(self) -> str:
+        digest = hashlib.sha1(json.dumps(self.spec(), sort_keys=True, default=str).encode()).hexdigest()[:12]
+        return f"{get_experiment(self.experiment).task}-{self.arm}-s{self.seed}-{digest}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.experiment}:{self.arm}:seed{self.seed}"
+
+
+def plan_jobs(names: list[str], profile: Profile, seeds: list[int], arms: list[str] | None = None) -> list[Job]:
+    """Every (experiment, arm, seed) job of ``names``, seed-major (all seed-0 runs come first)."""
+    jobs = []
+    for seed in seeds:
+        for name in names:
+            exp = get_experiment(name)
+            chosen = list(exp.arms) if arms is None else arms
+            if unknown := [a for a in chosen if a not in exp.arms]:
+                raise ValueError(f"experiment {name!r}: unknown arms {unknown}; available: {list(exp.arms)}")
+            jobs += [Job(name, arm, seed, profile) for arm in chosen]
+    return jobs
+
+
+_TASKS: dict = {}
+
+
+def _task_for(job: Job):
+    from ..data import make_task
+
+    exp = get_experiment(job.experiment)
+    key = (exp.task, json.dumps(exp.task_kwargs, sort_keys=True, default=str), job.profile)
+    if key not in _TASKS:
+        _TASKS.clear()  # one task at a time per process: they are large
+        _TASKS[key] = make_task(exp.task, job.profile, seed=0, **exp.task_kwargs)
+    return _TASKS[key]
+
+
+def run_job(job: Job, store: str | os.PathLike | None = None, device=None, progress: bool | None = False,
+            threads: int | None = None) -> dict:
+    """Train ``job`` (resuming a half-finished one) unless it has finished; return its run record."""
+    from ..train import fit
+
+    folder = Path(store) if store is not None else runs_dir()
+    folder = folder / job.id
+    done = folder / "run.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    if threads:
+        torch.set_num_threads(threads)
+    device = pick_device(device)
+    exp = get_experiment(job.experiment)
+    task = _task_for(job)
+    seed_everything(job.seed)
+    model = exp.arms[job.arm](task)
+    t0 = time.perf_counter()
+    hist = fit(model, task, epochs=job.epochs, batch_size=job.profile.batch_size, seed=job.seed, device=device,
+               progress=progress, checkpoint=folder / "train.pt", desc=job.label, **exp.fit_kwargs)
+    record = {"job": job.id, "spec": job.spec(), "seed": job.seed, "final_test_acc": hist.final_test_acc,
+              "best_test_acc": hist.best_test_acc, "wall_s": time.perf_counter() - t0,
+              "train_s": sum(hist.seconds), "device": device_name(device), "torch": torch.__version__,
+              "git_commit": _git_commit(), "settings": hist.settings, "history": hist.as_dict(),
+              "task_shape": {"in_channels": task.in_channels, "num_classes": task.num_classes,
+                             "image_size": list(task.image_size)},
+              "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    save_trained(folder / "model.pt", model, {"arm_spec": record["spec"]["arm"]})
+    tmp = done.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, done)
+    (folder / "train.pt").unlink(missing_ok=True)  # the optimiser state is no longer needed
+    return record
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def merge_experiment(name: str, profile: Profile, seeds: list[int], arms: list[str] | None = None, store=None,
+                     out_dir=None) -> dict | None:
+    """Write ``<experiment>.json`` and each arm's seed-0 checkpoint from finished runs; ``None`` if any is missing."""
+    from ..cost import count_flops, count_params
+    from ..data import make_task
+
+    exp = get_experiment(name)
+    jobs = plan_jobs([name], profile, seeds, arms)
+    store = Path(store) if store is not None else runs_dir()
+    records = {}
+    for job in jobs:
+        path = store / job.id / "run.json"
+        if not path.exists():
+            return None
+        records[job] = json.loads(path.read_text())
+    task = make_task(exp.task, profile.with_(n_train=16, n_test=16), seed=0, **exp.task_kwargs)  # for shapes only
+    first = next(iter(records.values()))
+    out = {"experiment": name, "description": exp.description, "module": exp.module, "task": exp.task,
+           "task_info": dict(task.info), "profile": profile.name, "epochs": jobs[0].epochs,
+           "n_train": profile.n_train, "n_test": profile.n_test, "batch_size": profile.batch_size, "seeds": seeds,
+           "device": first["device"], "torch": first["torch"], "python": platform.python_version(),
+           "git_commit": first["git_commit"], "settings": first["settings"],
+           "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "arms": {}}
+    folder = Path(out_dir) if out_dir is not None else results_dir()
+    sample = task.float_images(task.x_test[:1])
+    for arm in dict.fromkeys(j.arm for j in jobs):
+        runs = [{k: r[k] for k in ("seed", "final_test_acc", "best_test_acc", "wall_s", "history", "job")}
+                for j, r in records.items() if j.arm == arm]
+        mean, std = _mean_std([r["final_test_acc"] for r in runs])
+        model = exp.arms[arm](task).eval()
+        out["arms"][arm] = {"mean_test_acc": mean, "std_test_acc": std, "params": count_params(model),
+                            "flops": count_flops(model, sample), "runs": runs}
+        seed0 = next((r for j, r in records.items() if j.arm == arm and j.seed == 0), None)
+        if seed0 is not None:
+            weights = torch.load(store / seed0["job"] / "model.pt", map_location="cpu", weights_only=False)
+            model.load_state_dict(weights["state_dict"], strict=True)
+            prov = {"experiment": name, "arm": arm, "seed": 0, "profile": profile.name, "arm_spec": seed0["spec"]["arm"],
+                    "task": exp.task, "task_shape": seed0["task_shape"], "epochs": jobs[0].epochs,
+                    "device": seed0["device"], "torch": seed0["torch"], "git_commit": seed0["git_commit"],
+                    "settings": seed0["settings"], "final_test_acc": seed0["final_test_acc"],
+                    "finished": seed0["finished"]}
+            save_trained(checkpoint_path(folder, name, arm, profile.name), model, prov)
+    out["wall_s"] = sum(r["wall_s"] for r in records.values())
+    folder.mkdir(parents=True, exist_ok=True)
+    path = results_path(folder, name, profile.name)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(out, indent=1))
+    os.replace(tmp, path)
+    out["path"] = str(path)
+    return out
+
+
+def _fmt_s(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def _worker_init(threads: int) -> None:
+    torch.set_num_threads(threads)
+    os.environ["ATTNCOURSE_PROGRESS"] = "off"
+
+
+def run_all(names: list[str] | None = None, profile: str | Profile | None = None, seeds: int | list[int] | None = None,
+            *, arms: list[str] | None = None, jobs: int = 1, device=None, store=None, out_dir=None,
+            log=sys.stderr) -> dict:
+    """Run every job of ``names`` (default: every registered experiment), resumably, on ``jobs`` processes.
+
+    Prints one line per finished job with the elapsed time and an ETA, merges each experiment as soon as its
+    last job finishes, and returns ``{"results": {name: results dict}, "failed": [(job label, error)], "wall_s"}``.
+    """
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    names = list_experiments() if not names else names
+    for n in names:
+        get_experiment(n)
+    seed_list = list(range(prof.seeds if seeds is None else seeds)) if not isinstance(seeds, list) else seeds
+    if not seed_list:
+        raise ValueError("run_all: need at least one seed")
+    if jobs < 1:
+        raise ValueError(f"run_all: jobs must be >= 1, got {jobs}")
+    store = Path(store) if store is not None else runs_dir()
+    planned = plan_jobs(names, prof, seed_list, arms)
+    unique: dict[str, Job] = {}
+    for job in planned:
+        unique.setdefault(job.id, job)
+    todo = [j for j in unique.values() if not (store / j.id / "run.json").exists()]
+    t0 = time.perf_counter()
+    results, failed, merged = {}, [], set()
+
+    def merge_ready():
+        for n in names:
+            if n not in merged:
+                res = merge_experiment(n, prof, seed_list, arms, store, out_dir)
+                if res is not None:
+                    merged.add(n)
+                    results[n] = res
+                    print(f"  merged {n} → {res['path']}", file=log, flush=True)
+
+    print(f"run-all: {len(planned)} runs of {len(names)} experiment(s), {len(unique)} distinct, {len(todo)} to train "
+          f"({prof.name} profile, {jobs} process(es), store {store})", file=log, flush=True)
+    merge_ready()
+    done_s: list[float] = []
+    cores = os.cpu_count() or 1
+    threads = max(1, cores // jobs)
+
+    def report(job, rec, err):
+        n_done = len(done_s)
+        eta = (statistics.fmean(done_s) * (len(todo) - n_done) / min(jobs, max(1, len(todo) - n_done))
+               if done_s and n_done < len(todo) else 0.0)
+        what = f"FAILED: {err}" if err else f"{100 * rec['final_test_acc']:.1f} % in {_fmt_s(rec['wall_s'])}"
+        print(f"[{n_done}/{len(todo)}] {job.label} {what} · elapsed {_fmt_s(time.perf_counter() - t0)} · "
+              f"ETA {_fmt_s(eta)}", file=log, flush=True)
+
+    if jobs == 1:
+        for job in todo:
+            try:
+                rec = run_job(job, store, device, threads=None)
+                done_s.append(rec["wall_s"])
+                report(job, rec, None)
+            except Exception as err:  # keep going: one broken arm must not lose the others
+                failed.append((job.label, repr(err)))
+                done_s.append(time.perf_counter() - t0)
+                report(job, None, repr(err))
+            merge_ready()
+    elif todo:
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                                 initargs=(threads,)) as pool:
+            pending = {pool.submit(run_job, job, store, device): job for job in todo}
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    job = pending.pop(fut)
+                    try:
+                        rec = fut.result()
+                        done_s.append(rec["wall_s"])
+                        report(job, rec, None)
+                    except Exception as err:
+                        failed.append((job.label, repr(err)))
+                        done_s.append(0.0)
+                        report(job, None, repr(err))
+                merge_ready()
+    merge_ready()
+    wall = time.perf_counter() - t0
+    print(f"run-all: {len(todo) - len(failed)} trained, {len(failed)} failed, {len(merged)}/{len(names)} experiments "
+          f"merged in {_fmt_s(wall)}", file=log, flush=True)
+    return {"results": results, "failed": failed, "wall_s": wall}
+
+
+def run_experiment(name: str, profile: str | Profile | None = None, seeds: int | list[int] | None = None, *,
+                   arms: list[str] | None = None, device=None, out_dir: str | os.PathLike | None = None,
+                   write: bool = True, progress: bool | None = None, store=None) -> dict:
+    """Train every arm × seed of experiment ``name`` in this process; return (and write) its results dict.
+
+    ``seeds`` is a count (seeds 0..n-1) or an explicit list; default: the profile's ``seeds``. With
+    ``write=False`` the runs go to a temporary store and nothing is written.
+    """
+    import tempfile
+
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    seed_list = list(range(prof.seeds if seeds is None else seeds)) if not isinstance(seeds, list) else seeds
+    if not seed_list:
+        raise ValueError(f"run_experiment({name!r}): need at least one seed")
+    jobs = plan_jobs([name], prof, seed_list, arms)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Path(store) if store is not None else (runs_dir() if write else Path(tmp) / "runs")
+        out = Path(out_dir) if out_dir is not None else (results_dir() if write else Path(tmp) / "results")
+        for job in jobs:
+            run_job(job, store, device, progress=progress)
+        res = merge_experiment(name, prof, seed_list, arms, store, out)
+        if not write:
+            res.pop("path", None)
+        return res
