@@ -2,12 +2,19 @@
 
 FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` (a multiply-add counts as 2 FLOPs;
 convolutions and matrix products only — element-wise ops, pooling and softmax are not counted).
+``scaled_dot_product_attention`` is counted by formula, whatever kernel runs it (CPU flash, flash,
+memory-efficient, cuDNN, or the math fallback, which decomposes into ``bmm``) and whatever the torch
+version: for q ``[.., L, E]``, k ``[.., S, E]``, v ``[.., S, Ev]`` it is ``2·L·S·E + 2·L·S·Ev`` per batch×head
+forward (the two matrix products), and twice that backward (the four products of the gradients;
+torch's own table adds a recomputation of ``q kᵀ`` to the fused kernels' backward, which the math
+fallback does not do). So an attention block costs the same as its explicit-matrix form.
 Latency is the median of repeated timed runs after warm-up (CUDA events on a GPU).
 Peak memory is the allocator's peak on CUDA, and on the CPU the peak of live tensor memory
 recorded by the PyTorch profiler.
 """
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from contextlib import contextmanager, nullcontext
@@ -33,15 +40,58 @@ def _as_input(model: nn.Module, x) -> torch.Tensor:
     return torch.randn(*x, device=p.device if p is not None else "cpu")
 
 
+def _shape(t) -> tuple[int, ...]:
+    return tuple(t.shape) if isinstance(t, torch.Tensor) else tuple(t)
+
+
+def _sdpa_forward_flops(query, key, value, *args, **kwargs) -> int:
+    """``2·L·S·(E + Ev)`` per batch×head: ``q kᵀ`` ``[L, E]·[E, S]`` and ``attn·v`` ``[L, S]·[S, Ev]``."""
+    q, k, v = _shape(query), _shape(key), _shape(value)
+    (length, e), s, ev = q[-2:], k[-2], v[-1]
+    return 2 * length * s * (e + ev) * math.prod(q[:-2])  # query's batch×heads (GQA broadcasts k, v to them)
+
+
+def _sdpa_backward_flops(grad_out, query, key, value, *args, **kwargs) -> int:
+    """2× forward: ``d(q kᵀ)`` → dq, dk; ``d(attn·v)`` → d attn, dv (the math fallback's four ``bmm``)."""
+    return 2 * _sdpa_forward_flops(query, key, value)
+
+
+_sdpa_forward_flops._get_raw = True  # FlopCounterMode passes the tensors (else their shapes: both work)
+_sdpa_backward_flops._get_raw = True
+
+_SDPA_FORWARD_OPS = ("_scaled_dot_product_flash_attention", "_scaled_dot_product_flash_attention_for_cpu",
+                     "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention",
+                     "_scaled_dot_product_fused_attention_overrideable", "_scaled_dot_product_attention_math_for_mps")
+
+
+def _sdpa_flop_mapping() -> dict:
+    """A ``custom_mapping`` for ``FlopCounterMode``: every fused SDPA op of this torch (forward and backward).
+
+    The math fallback (``_scaled_dot_product_attention_math``) is not listed: it decomposes into two ``bmm``
+    (four backward), which the counter already counts, to the same total.
+    """
+    mapping = {}
+    for name in _SDPA_FORWARD_OPS:
+        for op, formula in ((name, _sdpa_forward_flops), (name + "_backward", _sdpa_backward_flops)):
+            try:
+                mapping[getattr(torch.ops.aten, op)] = formula
+            except (AttributeError, RuntimeError):  # not in this torch version
+                pass
+    return mapping
+
+
 def count_flops(model: nn.Module | Callable, x, backward: bool = False) -> int:
-    """FLOPs of one forward pass (plus backward if ``backward``) on input ``x`` (a tensor or a shape)."""
+    """FLOPs of one forward pass (plus backward if ``backward``) on input ``x`` (a tensor or a shape).
+
+    Attention (``F.scaled_dot_product_attention``) is counted by formula, the same under every SDPA backend.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
     x = _as_input(model, x) if isinstance(model, nn.Module) else x
     was_training = getattr(model, "training", False)
     if isinstance(model, nn.Module):
         model.eval()
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping=_sdpa_flop_mapping())
     with counter:
         if backward:
             model(x).float().sum().backward()
