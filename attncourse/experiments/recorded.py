@@ -139,7 +139,7 @@ def load_trained(experiment: str, arm: str, seed: int = 0, profile: str = "full"
 
 
 def load_or_train(experiment: str, arm: str, task=None, *, profile: str = "full", epochs: int | None = None,
-                  verbose: bool = True) -> nn.Module:
+                  folder=None, verbose: bool = True) -> nn.Module:
     """The trained model the notebooks picture: the recorded checkpoint, or else a model trained now.
 
     With no recorded checkpoint (or one that no longer fits), it says so and how to record one, then trains
@@ -147,7 +147,7 @@ def load_or_train(experiment: str, arm: str, task=None, *, profile: str = "full"
     model, labelled ``model.provenance["source"] == "live"``. Returned in eval mode on the CPU.
     """
     try:
-        model = load_trained(experiment, arm, profile=profile)
+        model = load_trained(experiment, arm, profile=profile, folder=folder)
         if verbose:
             p = model.provenance
             print(f"Loaded the recorded {experiment}/{arm} model: {p.get('profile')} profile, seed {p.get('seed')}, "

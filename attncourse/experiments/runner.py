@@ -31,6 +31,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -38,7 +39,7 @@ from ..config import Profile, device_name, get_profile, pick_device, seed_everyt
 from .core import arm_spec, get_experiment, list_experiments
 from .recorded import checkpoint_path, results_dir, results_path, save_trained
 
-__all__ = ["Job", "plan_jobs", "run_job", "merge_experiment", "run_all", "run_experiment", "runs_dir"]
+__all__ = ["Job", "plan_jobs", "run_job", "record_checkpoint", "merge_experiment", "run_all", "run_experiment", "runs_dir"]
 
 
 def runs_dir() -> Path:
@@ -156,6 +157,22 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def record_checkpoint(job: Job, record: dict, store=None, out_dir=None) -> Path:
+    """Copy a finished seed-0 run's weights to the recorded checkpoint of ``job``'s experiment and arm."""
+    exp = get_experiment(job.experiment)
+    store = Path(store) if store is not None else runs_dir()
+    shape = record["task_shape"]
+    model = exp.arms[job.arm](SimpleNamespace(**{k: shape[k] for k in ("in_channels", "num_classes")}))
+    weights = torch.load(store / record["job"] / "model.pt", map_location="cpu", weights_only=False)
+    model.load_state_dict(weights["state_dict"], strict=True)
+    prov = {"experiment": job.experiment, "arm": job.arm, "seed": job.seed, "profile": job.profile.name,
+            "arm_spec": record["spec"]["arm"], "task": exp.task, "task_shape": shape, "epochs": job.epochs,
+            "device": record["device"], "torch": record["torch"], "git_commit": record["git_commit"],
+            "settings": record["settings"], "final_test_acc": record["final_test_acc"], "finished": record["finished"]}
+    folder = Path(out_dir) if out_dir is not None else results_dir()
+    return save_trained(checkpoint_path(folder, job.experiment, job.arm, job.profile.name), model, prov)
+
+
 def merge_experiment(name: str, profile: Profile, seeds: list[int], arms: list[str] | None = None, store=None,
                      out_dir=None) -> dict | None:
     """Write ``<experiment>.json`` and each arm's seed-0 checkpoint from finished runs; ``None`` if any is missing."""
@@ -190,14 +207,7 @@ def merge_experiment(name: str, profile: Profile, seeds: list[int], arms: list[s
                             "flops": count_flops(model, sample), "runs": runs}
         seed0 = next((r for j, r in records.items() if j.arm == arm and j.seed == 0), None)
         if seed0 is not None:
-            weights = torch.load(store / seed0["job"] / "model.pt", map_location="cpu", weights_only=False)
-            model.load_state_dict(weights["state_dict"], strict=True)
-            prov = {"experiment": name, "arm": arm, "seed": 0, "profile": profile.name, "arm_spec": seed0["spec"]["arm"],
-                    "task": exp.task, "task_shape": seed0["task_shape"], "epochs": jobs[0].epochs,
-                    "device": seed0["device"], "torch": seed0["torch"], "git_commit": seed0["git_commit"],
-                    "settings": seed0["settings"], "final_test_acc": seed0["final_test_acc"],
-                    "finished": seed0["finished"]}
-            save_trained(checkpoint_path(folder, name, arm, profile.name), model, prov)
+            record_checkpoint(Job(name, arm, 0, profile), seed0, store, folder)
     out["wall_s"] = sum(r["wall_s"] for r in records.values())
     folder.mkdir(parents=True, exist_ok=True)
     path = results_path(folder, name, profile.name)
@@ -255,12 +265,21 @@ def run_all(names: list[str] | None = None, profile: str | Profile | None = None
 
     print(f"run-all: {len(planned)} runs of {len(names)} experiment(s), {len(unique)} distinct, {len(todo)} to train "
           f"({prof.name} profile, {jobs} process(es), store {store})", file=log, flush=True)
+    for job in planned:  # seed-0 runs that finished before a restart
+        done = store / job.id / "run.json"
+        folder = Path(out_dir) if out_dir is not None else results_dir()
+        if job.seed == 0 and done.exists() and not checkpoint_path(folder, job.experiment, job.arm, prof.name).exists():
+            record_checkpoint(job, json.loads(done.read_text()), store, out_dir)
     merge_ready()
     done_s: list[float] = []
     cores = os.cpu_count() or 1
     threads = max(1, cores // jobs)
 
     def report(job, rec, err):
+        if rec is not None and job.seed == 0:  # pictures need seed 0 long before every seed has finished
+            for twin in planned:
+                if twin.id == job.id:
+                    record_checkpoint(twin, rec, store, out_dir)
         n_done = len(done_s)
         eta = (statistics.fmean(done_s) * (len(todo) - n_done) / min(jobs, max(1, len(todo) - n_done))
                if done_s and n_done < len(todo) else 0.0)

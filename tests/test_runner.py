@@ -1,0 +1,174 @@
+"""The evidence engine: resumable jobs shared across experiments, run-all, recorded checkpoints."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import attncourse as ac
+from attncourse.experiments import (BackboneArm, CheckpointMismatch, Job, NetArm, arm_spec, checkpoint_path,
+                                    get_experiment, load_or_train, load_results, load_trained, merge_experiment,
+                                    plan_jobs, run_all, run_job)
+
+SMOKE = ac.get_profile("smoke")
+TINY = SMOKE.with_(n_train=96, n_test=48, epochs=2, batch_size=32)
+
+
+def test_identical_runs_of_different_experiments_are_one_job():
+    ids = {name: Job(name, "baseline", 0, SMOKE).id
+           for name in ("foundations_baseline", "senet_cluttered", "cbam_order", "mixed_compare")}
+    assert len(set(ids.values())) == 1  # the same baseline on the same task and recipe
+    assert Job("senet_cluttered", "se", 0, SMOKE).id == Job("mixed_compare", "se", 0, SMOKE).id
+    assert Job("senet_cluttered", "se", 0, SMOKE).id != Job("senet_cluttered", "se", 1, SMOKE).id
+    assert Job("senet_cluttered", "se", 0, SMOKE).id != Job("senet_cluttered", "eca", 0, SMOKE).id
+    assert Job("senet_cluttered", "se", 0, SMOKE).id != Job("senet_cluttered", "se", 0, SMOKE.with_(epochs=2)).id
+    # the channel-cue baseline trains on another task: another job
+    assert Job("senet_channel_cue", "baseline", 0, SMOKE).id != ids["senet_cluttered"]
+
+
+def test_arm_specs_name_what_is_built():
+    assert arm_spec(BackboneArm("se", {"reduction": 4})) != arm_spec(BackboneArm("se", {"reduction": 8}))
+    assert arm_spec(BackboneArm("none", {"reduction": 4})) == arm_spec(BackboneArm("none"))
+    from attncourse.blocks.inception import InceptionNet, PlainNet
+    assert arm_spec(NetArm(InceptionNet)) != arm_spec(NetArm(PlainNet))
+    assert "attention" in arm_spec(NetArm(InceptionNet, {"attention": "se"}))
+    with pytest.raises(TypeError, match="stable description"):
+        arm_spec(lambda task: None)
+    for name in ac.list_experiments():  # every registered arm can be recognised by what it trains
+        for builder in get_experiment(name).arms.values():
+            arm_spec(builder)
+
+
+def test_plan_is_seed_major_and_checks_arms():
+    jobs = plan_jobs(["senet_cluttered", "nonlocal_pairs"], SMOKE, [0, 1])
+    assert [j.seed for j in jobs] == sorted(j.seed for j in jobs)
+    with pytest.raises(ValueError, match="unknown arms"):
+        plan_jobs(["senet_cluttered"], SMOKE, [0], arms=["nope"])
+
+
+def test_a_stopped_job_resumes_and_equals_an_uninterrupted_one(tmp_path, monkeypatch):
+    import attncourse.train as train_mod
+
+    job = Job("foundations_baseline", "baseline", 0, TINY)
+    reference = run_job(job, tmp_path / "ref")
+
+    calls = {"n": 0}
+    real_evaluate = train_mod.evaluate
+
+    def crash_on_second_epoch(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("stopped")
+        return real_evaluate(*a, **kw)
+
+    monkeypatch.setattr(train_mod, "evaluate", crash_on_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run_job(job, tmp_path / "store")
+    folder = tmp_path / "store" / job.id
+    assert (folder / "train.pt").exists() and not (folder / "run.json").exists()
+    monkeypatch.setattr(train_mod, "evaluate", real_evaluate)
+    resumed = run_job(job, tmp_path / "store")
+    assert resumed["history"]["test_acc"] == pytest.approx(reference["history"]["test_acc"])
+    assert resumed["history"]["train_loss"] == pytest.approx(reference["history"]["train_loss"])
+    assert (folder / "run.json").exists() and not (folder / "train.pt").exists()
+    assert run_job(job, tmp_path / "store") == resumed  # finished: not trained again
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """A tiny run-all of two experiments into a temporary store and results folder."""
+    root = tmp_path_factory.mktemp("recorded")
+    log = root / "log.txt"
+    with open(log, "w") as fh:
+        out = run_all(["foundations_baseline", "senet_cluttered"], TINY, 1, arms=None, jobs=1,
+                      store=root / "store", out_dir=root / "results", log=fh)
+    return root, out, log.read_text()
+
+
+def test_run_all_merges_results_and_seed0_checkpoints(recorded):
+    root, out, log = recorded
+    assert out["failed"] == [] and set(out["results"]) == {"foundations_baseline", "senet_cluttered"}
+    assert "5 distinct" in log and "ETA" in log  # the shared baseline trained once
+    res = load_results("senet_cluttered", "smoke", root / "results")
+    assert set(res["arms"]) == set(get_experiment("senet_cluttered").arms)
+    for key in ("device", "torch", "profile", "seeds", "git_commit", "settings", "created", "task_info"):
+        assert key in res
+    base = load_results("foundations_baseline", "smoke", root / "results")["arms"]["baseline"]
+    assert base["runs"][0]["final_test_acc"] == res["arms"]["baseline"]["runs"][0]["final_test_acc"]
+    for arm in res["arms"]:
+        assert checkpoint_path(root / "results", "senet_cluttered", arm, "smoke").exists()
+    with open(root / "again.txt", "w") as fh:  # everything finished: a second call trains nothing
+        again = run_all(["senet_cluttered"], TINY, 1, store=root / "store", out_dir=root / "results", log=fh)
+    assert "0 to train" in (root / "again.txt").read_text() and again["failed"] == []
+
+
+def test_load_trained_gives_the_recorded_model_in_eval_mode(recorded):
+    root, _, _ = recorded
+    model = load_trained("senet_cluttered", "se", profile="smoke", folder=root / "results")
+    assert not model.training
+    prov = model.provenance
+    for key in ("experiment", "arm", "seed", "profile", "device", "torch", "git_commit", "final_test_acc", "arm_spec"):
+        assert key in prov, key
+    assert prov["arm"] == "se" and prov["source"] == "recorded"
+    run = load_results("senet_cluttered", "smoke", root / "results")["arms"]["se"]["runs"][0]
+    assert prov["final_test_acc"] == run["final_test_acc"]
+    task = ac.make_task("cluttered_digits", TINY)  # the recorded weights reproduce the recorded accuracy
+    _, acc = ac.evaluate(model, task.x_test, task.y_test)
+    assert acc == pytest.approx(run["final_test_acc"], abs=0.03)
+    with pytest.raises(FileNotFoundError, match="run-all --only senet_cluttered"):
+        load_trained("senet_cluttered", "se", profile="cpu", folder=root / "results")
+    with pytest.raises(ValueError, match="no arm"):
+        load_trained("senet_cluttered", "nope", profile="smoke", folder=root / "results")
+
+
+def _edit_checkpoint(path, dest, edit):
+    ckpt = torch.load(path, weights_only=False)
+    edit(ckpt)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, dest)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["state_dict"].pop(next(iter(c["state_dict"]))), "lacks"),
+    (lambda c: c["state_dict"].__setitem__("extra.weight", torch.zeros(1)), "no longer has"),
+    (lambda c: c["state_dict"].__setitem__(next(iter(c["state_dict"])), torch.zeros(3, 3)), "shape"),
+    (lambda c: c["provenance"].__setitem__("arm_spec", "BackboneArm('se', {'reduction': 16})"), "reduction': 16"),
+])
+def test_a_checkpoint_that_no_longer_fits_its_arm_is_refused_clearly(recorded, tmp_path, edit, message):
+    root, _, _ = recorded
+    src = checkpoint_path(root / "results", "senet_cluttered", "se", "smoke")
+    _edit_checkpoint(src, checkpoint_path(tmp_path, "senet_cluttered", "se", "smoke"), edit)
+    with pytest.raises(CheckpointMismatch, match=message) as err:
+        load_trained("senet_cluttered", "se", profile="smoke", folder=tmp_path)
+    assert "senet_cluttered/se" in str(err.value)
+
+
+def test_load_or_train_falls_back_to_a_labelled_live_model(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ATTNCOURSE_PROFILE", "smoke")
+    model = load_or_train("senet_cluttered", "eca", profile="cpu", folder=tmp_path, epochs=1)
+    out = capsys.readouterr().out
+    assert model.provenance["source"] == "live" and not model.training
+    assert "python -m attncourse run-all --only senet_cluttered" in out and "demonstration" in out
+
+
+def test_load_or_train_prefers_the_recorded_model(recorded, capsys):
+    root, _, _ = recorded
+    model = load_or_train("senet_cluttered", "se", profile="smoke", folder=root / "results")
+    assert model.provenance["source"] == "recorded" and "Loaded the recorded" in capsys.readouterr().out
+
+
+def test_cli_run_all_reports_progress_and_is_resumable(tmp_path):
+    cmd = [sys.executable, "-m", "attncourse", "run-all", "--only", "foundations_baseline", "--profile", "smoke",
+           "--seeds", "2", "--jobs", "2", "--device", "cpu", "--store", str(tmp_path / "s"), "--out-dir",
+           str(tmp_path / "r")]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    assert "[2/2]" in first.stderr and "merged foundations_baseline" in first.stderr
+    res = json.loads((tmp_path / "r" / "foundations_baseline.smoke.json").read_text())
+    assert res["seeds"] == [0, 1] and len(res["arms"]["baseline"]["runs"]) == 2
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0 and "0 to train" in second.stderr
+    bad = subprocess.run(cmd[:4] + ["--only", "nope"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "unknown experiment" in bad.stderr
