@@ -172,3 +172,16 @@ def test_cli_run_all_reports_progress_and_is_resumable(tmp_path):
     assert second.returncode == 0 and "0 to train" in second.stderr
     bad = subprocess.run(cmd[:4] + ["--only", "nope"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "unknown experiment" in bad.stderr
+
+
+def test_two_processes_never_train_the_same_job(tmp_path):
+    import fcntl
+
+    job = Job("foundations_baseline", "baseline", 0, TINY)
+    folder = tmp_path / job.id
+    folder.mkdir(parents=True)
+    with open(folder / "lock", "w") as held:  # another process is training it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(RuntimeError, match="another process"):
+            run_job(job, tmp_path)
+    assert run_job(job, tmp_path)["seed"] == 0  # free again: it trains

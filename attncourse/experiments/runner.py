@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -121,13 +122,41 @@ def _task_for(job: Job):
 def run_job(job: Job, store: str | os.PathLike | None = None, device=None, progress: bool | None = False,
             threads: int | None = None) -> dict:
     """Train ``job`` (resuming a half-finished one) unless it has finished; return its run record."""
-    from ..train import fit
-
     folder = Path(store) if store is not None else runs_dir()
     folder = folder / job.id
     done = folder / "run.json"
     if done.exists():
         return json.loads(done.read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    with _exclusive(folder / "lock", job):
+        if done.exists():  # finished by another process while this one waited to start
+            return json.loads(done.read_text())
+        return _train_job(job, folder, device, progress, threads)
+
+
+@contextmanager
+def _exclusive(path: Path, job: Job):
+    """Hold an exclusive lock on ``path`` (POSIX ``flock``): two processes never train the same job."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock, as before
+        yield
+        return
+    with open(path, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"{job.label} is being trained by another process (lock {path})") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _train_job(job: Job, folder: Path, device, progress, threads) -> dict:
+    from ..train import fit
+
+    done = folder / "run.json"
     if threads:
         torch.set_num_threads(threads)
     device = pick_device(device)
@@ -295,7 +324,7 @@ def run_all(names: list[str] | None = None, profile: str | Profile | None = None
                 report(job, rec, None)
             except Exception as err:  # keep going: one broken arm must not lose the others
                 failed.append((job.label, repr(err)))
-                done_s.append(time.perf_counter() - t0)
+                done_s.append(0.0)
                 report(job, None, repr(err))
             merge_ready()
     elif todo:
@@ -304,24 +333,35 @@ def run_all(names: list[str] | None = None, profile: str | Profile | None = None
         with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
                                  initargs=(threads,)) as pool:
             pending = {pool.submit(run_job, job, store, device): job for job in todo}
-            while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    job = pending.pop(fut)
-                    try:
-                        rec = fut.result()
-                        done_s.append(rec["wall_s"])
-                        report(job, rec, None)
-                    except Exception as err:
-                        failed.append((job.label, repr(err)))
-                        done_s.append(0.0)
-                        report(job, None, repr(err))
-                merge_ready()
+            try:
+                _collect(pending, failed, done_s, report, merge_ready)
+            except KeyboardInterrupt:  # stop the workers too; finished epochs are kept for the next call
+                pool.shutdown(wait=False, cancel_futures=True)
+                for proc in list(getattr(pool, "_processes", {}).values()):
+                    proc.terminate()
+                raise
     merge_ready()
     wall = time.perf_counter() - t0
     print(f"run-all: {len(todo) - len(failed)} trained, {len(failed)} failed, {len(merged)}/{len(names)} experiments "
           f"merged in {_fmt_s(wall)}", file=log, flush=True)
     return {"results": results, "failed": failed, "wall_s": wall}
+
+
+def _collect(pending: dict, failed: list, done_s: list, report, merge_ready) -> None:
+    """Report the pool's jobs as they finish (failures are kept, not raised) and merge what is complete."""
+    while pending:
+        finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+        for fut in finished:
+            job = pending.pop(fut)
+            try:
+                rec = fut.result()
+                done_s.append(rec["wall_s"])
+                report(job, rec, None)
+            except Exception as err:
+                failed.append((job.label, repr(err)))
+                done_s.append(0.0)
+                report(job, None, repr(err))
+        merge_ready()
 
 
 def run_experiment(name: str, profile: str | Profile | None = None, seeds: int | list[int] | None = None, *,
