@@ -1,68 +1,95 @@
-"""The book's results page, written from ``results/*.json`` (``python -m attncourse report``).
+"""The book's results page, written from the recorded results (``python -m attncourse report``).
 
 Every number on the page comes from a results file; the page names each file's device, profile, seeds
-and git commit. ``tests/test_report.py`` fails when the committed page is out of date with the files.
+and git commit. Only ``full``-profile runs are the course's evidence and only they are tabled; experiments
+recorded at a reduced profile alone are listed as still to run. ``tests/test_report.py`` fails when the
+committed page is out of date with the files.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from .experiments.core import effects
 from .experiments.recorded import results_dir
 
 __all__ = ["render_results_page"]
 
 HEADER = """# Results
 
-Every table on this page is written by `python -m attncourse report` from the JSON files in `results/`, which
-the experiment runs write (`python -m attncourse run NAME --profile PROFILE`). Each table says on which device
-and with which profile its numbers were measured. **`cpu` profile** runs are reduced runs (a few thousand
-images, a few epochs) made on a 2-core CPU without a GPU; they are not the `full` runs the experiments are sized
-for, and short training can leave every arm near chance. Accuracy is the final-epoch test accuracy, mean ± sample
-standard deviation over seeds.
+Every table on this page is written by `python -m attncourse report` from the results that
+`python -m attncourse run-all --profile full` records in `attncourse/recorded/` (they ship with the package). Each
+table says on which device and with which profile its numbers were measured. Accuracy is the final-epoch test
+accuracy, mean ± sample standard deviation over seeds. *Δ* is the difference to the experiment's baseline (its
+first arm) in points; *Δ / spread* divides it by the larger of the two arms' seed standard deviations, and an arm
+**clears** when it is better by more than 2 spreads. *+params* is the parameter cost over the baseline.
 """
 
 
 def _experiment_table(res: dict, name: str) -> list[str]:
-    lines = [f"## `{res['experiment']}` — {res['profile']} profile", "",
+    settings = res.get("settings") or {}
+    speed = (f" Training: bf16 autocast {settings.get('amp_bf16')}, channels_last {settings.get('channels_last')}."
+             if settings else "")
+    lines = [f"## `{res['experiment']}`", "",
              res.get("description", "").strip(), "",
              f"Task `{res['task']}`, {res['n_train']} training / {res['n_test']} test images, {res['epochs']} epochs, "
-             f"batch {res['batch_size']}, seeds {res['seeds']}. Device: {res['device']}; torch {res['torch']}; "
-             f"commit `{res['git_commit'][:12]}`; file `results/{name}`.", "",
-             "| arm | test accuracy (%) | per seed (%) | params | FLOPs / image |", "|---|---|---|---|---|"]
-    for arm, a in res["arms"].items():
+             f"batch {res['batch_size']}, seeds {res['seeds']}, {res['profile']} profile. Device: {res['device']}; "
+             f"torch {res['torch']}; commit `{res['git_commit'][:12]}`; file `attncourse/recorded/{name}`.{speed}", "",
+             "| arm | test accuracy (%) | per seed (%) | Δ (points) | Δ / spread | clears | params | +params | FLOPs / image |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in effects(res):
+        a = res["arms"][row["arm"]]
         per_seed = ", ".join(f"{100 * r['final_test_acc']:.1f}" for r in a["runs"])
-        lines.append(f"| {arm} | {100 * a['mean_test_acc']:.1f} ± {100 * a['std_test_acc']:.1f} | {per_seed} | "
-                     f"{a['params']:,} | {a['flops'] / 1e6:.1f} M |")
+        if row["arm"] == row["baseline"]:
+            delta = ratio = clears = extra = ""
+        else:
+            delta = f"{100 * row['delta']:+.1f}"
+            ratio = "∞" if abs(row["delta_in_spread"]) == float("inf") else f"{row['delta_in_spread']:.1f}"
+            clears = "**yes**" if row["clears"] else "no"
+            extra = f"{100 * row['extra_params']:+.1f} %"
+        lines.append(f"| {row['arm']} | {100 * row['mean']:.1f} ± {100 * row['std']:.1f} | {per_seed} | {delta} | {ratio} | "
+                     f"{clears} | {a['params']:,} | {extra} | {a['flops'] / 1e6:.1f} M |")
     return lines + [""]
 
 
 def _benchmark_section(path: Path) -> list[str]:
     text = path.read_text().strip()
     body = text.split("\n", 1)[1] if text.startswith("# ") else text  # drop the file's own H1 title
-    return [f"## Benchmark: `results/{path.name}`", "", body.replace("\n## ", "\n### ").replace("\n# ", "\n### "), ""]
+    title = text.split("\n", 1)[0][2:] if text.startswith("# ") else path.stem
+    return [f"## Benchmark: {title}", "", f"From `results/{path.name}`.", "",
+            body.replace("\n## ", "\n### ").replace("\n# ", "\n### "), ""]
 
 
-def render_results_page(folder: str | Path | None = None) -> str:
-    """The markdown of ``book/results.md`` for the results in ``folder`` (default ``results/``)."""
+def render_results_page(folder: str | Path | None = None, benchmarks: str | Path | None = None) -> str:
+    """The markdown of ``book/results.md``: experiments from ``folder`` (default: the recorded results), benchmark
+    tables (``*.md``) from ``benchmarks`` (default: the repository's ``results/`` folder)."""
     folder = Path(folder) if folder is not None else results_dir()
+    benchmarks = Path(benchmarks) if benchmarks is not None else Path(__file__).resolve().parents[1] / "results"
     lines = [HEADER]
-    experiments, benchmarks = [], []
+    full, reduced = [], {}
     for path in sorted(folder.glob("*.json")):
         data = json.loads(path.read_text())
         if isinstance(data, dict) and "arms" in data and "experiment" in data:
-            experiments.append((path.name, data))
-    for path in sorted(folder.glob("*.md")):
-        benchmarks.append(path)
-    if not experiments and not benchmarks:
+            if data.get("profile") == "full":
+                full.append((path.name, data))
+            else:
+                reduced.setdefault(data["experiment"], []).append(data.get("profile"))
+    bench = sorted(benchmarks.glob("*.md")) if benchmarks.exists() else []
+    if not full and not bench:
         lines.append("No results have been recorded yet.\n")
     by_module: dict[str, list] = {}
-    for name, res in experiments:
+    for name, res in full:
         by_module.setdefault(res.get("module") or "other", []).append((name, res))
     for module in sorted(by_module):
         lines += [f"## Module {module}", ""]
         for name, res in by_module[module]:
             lines += ["#" + l if l.startswith("## ") else l for l in _experiment_table(res, name)]
-    for path in benchmarks:
+    missing = sorted(set(reduced) - {res["experiment"] for _, res in full})
+    if missing:
+        lines += ["## Not yet recorded at the full profile", "",
+                  "These experiments have only reduced-profile runs, which are too short to be evidence: "
+                  + ", ".join(f"`{m}`" for m in missing) + ". Record them with "
+                  "`python -m attncourse run-all --only NAME --profile full`.", ""]
+    for path in bench:
         lines += _benchmark_section(path)
     return "\n".join(lines).rstrip() + "\n"

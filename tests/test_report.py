@@ -1,5 +1,8 @@
 import json
 
+import pytest
+
+from attncourse.experiments import effects, verdict
 from attncourse.report import render_results_page
 from pathlib import Path
 
@@ -8,19 +11,46 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_results_page_is_up_to_date_with_the_results_files():
     page = (ROOT / "book" / "results.md").read_text()
-    assert page == render_results_page(ROOT / "results"), "run: python -m attncourse report"
+    assert page == render_results_page(), "run: python -m attncourse report"
 
 
-def test_results_page_names_device_profile_and_every_arm(tmp_path):
-    res = {"experiment": "demo", "description": "d", "module": "02_senet", "task": "channel_cue_digits", "profile": "cpu",
-           "n_train": 10, "n_test": 5, "epochs": 2, "batch_size": 4, "seeds": [0, 1], "device": "cpu (x86_64, 2 threads)",
-           "torch": "2.x", "git_commit": "abc123", "arms": {
-               "baseline": {"mean_test_acc": 0.5, "std_test_acc": 0.1, "params": 1000, "flops": 2e6,
-                            "runs": [{"final_test_acc": 0.4}, {"final_test_acc": 0.6}]},
-               "se": {"mean_test_acc": 0.75, "std_test_acc": 0.05, "params": 1100, "flops": 2.1e6,
-                      "runs": [{"final_test_acc": 0.7}, {"final_test_acc": 0.8}]}}}
-    (tmp_path / "demo.cpu.json").write_text(json.dumps(res))
-    page = render_results_page(tmp_path)
-    assert "cpu (x86_64, 2 threads)" in page and "cpu profile" in page
-    assert "| baseline | 50.0 ± 10.0 | 40.0, 60.0 |" in page and "| se | 75.0 ± 5.0 | 70.0, 80.0 |" in page
-    assert "No results" in render_results_page(tmp_path / "empty_nonexistent")
+def _res(profile="full", base=(0.4, 0.6, 0.5), se=(0.7, 0.8, 0.75), params=(1000, 1100)):
+    def arm(vals, p):
+        import statistics
+        return {"mean_test_acc": statistics.fmean(vals), "std_test_acc": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+                "params": p, "flops": 2e6, "runs": [{"final_test_acc": v} for v in vals]}
+    return {"experiment": "demo", "description": "d", "module": "02_senet", "task": "channel_cue_digits",
+            "profile": profile, "n_train": 10, "n_test": 5, "epochs": 2, "batch_size": 4, "seeds": [0, 1, 2],
+            "device": "cpu (x86_64, 2 threads)", "torch": "2.x", "git_commit": "abc123",
+            "arms": {"baseline": arm(base, params[0]), "se": arm(se, params[1])}}
+
+
+def test_results_page_tables_full_runs_with_their_effect(tmp_path):
+    (tmp_path / "demo.json").write_text(json.dumps(_res()))
+    page = render_results_page(tmp_path, tmp_path)
+    assert "cpu (x86_64, 2 threads)" in page and "full profile" in page
+    assert "| baseline | 50.0 ± 10.0 | 40.0, 60.0, 50.0 |" in page
+    assert "| se | 75.0 ± 5.0 | 70.0, 80.0, 75.0 | +25.0 | 2.5 | **yes** | 1,100 | +10.0 % |" in page
+    assert "No results" in render_results_page(tmp_path / "empty_nonexistent", tmp_path / "none")
+
+
+def test_reduced_profile_runs_are_not_tabled_as_evidence(tmp_path):
+    (tmp_path / "demo.cpu.json").write_text(json.dumps(_res("cpu")))
+    page = render_results_page(tmp_path, tmp_path)
+    assert "| se |" not in page and "Not yet recorded at the full profile" in page and "`demo`" in page
+
+
+def test_effects_and_verdicts_follow_the_two_spread_rule():
+    rows = {r["arm"]: r for r in effects(_res())}
+    assert rows["se"]["delta"] == pytest.approx(0.25) and rows["se"]["spread"] == pytest.approx(0.1)
+    assert rows["se"]["clears"] and not rows["baseline"]["clears"]
+    assert rows["se"]["extra_params"] == pytest.approx(0.1)
+    assert "clear win" in verdict(_res(), "se") and "+25.0 points" in verdict(_res(), "se")
+    close = _res(se=(0.55, 0.65, 0.6))  # +10 points, spread 10: within 2 spreads
+    assert not effects(close)[1]["clears"] and "not a clear win" in verdict(close, "se")
+    worse = _res(se=(0.3, 0.4, 0.35))
+    assert "no gain" in verdict(worse, "se")
+    one_seed = _res(base=(0.5,), se=(0.9,))
+    assert not effects(one_seed)[1]["clears"] and "one seed" in verdict(one_seed, "se")
+    with pytest.raises(ValueError, match="no arm"):
+        verdict(_res(), "cbam")

@@ -14,7 +14,7 @@ from torch import nn
 from ..data import DigitTask
 
 __all__ = ["Experiment", "BackboneArm", "NetArm", "arm_spec", "register_experiment", "list_experiments", "get_experiment",
-           "summarize", "EXPERIMENTS"]
+           "summarize", "effects", "verdict", "EXPERIMENTS"]
 
 EXPERIMENTS: dict[str, "Experiment"] = {}
 
@@ -109,3 +109,49 @@ def summarize(results: dict) -> list[dict]:
     """One row per arm: ``arm, mean_acc, std_acc, n, params, flops`` (for tables in notebooks)."""
     return [{"arm": arm, "mean_acc": a["mean_test_acc"], "std_acc": a["std_test_acc"], "n": len(a["runs"]),
              "params": a["params"], "flops": a["flops"]} for arm, a in results["arms"].items()]
+
+
+def effects(results: dict, baseline: str | None = None) -> list[dict]:
+    """Each arm against the baseline arm (default: the first arm): the evidence a table states.
+
+    Per arm: ``delta`` (mean accuracy − the baseline's), ``spread`` (the larger of the two arms' seed standard
+    deviations), ``delta_in_spread`` (``delta / spread``), ``clears`` (better by more than 2 spreads, over at
+    least 2 seeds each) and ``extra_params`` (fraction of the baseline's parameters added).
+    """
+    arms = results["arms"]
+    base = baseline if baseline is not None else next(iter(arms))
+    if base not in arms:
+        raise ValueError(f"effects: no arm {base!r} in {results.get('experiment')!r}; arms: {list(arms)}")
+    b = arms[base]
+    rows = []
+    for arm, a in arms.items():
+        delta = a["mean_test_acc"] - b["mean_test_acc"]
+        spread = max(a["std_test_acc"], b["std_test_acc"])
+        n = min(len(a["runs"]), len(b["runs"]))
+        rows.append({"arm": arm, "baseline": base, "mean": a["mean_test_acc"], "std": a["std_test_acc"], "n": n,
+                     "delta": delta, "spread": spread,
+                     "delta_in_spread": delta / spread if spread > 0 else float("inf") * (1 if delta > 0 else -1 if delta < 0 else 0),
+                     "clears": arm != base and n >= 2 and delta > 2 * spread,
+                     "extra_params": a["params"] / b["params"] - 1})
+    return rows
+
+
+def verdict(results: dict, arm: str, baseline: str | None = None) -> str:
+    """One sentence, computed from ``results``, saying whether ``arm`` beat the baseline by more than 2 spreads."""
+    row = next((r for r in effects(results, baseline) if r["arm"] == arm), None)
+    if row is None:
+        raise ValueError(f"verdict: no arm {arm!r} in {results.get('experiment')!r}; arms: {list(results['arms'])}")
+    base = results["arms"][row["baseline"]]
+    where = f"{results['profile']} profile, {row['n']} seed(s), {results['device']}"
+    head = (f"{arm} reaches {100 * row['mean']:.1f} ± {100 * row['std']:.1f} % against the {row['baseline']}'s "
+            f"{100 * base['mean_test_acc']:.1f} ± {100 * base['std_test_acc']:.1f} % ({where}): "
+            f"{100 * row['delta']:+.1f} points")
+    if row["n"] < 2:
+        return head + "; one seed cannot say whether that is more than seed noise."
+    if row["clears"]:
+        return head + (f", {row['delta_in_spread']:.1f}× the larger seed standard deviation — a clear win, "
+                       f"for {100 * row['extra_params']:+.1f} % parameters.")
+    if row["delta"] > 0:
+        return head + f", within 2 seed standard deviations ({row['delta_in_spread']:.1f}×) — not a clear win."
+    return head + (f" — no gain ({row['delta_in_spread']:.1f}× the seed standard deviation)." if row["delta"] < 0
+                   else " — no difference.")
