@@ -1,4 +1,5 @@
 import os
+import tempfile
 
 import pytest
 import torch
@@ -7,6 +8,8 @@ import torch
 torch.set_num_threads(1)
 os.environ.setdefault("ATTNCOURSE_PROFILE", "smoke")
 os.environ.setdefault("ATTNCOURSE_PROGRESS", "off")
+# Tests never read or write the user's run store (~/.cache/attncourse/runs).
+os.environ.setdefault("ATTNCOURSE_RUNS", tempfile.mkdtemp(prefix="attncourse-test-runs-"))
 
 
 @pytest.fixture(autouse=True)

@@ -21,13 +21,15 @@ def test_unknown_experiment_lists_the_registered_ones():
 
 
 def test_cli_runs_an_experiment_and_writes_valid_json(tmp_path):
+    import os
+    env = {**os.environ, "ATTNCOURSE_RUNS": str(tmp_path / "runs")}  # never the user's run store
     proc = subprocess.run([sys.executable, "-m", "attncourse", "run", "foundations_baseline", "--profile", "smoke",
                            "--seeds", "2", "--device", "cpu", "--out-dir", str(tmp_path)],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
     path = tmp_path / "foundations_baseline.smoke.json"
     res = json.loads(path.read_text())
-    for key in ("device", "torch", "profile", "seeds", "git_commit", "arms", "wall_s", "created", "task_info"):
+    for key in ("device", "torch", "profile", "seeds", "git_commit", "arms", "wall_s", "created", "task_info", "settings"):
         assert key in res
     assert res["profile"] == "smoke" and res["seeds"] == [0, 1] and res["device"].startswith("cpu")
     runs = res["arms"]["baseline"]["runs"]
@@ -37,6 +39,7 @@ def test_cli_runs_an_experiment_and_writes_valid_json(tmp_path):
     assert load_results("foundations_baseline", "full", tmp_path) is None
     assert summarize(res)[0]["arm"] == "baseline"
     assert "wrote" in proc.stdout
+    assert (tmp_path / "checkpoints" / "foundations_baseline" / "baseline.smoke.pt").exists()
 
 
 def test_cli_list_and_errors():
