@@ -41,9 +41,14 @@ def test_arm_specs_name_what_is_built():
             arm_spec(builder)
 
 
-def test_plan_is_seed_major_and_checks_arms():
-    jobs = plan_jobs(["senet_cluttered", "nonlocal_pairs"], SMOKE, [0, 1])
-    assert [j.seed for j in jobs] == sorted(j.seed for j in jobs)
+def test_plan_puts_first_seeds_first_then_completes_experiments_in_order():
+    jobs = plan_jobs(["senet_cluttered", "nonlocal_pairs"], SMOKE, [0, 1, 2])
+    n1, n2 = len(get_experiment("senet_cluttered").arms), len(get_experiment("nonlocal_pairs").arms)
+    assert {j.seed for j in jobs[:n1 + n2]} == {0}
+    assert [j.experiment for j in jobs[:n1 + n2]] == ["senet_cluttered"] * n1 + ["nonlocal_pairs"] * n2
+    rest = jobs[n1 + n2:]
+    assert [j.experiment for j in rest] == ["senet_cluttered"] * 2 * n1 + ["nonlocal_pairs"] * 2 * n2
+    assert len({j.id for j in jobs}) == len(jobs) == 3 * (n1 + n2)
     with pytest.raises(ValueError, match="unknown arms"):
         plan_jobs(["senet_cluttered"], SMOKE, [0], arms=["nope"])
 

@@ -93,16 +93,20 @@ class Job:
 
 
 def plan_jobs(names: list[str], profile: Profile, seeds: list[int], arms: list[str] | None = None) -> list[Job]:
-    """Every (experiment, arm, seed) job of ``names``, seed-major (all seed-0 runs come first)."""
-    jobs = []
-    for seed in seeds:
-        for name in names:
-            exp = get_experiment(name)
-            chosen = list(exp.arms) if arms is None else arms
-            if unknown := [a for a in chosen if a not in exp.arms]:
-                raise ValueError(f"experiment {name!r}: unknown arms {unknown}; available: {list(exp.arms)}")
-            jobs += [Job(name, arm, seed, profile) for arm in chosen]
-    return jobs
+    """Every (experiment, arm, seed) job of ``names``, in the order a stopped run loses least:
+
+    first the first seed of every experiment (its checkpoints are the ones the notebooks picture), then the
+    other seeds experiment by experiment, in the order of ``names``, so that experiments complete one by one.
+    """
+    first, rest = [], []
+    for name in names:
+        exp = get_experiment(name)
+        chosen = list(exp.arms) if arms is None else arms
+        if unknown := [a for a in chosen if a not in exp.arms]:
+            raise ValueError(f"experiment {name!r}: unknown arms {unknown}; available: {list(exp.arms)}")
+        for i, seed in enumerate(seeds):
+            (first if i == 0 else rest).extend(Job(name, arm, seed, profile) for arm in chosen)
+    return first + rest
 
 
 _TASKS: dict = {}
