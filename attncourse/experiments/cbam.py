@@ -23,8 +23,8 @@ from .core import BackboneArm, Experiment, register_experiment
 
 MIXED_REDUCTION = 4
 
-# Without a GPU, use the shared reduced profile: ``python -m attncourse run cbam_order --profile cpu`` writes
-# ``results/cbam_order.cpu.json`` (``load_results(name, "cpu")``), labelled with profile and device.
+# Record them with ``python -m attncourse run-all --only cbam_order mixed_compare --profile full``; the seed-0
+# checkpoints it records are what the notebook's spatial-map pictures load (``ac.load_or_train``).
 
 #: cbam_order: arm name → registered block
 ORDER_ARMS = {

@@ -15,8 +15,8 @@ Every arm is :class:`~attncourse.models.AttnResNet` (widths 16/32/64, one basic 
   for widths 16/32/64;
 * ``cc`` — :class:`~attncourse.blocks.nonlocal_.CrissCrossAttention` (R = 2) after stages 2 and 3.
 
-On a machine without a GPU use the shared reduced profile: ``python -m attncourse run nonlocal_pairs --profile cpu``
-(writes ``results/nonlocal_pairs.cpu.json``).
+Record it with ``python -m attncourse run-all --only nonlocal_pairs --profile full`` (resumable; on a 2-core
+CPU as well as on a GPU).
 """
 from __future__ import annotations
 
