@@ -190,3 +190,24 @@ def test_two_processes_never_train_the_same_job(tmp_path):
         with pytest.raises(RuntimeError, match="another process"):
             run_job(job, tmp_path)
     assert run_job(job, tmp_path)["seed"] == 0  # free again: it trains
+
+
+def test_a_store_without_weights_still_merges_when_the_checkpoint_holds_that_run(recorded, tmp_path):
+    import shutil
+
+    root, _, _ = recorded
+    store = tmp_path / "store"  # only the run.json files: what a later session finds in results/runs
+    for run in (root / "store").glob("*/run.json"):
+        (store / run.parent.name).mkdir(parents=True)
+        shutil.copy(run, store / run.parent.name / "run.json")
+    out = tmp_path / "results"
+    shutil.copytree(root / "results" / "checkpoints", out / "checkpoints")
+    res = merge_experiment("senet_cluttered", TINY, [0], store=store, out_dir=out)
+    assert res is not None and set(res["arms"]) == set(get_experiment("senet_cluttered").arms)
+    # a checkpoint of another run is not silently kept
+    ckpt = checkpoint_path(out, "senet_cluttered", "se", "smoke")
+    data = torch.load(ckpt, weights_only=False)
+    data["provenance"]["job"] = "another-run"
+    torch.save(data, ckpt)
+    with pytest.raises(FileNotFoundError, match="holds another run"):
+        merge_experiment("senet_cluttered", TINY, [0], store=store, out_dir=out)

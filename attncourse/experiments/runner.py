@@ -4,7 +4,7 @@ A job is identified by what it trains — task and its keywords, profile sizes, 
 :func:`~attncourse.experiments.core.arm_spec`, the fit keywords and the seed — not by the experiment that
 asks for it. Two experiments with the same baseline on the same task share one job.
 
-Jobs live in a run store (``$ATTNCOURSE_RUNS``, default ``~/.cache/attncourse/runs``)::
+Jobs live in a run store (:func:`runs_dir`: ``results/runs`` in a checkout, else ``~/.cache/attncourse/runs``)::
 
     <store>/<job id>/train.pt    resumable training state (model, optimiser, schedule, history), every epoch
     <store>/<job id>/run.json    the finished run: accuracy, history, wall time, device, speed settings
@@ -44,9 +44,16 @@ __all__ = ["Job", "plan_jobs", "run_job", "record_checkpoint", "merge_experiment
 
 
 def runs_dir() -> Path:
-    """The run store: ``$ATTNCOURSE_RUNS`` or ``~/.cache/attncourse/runs``."""
+    """The run store: ``$ATTNCOURSE_RUNS``; else ``results/runs`` of the repository when the package is used from a
+    checkout (finished runs' ``run.json`` are committed there, so a run continues in a later session on another
+    machine); else ``~/.cache/attncourse/runs``."""
     env = os.environ.get("ATTNCOURSE_RUNS")
-    return Path(env) if env else Path.home() / ".cache" / "attncourse" / "runs"
+    if env:
+        return Path(env)
+    root = Path(__file__).resolve().parents[2]
+    if (root / ".git").exists() and (root / "results").is_dir():
+        return root / "results" / "runs"
+    return Path.home() / ".cache" / "attncourse" / "runs"
 
 
 def _git_commit() -> str:
@@ -191,9 +198,21 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def record_checkpoint(job: Job, record: dict, store=None, out_dir=None) -> Path:
-    """Copy a finished seed-0 run's weights to the recorded checkpoint of ``job``'s experiment and arm."""
+    """Copy a finished seed-0 run's weights to the recorded checkpoint of ``job``'s experiment and arm.
+
+    A store that kept only ``run.json`` (the weights are not committed) is fine when the recorded checkpoint
+    already holds this very run's weights.
+    """
     exp = get_experiment(job.experiment)
     store = Path(store) if store is not None else runs_dir()
+    folder = Path(out_dir) if out_dir is not None else results_dir()
+    target = checkpoint_path(folder, job.experiment, job.arm, job.profile.name)
+    if not (store / record["job"] / "model.pt").exists() and target.exists():
+        prov = torch.load(target, map_location="cpu", weights_only=False).get("provenance", {})
+        if prov.get("job") == record["job"]:
+            return target
+        raise FileNotFoundError(f"{job.label}: the weights of run {record['job']} are not in the store "
+                                f"{store}, and {target} holds another run ({prov.get('job')})")
     shape = record["task_shape"]
     model = exp.arms[job.arm](SimpleNamespace(**{k: shape[k] for k in ("in_channels", "num_classes")}))
     weights = torch.load(store / record["job"] / "model.pt", map_location="cpu", weights_only=False)
@@ -201,9 +220,9 @@ def record_checkpoint(job: Job, record: dict, store=None, out_dir=None) -> Path:
     prov = {"experiment": job.experiment, "arm": job.arm, "seed": job.seed, "profile": job.profile.name,
             "arm_spec": record["spec"]["arm"], "task": exp.task, "task_shape": shape, "epochs": job.epochs,
             "device": record["device"], "torch": record["torch"], "git_commit": record["git_commit"],
-            "settings": record["settings"], "final_test_acc": record["final_test_acc"], "finished": record["finished"]}
-    folder = Path(out_dir) if out_dir is not None else results_dir()
-    return save_trained(checkpoint_path(folder, job.experiment, job.arm, job.profile.name), model, prov)
+            "settings": record["settings"], "final_test_acc": record["final_test_acc"], "finished": record["finished"],
+            "job": record["job"]}
+    return save_trained(target, model, prov)
 
 
 def merge_experiment(name: str, profile: Profile, seeds: list[int], arms: list[str] | None = None, store=None,
