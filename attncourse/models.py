@@ -59,10 +59,13 @@ class AttnResNet(nn.Module):
         attention_kwargs: extra keyword arguments for the block (e.g. ``{"reduction": 4}``).
         attention_stages: 1-based stages that get the block; default the block's registered ``stages``, else
             every stage for ``"residual"`` blocks and every stage but the first for ``"stage"`` blocks.
+        head_hidden: 0 (default) for the usual linear classifier on the pooled features; ``k > 0`` for an MLP
+            head (pooled features → ``k`` units → ReLU → classes), a non-linear read-out of the pooled vector.
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, widths=(16, 32, 64), depths=(1, 1, 1),
-                 attention: str = "none", attention_kwargs: dict | None = None, attention_stages=None):
+                 attention: str = "none", attention_kwargs: dict | None = None, attention_stages=None,
+                 head_hidden: int = 0):
         super().__init__()
         if len(widths) != len(depths) or not widths:
             raise ValueError(f"AttnResNet: widths {widths} and depths {depths} must be non-empty and the same length")
@@ -90,7 +93,11 @@ class AttnResNet(nn.Module):
                 blocks.append(create_block(attention, w, **kwargs))
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
+        if not isinstance(head_hidden, int) or isinstance(head_hidden, bool) or head_hidden < 0:
+            raise ValueError(f"AttnResNet: head_hidden must be a non-negative int, got {head_hidden!r}")
+        readout = ([nn.Linear(cin, head_hidden), nn.ReLU(inplace=True), nn.Linear(head_hidden, num_classes)]
+                   if head_hidden else [nn.Linear(cin, num_classes)])
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), *readout)
         self.reset_parameters()
 
     def reset_parameters(self):

@@ -88,3 +88,21 @@ def test_registered_default_stages_place_bam_at_the_stage_boundaries():
     assert [b.channels for b in net.modules() if isinstance(b, BAM)] == [16, 32]  # after stages 1 and 2
     net = AttnResNet(attention="bam", attention_stages=(3,))
     assert [b.channels for b in net.modules() if isinstance(b, BAM)] == [64]
+
+
+def test_mlp_head_is_a_nonlinear_readout_of_the_pooled_features():
+    import pytest
+    import torch
+    from torch import nn
+
+    from attncourse.models import AttnResNet
+
+    linear, mlp = AttnResNet(1, 2), AttnResNet(1, 2, head_hidden=8)
+    assert isinstance(linear.head[-1], nn.Linear) and linear.head[-1].in_features == 64
+    kinds = [type(m) for m in mlp.head]
+    assert kinds[-3:] == [nn.Linear, nn.ReLU, nn.Linear] and mlp.head[-3].out_features == 8
+    assert sum(p.numel() for p in mlp.parameters()) - sum(p.numel() for p in linear.parameters()) == 64 * 8 + 8 + 8 * 2 + 2 - (64 * 2 + 2)
+    assert mlp(torch.randn(2, 1, 16, 16)).shape == (2, 2)
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="head_hidden"):
+            AttnResNet(1, 2, head_hidden=bad)
