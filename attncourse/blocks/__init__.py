@@ -15,8 +15,17 @@ backbone in :mod:`attncourse.models` where the paper puts it:
 ``stages`` (optional) names the 1-based stages that get the block by default — e.g. BAM sits at the
 stage boundaries, after stages 1 and 2, where the resolution is about to halve.
 
-Blocks that compute an attention map expose ``attention_maps(x) -> dict[str, Tensor]`` (no grad),
-which :mod:`attncourse.viz` draws.
+Blocks that compute an attention map expose ``attention_maps(x) -> dict[str, Tensor]``, which
+:mod:`attncourse.viz` draws. It is a picture of the model as it predicts: no grad, eval mode, and the
+block's modes are restored afterwards, so it never moves BatchNorm statistics (:func:`picture_helper`).
+
+The block contract: ``forward`` returns the right output or raises a ``ValueError`` naming the block and
+the input's shape — for a wrong rank, channel count or dtype (a float64 input to a float32 block; under
+autocast lower-precision activations are fine), an input BatchNorm cannot normalise in training mode
+(batch 1 with a 1×1 map), and so on. A block gets this by calling :func:`check_input` (``check_input(self,
+x, channels)``) first in ``forward``. ``tests/test_block_contract.py`` runs every registered block, new
+ones included, through the contract (wrong input, empty batch, batch 1, 1×1 and odd maps, channels_last
+and non-contiguous input, autocast, float64 gradcheck, determinism, efficient vs naive forms).
 """
 from __future__ import annotations
 
@@ -25,7 +34,10 @@ from typing import Callable
 
 from torch import nn
 
-__all__ = ["BlockSpec", "register_block", "create_block", "list_blocks", "get_block_spec", "BLOCKS"]
+from ._common import check_input, picture_helper
+
+__all__ = ["BlockSpec", "register_block", "create_block", "list_blocks", "get_block_spec", "BLOCKS", "check_input",
+           "picture_helper"]
 
 PLACEMENTS = ("residual", "stage")
 
@@ -84,10 +96,18 @@ def list_blocks(family: str | None = None) -> list[str]:
 
 
 class Identity(nn.Identity):
-    """The baseline: no attention. Accepts and ignores block keyword arguments."""
+    """The baseline: no attention. Accepts and ignores block keyword arguments.
+
+    It keeps the block contract: the input must be ``[N, C, H, W]`` (with ``C = channels`` when given).
+    """
 
     def __init__(self, channels: int | None = None, **_):
         super().__init__()
+        self.channels = channels
+
+    def forward(self, x):
+        check_input(self, x, self.channels)
+        return x
 
 
 register_block("none", family="baseline", paper="(no attention)")(Identity)

@@ -1,27 +1,124 @@
-"""Helpers every block shares: input validation and reduced-width arithmetic."""
+"""Helpers every block shares: the input contract, side-effect-free picture helpers, reduced-width arithmetic.
+
+The block contract (enforced for every registered block by ``tests/test_block_contract.py``): a block's
+``forward`` either returns the right output or raises a ``ValueError`` that names the block and the
+input's shape. :func:`check_input` is the one function every block calls first to get there.
+"""
 from __future__ import annotations
+
+import functools
+import math
+import numbers
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
-__all__ = ["check_input", "reduced_width", "make_divisible", "GateBlock"]
+__all__ = ["check_input", "picture_helper", "reduced_width", "make_divisible", "positive_int", "GateBlock"]
+
+_LAYOUTS = {4: "[N, C, H, W]", 5: "[N, C, T, H, W]", 3: "[N, C, L]"}
 
 
-def check_input(block: str, x: torch.Tensor, channels: int | None = None, ndim: int = 4) -> None:
-    """Raise ``ValueError`` naming ``block`` when ``x`` is not ``ndim``-D with ``channels`` channels.
+def _autocast_on(device_type: str) -> bool:
+    """Whether autocast is active for ``device_type`` (inputs may then be bf16/fp16 while weights are fp32)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4: no device argument
+        if device_type == "cpu":
+            return torch.is_autocast_cpu_enabled()
+        return torch.is_autocast_enabled()
 
-    Blocks call this first in ``forward`` so bad input never broadcasts silently.
+
+def _first_param(module: nn.Module) -> torch.Tensor | None:
+    """The first parameter in ``module.parameters()`` order, found without the generator machinery (runs per forward)."""
+    for p in module._parameters.values():
+        if p is not None:
+            return p
+    for child in module._modules.values():
+        if child is not None:
+            p = _first_param(child)
+            if p is not None:
+                return p
+    return None
+
+
+def check_input(block: nn.Module | str, x, channels: int | None = None, ndim: int = 4, *, name: str | None = None) -> None:
+    """Raise ``ValueError`` naming the block and ``x``'s shape when ``x`` breaks the block contract.
+
+    ``block`` is the module itself (preferred: it enables the checks that need it) or its name; ``name``
+    overrides the name in messages. Checked, in order:
+
+    * ``x`` is a tensor of ``ndim`` dimensions with ``channels`` channels and non-empty spatial axes
+      (the batch may be empty);
+    * ``x`` is floating point and — for a module with parameters, outside autocast — has the
+      parameters' dtype (a float64 input to a float32 block is an error, not a silent cast);
+    * a module in training mode that holds BatchNorm gets more than one value per channel
+      (batch 1 with a 1×1 map cannot be normalised with batch statistics).
+
+    Plain Python checks on shapes and dtypes: nothing is computed on the tensor.
     """
+    module = block if isinstance(block, nn.Module) else None
+    if name is None:
+        name = type(block).__name__ if module is not None else str(block)
     if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{block}: expected a torch.Tensor, got {type(x).__name__}")
-    layout = {4: "[N, C, H, W]", 5: "[N, C, T, H, W]", 3: "[N, C, L]"}.get(ndim, f"{ndim}-D")
+        raise ValueError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    layout = _LAYOUTS.get(ndim, f"{ndim}-D")
+    shape = tuple(x.shape)
     if x.dim() != ndim:
-        raise ValueError(f"{block}: expected a {ndim}-D input {layout}, got shape {tuple(x.shape)}")
-    if channels is not None and x.shape[1] != channels:
+        raise ValueError(f"{name}: expected a {ndim}-D input {layout}, got shape {shape}")
+    if channels is not None and shape[1] != channels:
         raise ValueError(
-            f"{block}: expected {channels} channels (input {layout} with C={channels}), "
-            f"got shape {tuple(x.shape)} with C={x.shape[1]}"
+            f"{name}: expected {channels} channels (input {layout} with C={channels}), "
+            f"got shape {shape} with C={shape[1]}"
         )
+    if 0 in shape[2:]:
+        raise ValueError(f"{name}: the spatial size must be at least 1 along every axis, got shape {shape}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name}: expected a floating-point input, got a {x.dtype} tensor of shape {shape}; "
+                         f"convert it with x.float()")
+    if module is None:
+        return
+    p = _first_param(module)
+    if p is not None and x.dtype != p.dtype and not _autocast_on(x.device.type):
+        raise ValueError(f"{name}: the input dtype {x.dtype} does not match the block's parameters ({p.dtype}), "
+                         f"got shape {shape}; convert the input (x.to({p.dtype})) or the block (e.g. .double())")
+    if math.prod(shape[:1] + shape[2:]) == 1 and any(isinstance(m, _BatchNorm) and m.training
+                                                      for m in module.modules()):
+        raise ValueError(f"{name}: in training mode its BatchNorm needs more than one value per channel, got "
+                         f"shape {shape} (batch 1 with a 1×1 map); use a larger batch or map, or eval()")
+
+
+def picture_helper(fn):
+    """Decorator for no-grad helpers that look at a block (``attention_maps``, ``query_attention``).
+
+    The helper runs under ``torch.no_grad()`` with the block in eval mode, so it never updates BatchNorm
+    running statistics or other training-mode state; every submodule's mode is restored afterwards,
+    also when the helper raises.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(self: nn.Module, *args, **kwargs):
+        modes = [(m, m.training) for m in self.modules()]
+        self.eval()
+        try:
+            with torch.no_grad():
+                return fn(self, *args, **kwargs)
+        finally:
+            for m, training in modes:
+                m.training = training
+
+    return wrapper
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def positive_int(block: str, what: str, value) -> int:
+    """``value`` as an int, or ``ValueError`` naming ``block`` unless it is a positive integer (not a bool)."""
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"{block}: {what} must be a positive int, got {value!r}")
+    return int(value)
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -36,16 +133,18 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
 def reduced_width(block: str, channels: int, reduction: float, reduced_channels: int | None = None, min_channels: int = 1) -> int:
     """The bottleneck width ``channels // reduction`` (at least ``min_channels``), or the explicit override.
 
-    Raises ``ValueError`` naming ``block`` for non-positive channels or a reduction larger than ``channels``.
+    Raises ``ValueError`` naming ``block`` for non-positive channels, a reduction that is not a positive
+    finite number (``nan``, ``inf``, a bool, a string) or one larger than ``channels``.
     """
-    if channels < 1:
-        raise ValueError(f"{block}: channels must be positive, got {channels}")
+    if not _is_int(channels) or channels < 1:
+        raise ValueError(f"{block}: channels must be a positive int, got {channels!r}")
     if reduced_channels is not None:
-        if reduced_channels < 1:
-            raise ValueError(f"{block}: reduced_channels must be positive, got {reduced_channels}")
+        if not _is_int(reduced_channels) or reduced_channels < 1:
+            raise ValueError(f"{block}: reduced_channels must be a positive int, got {reduced_channels!r}")
         return int(reduced_channels)
-    if reduction <= 0:
-        raise ValueError(f"{block}: reduction must be positive, got {reduction}")
+    if (isinstance(reduction, bool) or not isinstance(reduction, numbers.Real) or not math.isfinite(reduction)
+            or reduction <= 0):
+        raise ValueError(f"{block}: reduction must be a positive finite number, got {reduction!r}")
     if reduction > channels:
         raise ValueError(
             f"{block}: reduction={reduction} is larger than channels={channels}; "
@@ -57,8 +156,9 @@ def reduced_width(block: str, channels: int, reduction: float, reduced_channels:
 class GateBlock(nn.Module):
     """Base of the blocks that compute one gate and multiply by it: ``y = x · weights(x)``.
 
-    A subclass defines ``weights(x)`` (broadcastable to ``x``, values in (0, 1)) and ``map_name``, the key under
-    which :meth:`attention_maps` returns the gate for pictures.
+    A subclass defines ``weights(x)`` (broadcastable to ``x``, values in (0, 1); it calls
+    :func:`check_input` first) and ``map_name``, the key under which :meth:`attention_maps` returns the
+    gate for pictures.
     """
 
     map_name = "weights"
@@ -66,7 +166,7 @@ class GateBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.weights(x)
 
-    @torch.no_grad()
+    @picture_helper
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``{map_name: weights(x)}`` — the gate this block multiplies its input by."""
+        """``{map_name: weights(x)}`` — the gate this block multiplies its input by (eval mode, no grad)."""
         return {self.map_name: self.weights(x)}

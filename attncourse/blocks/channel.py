@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import register_block
-from ._common import GateBlock, check_input, reduced_width
+from ._common import GateBlock, check_input, picture_helper, positive_int, reduced_width
 
 __all__ = [
     "SQUEEZES", "EXCITATIONS", "GATES", "squeeze", "eca_kernel_size",
@@ -93,8 +93,11 @@ def eca_kernel_size(channels: int, gamma: float = 2, beta: float = 1) -> int:
     >>> [eca_kernel_size(c) for c in (16, 64, 128, 256, 512, 1024, 2048)]
     [3, 3, 5, 5, 5, 5, 7]
     """
-    if channels < 1:
-        raise ValueError(f"eca_kernel_size: channels must be positive, got {channels}")
+    positive_int("eca_kernel_size", "channels", channels)
+    for what, v in (("gamma", gamma), ("beta", beta)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or (what == "gamma" and v <= 0):
+            raise ValueError(f"eca_kernel_size: {what} must be a {'positive ' if what == 'gamma' else ''}finite number, "
+                             f"got {v!r}")
     t = int(abs((math.log2(channels) + beta) / gamma))
     return t if t % 2 else t + 1
 
@@ -119,11 +122,13 @@ class _ChannelConv1d(nn.Module):
     One kernel is ECA; several kernel sizes are the multi-scale excitation.
     """
 
-    def __init__(self, kernel_sizes: Sequence[int]):
+    def __init__(self, kernel_sizes: Sequence[int], block: str = "_ChannelConv1d"):
         super().__init__()
-        for k in kernel_sizes:
-            if k < 1 or k % 2 == 0:
-                raise ValueError(f"_ChannelConv1d: kernel sizes must be odd and positive, got {tuple(kernel_sizes)}")
+        kernel_sizes = tuple(kernel_sizes)
+        if not kernel_sizes or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 or k % 2 == 0
+                                   for k in kernel_sizes):
+            raise ValueError(f"{block}: kernel sizes must be odd positive ints (the 1-D conv keeps the channel count "
+                             f"with padding k//2), got {kernel_sizes}")
         self.convs = nn.ModuleList(nn.Conv1d(1, 1, k, padding=k // 2, bias=False) for k in kernel_sizes)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -178,11 +183,11 @@ class SEBlock(GateBlock):
             self.act = nn.ReLU(inplace=True)
             self.fc2 = nn.Conv2d(self.reduced_channels, channels, 1, bias=True)
         else:
-            if channels < 1:
-                raise ValueError(f"{name}: channels must be positive, got {channels}")
+            positive_int(name, "channels", channels)
             self.reduced_channels = None  # no bottleneck: the 1-D convs never reduce
-            sizes = [kernel_size or eca_kernel_size(channels)] if excitation == "conv1d" else list(kernel_sizes)
-            self.conv = _ChannelConv1d(sizes)
+            k = eca_kernel_size(channels) if kernel_size is None else kernel_size  # 0 is an error, not "default"
+            sizes = [k] if excitation == "conv1d" else list(kernel_sizes)
+            self.conv = _ChannelConv1d(sizes, name)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -199,7 +204,7 @@ class SEBlock(GateBlock):
 
     def weights(self, x: torch.Tensor) -> torch.Tensor:
         """The channel weights ``s = σ(excite(squeeze(x)))``, shape ``[N, C, 1, 1]``, values in (0, 1)."""
-        check_input(type(self).__name__, x, self.channels)
+        check_input(self, x, self.channels)
         return _gate(sum(self.excite(z) for z in squeeze(x, self.squeeze)), self.gate)
 
     def extra_repr(self) -> str:
@@ -217,10 +222,9 @@ class ECABlock(SEBlock):
 
     def __init__(self, channels: int, kernel_size: int | None = None, gamma: float = 2, beta: float = 1,
                  reduction: float | None = None, reduced_channels: int | None = None, gate: str = "sigmoid"):
-        if channels < 1:
-            raise ValueError(f"ECABlock: channels must be positive, got {channels}")
+        positive_int(type(self).__name__, "channels", channels)
         super().__init__(channels, squeeze="avg", excitation="conv1d", gate=gate,
-                         kernel_size=kernel_size or eca_kernel_size(channels, gamma, beta))
+                         kernel_size=eca_kernel_size(channels, gamma, beta) if kernel_size is None else kernel_size)
 
     @property
     def kernel_size(self) -> int:
@@ -258,7 +262,7 @@ class DirectionalSE(GateBlock):
 
     def weights(self, x: torch.Tensor) -> torch.Tensor:
         """``[N, C, H, 1]`` (``keep="h"``) or ``[N, C, 1, W]`` (``keep="w"``), values in (0, 1)."""
-        check_input(type(self).__name__, x, self.channels)
+        check_input(self, x, self.channels)
         dims = (3,) if self.keep == "h" else (2,)
         return _gate(sum(self.fc2(self.act(self.fc1(z))) for z in squeeze(x, self.squeeze, dims)), self.gate)
 
@@ -267,7 +271,7 @@ class DirectionalSE(GateBlock):
         return f"channel_{'row' if self.keep == 'h' else 'column'}"
 
 
-    @torch.no_grad()
+    @picture_helper
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {f"channel_{'row' if self.keep == 'h' else 'column'}": self.weights(x)}
 
@@ -291,8 +295,7 @@ class ChannelPoolSE(GateBlock):
                  reduction: float | None = None, reduced_channels: int | None = None):
         super().__init__()
         name = type(self).__name__
-        if channels < 1:
-            raise ValueError(f"{name}: channels must be positive, got {channels}")
+        positive_int(name, "channels", channels)
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"{name}: kernel_size must be odd and positive, got {kernel_size}")
         _check_choice(name, "squeeze", squeeze, SQUEEZES)
@@ -306,11 +309,11 @@ class ChannelPoolSE(GateBlock):
 
     def weights(self, x: torch.Tensor) -> torch.Tensor:
         """The spatial map ``[N, 1, H, W]``, values in (0, 1)."""
-        check_input(type(self).__name__, x, self.channels)
+        check_input(self, x, self.channels)
         return _gate(self.conv(torch.cat(squeeze(x, self.squeeze, dims=(1,)), dim=1)), self.gate)
 
 
-    @torch.no_grad()
+    @picture_helper
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"spatial": self.weights(x)}
 
@@ -355,7 +358,7 @@ class MultiInputSE(nn.Module):
         if len(inputs) != self.num_inputs:
             raise ValueError(f"{name}: expected {self.num_inputs} inputs, got {len(inputs)}")
         for i, x in enumerate(inputs):
-            check_input(f"{name} (input {i})", x, self.channels)
+            check_input(self, x, self.channels, name=f"{name} (input {i})")
             if x.shape != inputs[0].shape:
                 raise ValueError(f"{name}: all inputs must have the same shape; input 0 has {tuple(inputs[0].shape)}, "
                                  f"input {i} has {tuple(x.shape)}")
@@ -372,7 +375,7 @@ class MultiInputSE(nn.Module):
         s = self.weights(inputs)
         return sum(s[:, i] * x for i, x in enumerate(inputs))
 
-    @torch.no_grad()
+    @picture_helper
     def attention_maps(self, inputs) -> dict[str, torch.Tensor]:
         """``{"input_weights": [N, k, C]}`` — the weight of each channel of each input."""
         return {"input_weights": self.weights(inputs).flatten(2)}
@@ -394,8 +397,8 @@ class MultiViewSE(nn.Module):
 
     def __init__(self, channels: int, reduction: float = 2, reduced_channels: int | None = None, gate: str = "sigmoid"):
         super().__init__()
-        if channels < 1:
-            raise ValueError(f"MultiViewSE: channels must be positive, got {channels}")
+        positive_int(type(self).__name__, "channels", channels)
+        reduced_width(type(self).__name__, channels, reduction, reduced_channels)  # errors name this block
         self.channels = channels
         self.views = nn.ModuleList([
             nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False),
@@ -410,13 +413,13 @@ class MultiViewSE(nn.Module):
         self.fuse.reset_parameters()
 
     def _views(self, x: torch.Tensor) -> list[torch.Tensor]:
-        check_input(type(self).__name__, x, self.channels)
+        check_input(self, x, self.channels)
         return [x] + [conv(x) for conv in self.views]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fuse(self._views(x))
 
-    @torch.no_grad()
+    @picture_helper
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"view_weights": [N, 3, C]}`` — the weight of each channel of each view."""
         return {"view_weights": self.fuse.weights(self._views(x)).flatten(2)}
@@ -451,7 +454,7 @@ class SEBasicBlock(nn.Module):
         return self.conv2(F.relu(self.conv1(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(type(self).__name__, x, self.cin)
+        check_input(self, x, self.cin)
         return self.act(self.se(self.residual(x)) + self.shortcut(x))
 
 
@@ -479,5 +482,5 @@ class SEBottleneck(nn.Module):
         return self.conv3(F.relu(self.conv2(F.relu(self.conv1(x)))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(type(self).__name__, x, self.cin)
+        check_input(self, x, self.cin)
         return self.act(self.se(self.residual(x)) + self.shortcut(x))

@@ -119,7 +119,7 @@ class InceptionBlock(nn.Module):
 
     def branches(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The four branch outputs before concatenation (for inspection)."""
-        check_input("InceptionBlock", x, self.in_channels)
+        check_input(self, x, self.in_channels)
         return [self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -155,7 +155,7 @@ class NaiveInceptionBlock(nn.Module):
         return sum(self.widths)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input("NaiveInceptionBlock", x, self.in_channels)
+        check_input(self, x, self.in_channels)
         return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], dim=1)
 
 
@@ -191,7 +191,7 @@ class _StagedNet(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The last feature map, before pooling: ``[N, out_channels, H/4, W/4]`` for three stages."""
-        check_input(type(self).__name__, x, self.in_channels)
+        check_input(self, x, self.in_channels)
         return self.blocks(self.stem(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

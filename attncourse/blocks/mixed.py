@@ -55,7 +55,7 @@ import torch
 from torch import nn
 
 from . import register_block
-from ._common import GateBlock, check_input, reduced_width
+from ._common import GateBlock, check_input, picture_helper, positive_int, reduced_width
 from .channel import _check_choice, squeeze
 
 __all__ = ["ChannelAttention", "SpatialAttention", "CBAM", "BAM", "SCSE", "spatial_descriptor",
@@ -128,7 +128,7 @@ class ChannelAttention(GateBlock):
 
     def weights(self, x: torch.Tensor) -> torch.Tensor:
         """The channel map ``Mc = σ(Σ_pools MLP(pool(x)))``, shape ``[N, C, 1, 1]``, values in (0, 1)."""
-        check_input(type(self).__name__, x, self.channels)
+        check_input(self, x, self.channels)
         return torch.sigmoid(sum(self.mlp(squeeze(x, p)[0]) for p in self.pools))
 
     def extra_repr(self) -> str:
@@ -161,8 +161,8 @@ class SpatialAttention(GateBlock):
         if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"{name}: kernel_size must be an odd positive int so the map keeps its size "
                              f"(padding k//2; the paper uses 3 or 7), got {kernel_size!r}")
-        if channels is not None and channels < 1:
-            raise ValueError(f"{name}: channels must be positive, got {channels}")
+        if channels is not None:
+            positive_int(name, "channels", channels)
         _check_choice(name, "order", order, SPATIAL_ORDERS)
         self.channels, self.kernel_size, self.order = channels, kernel_size, order
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=not norm)
@@ -188,7 +188,7 @@ class SpatialAttention(GateBlock):
 
     def weights(self, x: torch.Tensor) -> torch.Tensor:
         """The spatial map ``Ms``, shape ``[N, 1, H, W]``, values in (0, 1)."""
-        check_input(type(self).__name__, x, self.channels)
+        check_input(self, x, self.channels)
         return torch.sigmoid(self.logits(x))
 
     def extra_repr(self) -> str:
@@ -219,6 +219,7 @@ class CBAM(nn.Module):
                  norm: bool = True):
         super().__init__()
         _check_choice(type(self).__name__, "order", order, CBAM_ORDERS)
+        reduced_width(type(self).__name__, channels, reduction, reduced_channels)  # errors name CBAM, not its halves
         self.channels, self.order = channels, order
         self.channel = ChannelAttention(channels, reduction, reduced_channels, bias=bias)
         self.spatial = SpatialAttention(channels, kernel_size, spatial_order, norm)
@@ -229,7 +230,7 @@ class CBAM(nn.Module):
 
     def _maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(Mc, Ms, y)``: the two maps exactly as applied, and the output."""
-        check_input(type(self).__name__, x, self.channels)
+        check_input(self, x, self.channels)
         if self.order == "channel_spatial":
             mc = self.channel.weights(x)
             x1 = x * mc
@@ -246,7 +247,7 @@ class CBAM(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._maps(x)[2]
 
-    @torch.no_grad()
+    @picture_helper
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"channel": Mc [N, C, 1, 1], "spatial": Ms [N, 1, H, W]}``, each computed on the input it really sees."""
         mc, ms, _ = self._maps(x)
@@ -307,8 +308,8 @@ class BAM(nn.Module):
 
     def gates(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(Mc [N, C, 1, 1], Ms [N, 1, H, W])`` — the two gates' logits."""
-        check_input(type(self).__name__, x, self.channels)
-        if self.training and x.shape[0] < 2:
+        check_input(self, x, self.channels)
+        if self.training and x.shape[0] == 1:
             raise ValueError(f"{type(self).__name__}: the channel gate's BatchNorm needs a batch of at least 2 in "
                              f"training mode, got shape {tuple(x.shape)}; use eval() for single images")
         return self.channel_gate(x.mean((2, 3), keepdim=True)), self.spatial_gate(x)
@@ -321,7 +322,7 @@ class BAM(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * (1 + self.weights(x))
 
-    @torch.no_grad()
+    @picture_helper
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"channel": Mc, "spatial": Ms, "attention": M}`` — gate logits ``[N, C, 1, 1]``, ``[N, 1, H, W]``
         and the combined ``M = σ(·)`` in ``[N, C, H, W]`` (the output is ``x · (1 + M)``)."""
@@ -367,7 +368,7 @@ class SCSE(nn.Module):
 
     def maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(channel weights [N, C, 1, 1], spatial map [N, 1, H, W])``, both in (0, 1)."""
-        check_input(type(self).__name__, x, self.channels)
+        check_input(self, x, self.channels)
         wc = torch.sigmoid(self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True)))))
         return wc, torch.sigmoid(self.spatial(x))
 
@@ -375,7 +376,7 @@ class SCSE(nn.Module):
         wc, ws = self.maps(x)
         return x * wc + x * ws if self.combine == "sum" else torch.maximum(x * wc, x * ws)
 
-    @torch.no_grad()
+    @picture_helper
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"channel": cSE weights [N, C, 1, 1], "spatial": sSE map [N, 1, H, W]}``."""
         wc, ws = self.maps(x)

@@ -70,7 +70,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import register_block
-from ._common import check_input, reduced_width
+from ._common import check_input, picture_helper, positive_int, reduced_width
 
 __all__ = [
     "MODES", "IMPLEMENTATIONS", "NonLocal2d", "GlobalContext", "CrissCrossAttention", "DisentangledNonLocal2d",
@@ -96,10 +96,7 @@ def _check_choice(block: str, what: str, value, choices: tuple) -> None:
         raise ValueError(f"{block}: {what} must be one of {choices}, got {value!r}")
 
 
-def _positive_int(block: str, what: str, value) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{block}: {what} must be a positive int, got {value!r}")
-    return value
+_positive_int = positive_int  # the shared argument check
 
 
 def _tokens(t: torch.Tensor) -> torch.Tensor:
@@ -211,7 +208,7 @@ class NonLocal2d(nn.Module):
         return 1.0 if self.scale is None else float(self.scale)
 
     def _check(self, x: torch.Tensor) -> None:
-        check_input(type(self).__name__, x, self.channels)
+        check_input(self, x, self.channels)
         if self.sub_sample and min(x.shape[-2:]) < 2:
             raise ValueError(f"{type(self).__name__}: sub_sample=True needs H, W >= 2 for the 2×2 max-pool, "
                              f"got shape {tuple(x.shape)}")
@@ -267,7 +264,7 @@ class NonLocal2d(nn.Module):
             z = self.bn(z)
         return x + z
 
-    @torch.no_grad()
+    @picture_helper
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"attention": [B, N, M]}``: row ``i·W + j`` holds what query (i, j) takes from each key
         (keys on the :meth:`key_size` grid, row-major). Explicit matrix: use small inputs."""
@@ -275,7 +272,7 @@ class NonLocal2d(nn.Module):
         q, k, _ = self.project(x)
         return {"attention": self.pairwise(q, k)}
 
-    @torch.no_grad()
+    @picture_helper
     def query_attention(self, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
         """Where query position (i, j) looks: ``[B, h', w']`` on the key grid."""
         h, w = x.shape[-2:]
@@ -306,8 +303,9 @@ class GlobalContext(nn.Module):
         pool: ``"att"`` (softmax context, the paper) or ``"avg"`` (global average pooling: an SE-like context).
         eps: LayerNorm epsilon; 1e-5 as ``nn.LayerNorm([C/r, 1, 1])`` in the official code (timm uses 1e-6).
 
-    Init as the official code: the mask conv Kaiming-normal (fan_in); the last conv of the add
-    transform zero (weight and bias), so with ``fuse="add"`` the block starts as the identity.
+    Init as the official code (``last_zero_init`` for both transforms): the mask conv Kaiming-normal (fan_in);
+    the last conv of each transform zero (weight and bias). With ``fuse="add"`` the block starts as the
+    identity; with ``fuse="mul"`` as ``x · σ(0) = x / 2``.
     """
 
     def __init__(self, channels: int, reduction: float = 16, reduced_channels: int | None = None, fuse: str = "add",
@@ -333,9 +331,10 @@ class GlobalContext(nn.Module):
         if self.conv_mask is not None:
             nn.init.kaiming_normal_(self.conv_mask.weight, mode="fan_in", nonlinearity="relu")
             nn.init.zeros_(self.conv_mask.bias)
-        if self.channel_add is not None:
-            nn.init.zeros_(self.channel_add[-1].weight)
-            nn.init.zeros_(self.channel_add[-1].bias)
+        for transform in (self.channel_add, self.channel_mul):
+            if transform is not None:
+                nn.init.zeros_(transform[-1].weight)
+                nn.init.zeros_(transform[-1].bias)
 
     def context_weights(self, x: torch.Tensor) -> torch.Tensor:
         """The attention over positions ``[B, 1, N]`` (softmax of the mask conv; uniform for ``pool="avg"``)."""
@@ -345,7 +344,7 @@ class GlobalContext(nn.Module):
         return self.conv_mask(x).reshape(b, 1, h * w).softmax(dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(type(self).__name__, x, self.channels)
+        check_input(self, x, self.channels)
         b, c = x.shape[:2]
         context = torch.bmm(x.flatten(2), self.context_weights(x).transpose(1, 2)).reshape(b, c, 1, 1)
         out = x
@@ -355,10 +354,10 @@ class GlobalContext(nn.Module):
             out = out + self.channel_add(context)
         return out
 
-    @torch.no_grad()
+    @picture_helper
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"context": [B, H, W]}``: the one attention map every position shares (sums to 1)."""
-        check_input(type(self).__name__, x, self.channels)
+        check_input(self, x, self.channels)
         return {"context": self.context_weights(x).reshape(x.shape[0], *x.shape[-2:])}
 
 
@@ -420,18 +419,18 @@ class CrissCrossAttention(nn.Module):
         return self.gamma * out + x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(type(self).__name__, x, self.channels)
+        check_input(self, x, self.channels)
         for _ in range(self.recurrence):
             x = self._once(x)
         return x
 
-    @torch.no_grad()
+    @picture_helper
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"attention": [B, H, W, H+W]}`` of the first pass (column part first, then row)."""
-        check_input(type(self).__name__, x, self.channels)
+        check_input(self, x, self.channels)
         return {"attention": self.criss_cross_weights(x)}
 
-    @torch.no_grad()
+    @picture_helper
     def query_attention(self, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
         """Where pixel (i, j) looks in the first pass: ``[B, H, W]``, non-zero on its row and column only."""
         b, _, h, w = x.shape
@@ -502,7 +501,7 @@ class DisentangledNonLocal2d(nn.Module):
         return self.conv_mask(x).flatten(2).softmax(dim=-1)  # [B, 1, N]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(type(self).__name__, x, self.channels)
+        check_input(self, x, self.channels)
         b, _, h, w = x.shape
         q, k = self._whitened(x)
         v = self.g(x)
@@ -515,10 +514,10 @@ class DisentangledNonLocal2d(nn.Module):
             y = torch.bmm(p + u, vf.transpose(1, 2)).transpose(1, 2)
         return x + self.bn(self.W(y.reshape(b, self.inner_channels, h, w)))
 
-    @torch.no_grad()
+    @picture_helper
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"pairwise": [B, N, N], "unary": [B, H, W]}``."""
-        check_input(type(self).__name__, x, self.channels)
+        check_input(self, x, self.channels)
         q, k = self._whitened(x)
         p = (torch.bmm(q.flatten(2).transpose(1, 2), k.flatten(2)) * self._s).softmax(dim=-1)
         return {"pairwise": p, "unary": self._unary(x).reshape(x.shape[0], *x.shape[-2:])}
@@ -588,7 +587,7 @@ class AsymmetricNonLocal2d(nn.Module):
         return (torch.bmm(q.flatten(2).transpose(1, 2), k.flatten(2)) * self.key_channels ** -0.5).softmax(dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(type(self).__name__, x, self.channels)
+        check_input(self, x, self.channels)
         b, _, h, w = x.shape
         q, k, v = self._qkv(x)
         if self.implementation == "efficient":
@@ -598,10 +597,10 @@ class AsymmetricNonLocal2d(nn.Module):
         context = self.W(y.reshape(b, self.value_channels, h, w))
         return self.fuse(torch.cat([context, x], dim=1))
 
-    @torch.no_grad()
+    @picture_helper
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"attention": [B, N, S]}`` (S = 110 pooled keys, or N without pooling)."""
-        check_input(type(self).__name__, x, self.channels)
+        check_input(self, x, self.channels)
         q, k, _ = self._qkv(x)
         return {"attention": self._weights(q, k)}
 
@@ -624,8 +623,12 @@ class EMAUnit(nn.Module):
     forward pass by a moving average of the batch-mean bases (momentum 0.9; the official code does this
     in its training loop). Because the E/M steps run under ``no_grad``, ``conv1`` gets no gradient
     (as in the official code; its author says so in XiaLiPKU/EMANet issue #14).
-    Cost O(N·K·C·T): linear in N.
+    An empty batch leaves μ as it is (its batch mean would be NaN). Cost O(N·K·C·T): linear in N.
     """
+
+    #: what the block deliberately detaches (read by the contract test: the gradient with respect to the
+    #: input then skips this path, so a numerical gradient check of ``x`` cannot match).
+    stops_gradient = "the E/M steps: μ and z carry no gradient to x or conv1 (official code)"
 
     def __init__(self, channels: int, bases: int = 64, iterations: int = 3, momentum: float = 0.9):
         super().__init__()
@@ -667,19 +670,19 @@ class EMAUnit(nn.Module):
         return mu, z
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(type(self).__name__, x, self.channels)
+        check_input(self, x, self.channels)
         b, c, h, w = x.shape
         mu, z = self.em(self.conv1(x).flatten(2))
         rec = F.relu(torch.bmm(mu, z.transpose(1, 2))).reshape(b, c, h, w)
-        if self.training:
+        if self.training and b > 0:
             with torch.no_grad():
                 self.mu.mul_(self.momentum).add_(mu.mean(dim=0, keepdim=True).to(self.mu.dtype), alpha=1 - self.momentum)
         return F.relu(x + self.bn(self.conv2(rec)))
 
-    @torch.no_grad()
+    @picture_helper
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"responsibilities": [B, K, H, W]}``: how much each position belongs to each basis."""
-        check_input(type(self).__name__, x, self.channels)
+        check_input(self, x, self.channels)
         _, z = self.em(self.conv1(x).flatten(2))
         return {"responsibilities": z.transpose(1, 2).reshape(x.shape[0], self.bases, *x.shape[-2:])}
 
@@ -720,7 +723,7 @@ class GloRe(nn.Module):
         nn.init.zeros_(self.blocker.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(type(self).__name__, x, self.channels)
+        check_input(self, x, self.channels)
         b = x.shape[0]
         s = self.conv_state(x).flatten(2)  # [B, 2m, N]
         p = self.conv_proj(x).flatten(2)  # [B, m, N]
@@ -732,8 +735,8 @@ class GloRe(nn.Module):
         y = torch.bmm(v, p).reshape(b, self.num_state, *x.shape[-2:])
         return x + self.blocker(self.conv_extend(y))
 
-    @torch.no_grad()
+    @picture_helper
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"projection": [B, m, H, W]}``: how each position is assigned to each graph node."""
-        check_input(type(self).__name__, x, self.channels)
+        check_input(self, x, self.channels)
         return {"projection": self.conv_proj(x)}
