@@ -11,6 +11,8 @@ fallback does not do). So an attention block costs the same as its explicit-matr
 Latency is the median of repeated timed runs after warm-up (CUDA events on a GPU).
 Peak memory is the allocator's peak on CUDA, and on the CPU the peak of live tensor memory
 recorded by the PyTorch profiler.
+The latency and memory helpers leave a model exactly as they found it (:func:`preserved`): the mode of
+every submodule, parameters, buffers (BatchNorm running statistics) and gradients.
 """
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ from torch import nn
 
 from .config import device_name
 
-__all__ = ["count_params", "count_flops", "measure_latency", "peak_memory", "cost_report", "CostTable", "compare_costs"]
+__all__ = ["count_params", "count_flops", "measure_latency", "peak_memory", "preserved", "cost_report", "CostTable",
+           "compare_costs"]
 
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
@@ -103,16 +106,54 @@ def count_flops(model: nn.Module | Callable, x, backward: bool = False) -> int:
     return int(counter.get_total_flops())
 
 
+@contextmanager
+def preserved(*models: nn.Module | None):
+    """Put every model back exactly as it was when the block exits (also after an exception).
+
+    Restored in place: the ``training`` flag of every submodule, the values of all parameters and buffers
+    (BatchNorm running statistics and batch counters, EMA bases, …) and every parameter's ``.grad`` (the same
+    tensor object with its old values, or ``None``). Costs one copy of the model's tensors while it runs.
+    """
+    modules = [m for m in models if isinstance(m, nn.Module)]
+    modes = [(sub, sub.training) for m in modules for sub in m.modules()]
+    params = list(dict.fromkeys(p for m in modules for p in m.parameters()))
+    tensors = [(t, t.detach().clone()) for t in params + list(dict.fromkeys(b for m in modules for b in m.buffers()))]
+    grads = [(p, p.grad, None if p.grad is None else p.grad.detach().clone()) for p in params]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for t, saved in tensors:
+                t.copy_(saved)
+            for p, grad, saved in grads:
+                if grad is not None:
+                    grad.copy_(saved)
+                p.grad = grad
+        for sub, training in modes:
+            sub.training = training
+
+
 def measure_latency(fn: nn.Module | Callable, x, *, warmup: int = 3, repeats: int = 10, backward: bool = False) -> dict:
     """Median wall time of ``fn(x)`` in milliseconds (forward only, or forward+backward).
 
+    A module is timed in eval mode (forward) or in training mode (``backward=True``), then restored exactly
+    (:func:`preserved`): its modes, parameters, BatchNorm statistics and existing gradients are as before.
+
     Returns ``{"median_ms", "min_ms", "max_ms", "times_ms", "repeats", "device"}``. Warm-up runs are discarded.
     """
-    if repeats < 1:
-        raise ValueError(f"measure_latency: repeats must be >= 1, got {repeats}")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"measure_latency: repeats must be an int >= 1, got {repeats!r}")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"measure_latency: warmup must be an int >= 0, got {warmup!r}")
     if isinstance(fn, nn.Module):
         x = _as_input(fn, x)
-        fn.train(backward)
+        with preserved(fn):
+            fn.train(backward)
+            return _time(fn, x, warmup, repeats, backward)
+    return _time(fn, x, warmup, repeats, backward)
+
+
+def _time(fn, x, warmup: int, repeats: int, backward: bool) -> dict:
     device = x.device if isinstance(x, torch.Tensor) else torch.device("cpu")
     ctx = nullcontext if backward else torch.no_grad
 
@@ -144,12 +185,21 @@ def measure_latency(fn: nn.Module | Callable, x, *, warmup: int = 3, repeats: in
             "device": device_name(device)}
 
 
-def peak_memory(fn: Callable[[], object], device=None) -> int:
+def peak_memory(fn: Callable[[], object], device=None, *, model: nn.Module | None = None) -> int:
     """Peak bytes of tensor memory allocated while ``fn()`` runs, above what was live before.
 
     CUDA: ``torch.cuda.max_memory_allocated``. CPU: the running total of the profiler's allocation
     and free events (tensors allocated by PyTorch, the figure that grows with attention matrices).
+
+    ``fn`` may switch modes, step BatchNorm statistics or accumulate gradients: pass the ``model`` it uses
+    and that model is restored exactly afterwards (:func:`preserved`). The copy this takes is made before
+    the measurement starts and is not counted.
     """
+    with preserved(model):
+        return _peak_memory(fn, device)
+
+
+def _peak_memory(fn: Callable[[], object], device=None) -> int:
     device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -202,7 +252,7 @@ def cost_report(model: nn.Module, x, *, latency: bool = True, memory: bool = Fal
         def fwd_bwd():
             model.train()
             model(x).float().sum().backward()
-        row["peak_mem_bytes"] = peak_memory(fwd_bwd, x.device)
+        row["peak_mem_bytes"] = peak_memory(fwd_bwd, x.device, model=model)
     return row
 
 
