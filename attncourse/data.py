@@ -96,12 +96,17 @@ def _split() -> tuple[np.ndarray, np.ndarray]:
 
 
 def source_digits(split: str = "train") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The real digits of one split: ``(images [n, 8, 8] float in [0,1], labels [n], indices [n])``."""
+    """The real digits of one split: ``(images [n, 8, 8] float in [0,1], labels [n], indices [n])``.
+
+    Fresh tensors on every call: editing them in place never reaches the cached split (so a test digit
+    can never move into training).
+    """
     if split not in ("train", "test"):
         raise ValueError(f"source_digits: split must be 'train' or 'test', got {split!r}")
     images, labels = _digits()
     idx = _split()[0 if split == "train" else 1]
-    return torch.from_numpy(images[idx]), torch.from_numpy(labels[idx]), torch.from_numpy(idx)
+    return (torch.from_numpy(images[idx].copy()), torch.from_numpy(labels[idx].copy()),
+            torch.from_numpy(idx.copy()))
 
 
 @lru_cache(maxsize=64)
@@ -119,10 +124,15 @@ def _require(cond: bool, task: str, param: str, why: str) -> None:
         raise ValueError(f"{task}: invalid {param}: {why}")
 
 
+def _is_int(value) -> bool:
+    """An int or NumPy integer, but not a bool (``True`` is not "one sample")."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def _check_common(task: str, n_train: int, n_test: int, seed: int) -> None:
-    _require(isinstance(n_train, (int, np.integer)) and n_train > 0, task, "n_train", f"must be a positive int, got {n_train!r}")
-    _require(isinstance(n_test, (int, np.integer)) and n_test > 0, task, "n_test", f"must be a positive int, got {n_test!r}")
-    _require(isinstance(seed, (int, np.integer)) and seed >= 0, task, "seed", f"must be a non-negative int, got {seed!r}")
+    _require(_is_int(n_train) and n_train > 0, task, "n_train", f"must be a positive int, got {n_train!r}")
+    _require(_is_int(n_test) and n_test > 0, task, "n_test", f"must be a positive int, got {n_test!r}")
+    _require(_is_int(seed) and seed >= 0, task, "seed", f"must be a non-negative int, got {seed!r}")
 
 
 def _to_uint8(x: np.ndarray) -> torch.Tensor:

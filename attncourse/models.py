@@ -21,6 +21,7 @@ from __future__ import annotations
 from torch import nn
 
 from .blocks import create_block, get_block_spec
+from .blocks._common import check_input
 
 __all__ = ["BasicBlock", "AttnResNet", "receptive_field"]
 
@@ -109,8 +110,21 @@ class AttnResNet(nn.Module):
             if m is not self and hasattr(m, "reset_parameters") and m.__module__.startswith("attncourse.blocks"):
                 m.reset_parameters()
 
+    def _check(self, x) -> None:
+        """``ValueError`` naming the network and the shape for input it cannot take (checked before any layer runs)."""
+        check_input(self, x, self.stem[0][0].in_channels)
+        if self.training and x.shape[0] == 1:  # the last stage's map: each later stage halves it (ceil)
+            h, w = x.shape[-2:]
+            for _ in range(len(self.stages) - 1):
+                h, w = (h + 1) // 2, (w + 1) // 2
+            if h * w == 1:
+                raise ValueError(f"{type(self).__name__}: in training mode its BatchNorm needs more than one value per "
+                                 f"channel, but batch 1 of shape {tuple(x.shape)} reaches a 1×1 map in the last stage; "
+                                 f"use a larger batch or image, or eval()")
+
     def features(self, x):
         """Feature map before pooling: ``[N, widths[-1], H/4, W/4]`` for three stages."""
+        self._check(x)
         return self.stages(self.stem(x))
 
     def forward(self, x):
