@@ -66,14 +66,11 @@ def render_results_page(folder: str | Path | None = None, benchmarks: str | Path
     folder = Path(folder) if folder is not None else results_dir()
     benchmarks = Path(benchmarks) if benchmarks is not None else Path(__file__).resolve().parents[1] / "results"
     lines = [HEADER]
-    full, reduced = [], {}
+    full = []
     for path in sorted(folder.glob("*.json")):
         data = json.loads(path.read_text())
-        if isinstance(data, dict) and "arms" in data and "experiment" in data:
-            if data.get("profile") == "full":
-                full.append((path.name, data))
-            else:
-                reduced.setdefault(data["experiment"], []).append(data.get("profile"))
+        if isinstance(data, dict) and "arms" in data and "experiment" in data and data.get("profile") == "full":
+            full.append((path.name, data))
     bench = sorted(benchmarks.glob("*.md")) if benchmarks.exists() else []
     if not full and not bench:
         lines.append("No results have been recorded yet.\n")
@@ -84,11 +81,13 @@ def render_results_page(folder: str | Path | None = None, benchmarks: str | Path
         lines += [f"## Module {module}", ""]
         for name, res in by_module[module]:
             lines += ["#" + l if l.startswith("## ") else l for l in _experiment_table(res, name)]
-    missing = sorted(set(reduced) - {res["experiment"] for _, res in full})
+    from .experiments import list_experiments
+
+    missing = sorted(set(list_experiments()) - {res["experiment"] for _, res in full})
     if missing:
         lines += ["## Not yet recorded at the full profile", "",
-                  "These experiments have only reduced-profile runs, which are too short to be evidence: "
-                  + ", ".join(f"`{m}`" for m in missing) + ". Record them with "
+                  "These registered experiments have no complete full-profile run yet (reduced-profile runs are too short "
+                  "to be evidence): " + ", ".join(f"`{m}`" for m in missing) + ". Record them with "
                   "`python -m attncourse run-all --only NAME --profile full`.", ""]
     for path in bench:
         lines += _benchmark_section(path)

@@ -17,7 +17,6 @@ pool, which is no boundary), not inside residual blocks.
 from __future__ import annotations
 
 from ..blocks import BLOCKS
-from ..config import Profile
 from ..models import AttnResNet
 from .core import BackboneArm, Experiment, register_experiment
 
@@ -159,62 +158,3 @@ def map_contrast(maps, digit, clutter) -> dict:
     return {"digit": float(on_digit.mean()), "clutter": float(on_clutter.mean()),
             "ratio": float(on_digit.mean() / on_clutter.mean()),
             "images_digit_higher": float((on_digit > on_clutter).float().mean())}
-
-
-def record_spatial_maps(profile=None, *, attention: str = "cbam", seed: int = 0, n_eval: int = 200, n_keep: int = 8,
-                        device=None, out_dir=None, write: bool = True) -> dict:
-    """Train one network with ``attention`` on cluttered digits and record where its spatial maps look.
-
-    Measures :func:`map_contrast` per stage on the first ``n_eval`` test images before and after training,
-    and keeps the trained maps of the first ``n_keep`` test images (the first test images of the task are
-    the same for every profile, so a notebook can lay them over its own copy). Writes
-    ``results/cbam_maps.json`` (full profile) or ``results/cbam_maps.<profile>.json``, labelled like every
-    experiment: ``python -c "from attncourse.experiments.cbam import *; record_spatial_maps('cpu')"``.
-    """
-    import json
-    import os
-    import platform
-    import time
-    from datetime import datetime, timezone
-    from pathlib import Path
-
-    import torch
-
-    from ..config import device_name, get_profile, pick_device, seed_everything
-    from ..data import make_task
-    from ..train import fit
-    from .recorded import results_dir
-    from .runner import _git_commit
-
-    prof = profile if isinstance(profile, Profile) else get_profile(profile)
-    device = pick_device(device)
-    task = make_task("cluttered_digits", prof, seed=0)
-    n_eval = min(n_eval, len(task.x_test))
-    probe = task.float_images(task.x_test[:n_eval])
-    digit, clutter = digit_masks(task, range(n_eval))
-    seed_everything(seed)
-    model = mixed_net(task, attention)
-    before = [map_contrast(m, digit, clutter) for m in spatial_maps(model, probe)]
-    t0 = time.perf_counter()
-    hist = fit(model, task, epochs=prof.epochs, batch_size=prof.batch_size, seed=seed, device=device, progress=False)
-    model = model.cpu().float()
-    after_maps = spatial_maps(model, probe)
-    out = {"experiment": "cbam_maps", "attention": attention, "task": task.name, "profile": prof.name,
-           "n_train": len(task.x_train), "n_test": len(task.x_test), "epochs": prof.epochs, "seed": seed,
-           "device": device_name(device), "torch": torch.__version__, "python": platform.python_version(),
-           "git_commit": _git_commit(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-           "wall_s": time.perf_counter() - t0, "final_test_acc": hist.final_test_acc, "n_eval": n_eval,
-           "stages": [{"hw": list(m.shape[-2:]), "before": b, "after": map_contrast(m, digit, clutter)}
-                      for b, m in zip(before, after_maps)],
-           "kept_labels": [int(v) for v in task.y_test[:n_keep]],
-           "maps_after": [[[[round(float(v), 4) for v in row] for row in m[i, 0]] for i in range(n_keep)]
-                          for m in after_maps]}
-    if write:
-        folder = Path(out_dir) if out_dir is not None else results_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / ("cbam_maps.json" if prof.name == "full" else f"cbam_maps.{prof.name}.json")
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(out))
-        os.replace(tmp, path)
-        out["path"] = str(path)
-    return out
