@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     run_all.add_argument("--store", default=None, help="run store for resumable runs (default $ATTNCOURSE_RUNS "
                                                        "or ~/.cache/attncourse/runs)")
     run_all.add_argument("--out-dir", default=None, help="folder for results and checkpoints (default: the package's)")
+    run_all.add_argument("--merge-only", action="store_true", help="train nothing: record and merge what has finished")
     rep = sub.add_parser("report", help="write the book's results page from results/*.json")
     rep.add_argument("--out", default="book/results.md", help="markdown file to write (default book/results.md)")
     rep.add_argument("--results", default=None, help="folder of results (default results/)")
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             out = run_all(args.only, args.profile, args.seeds, jobs=args.jobs, device=args.device, store=args.store,
-                          out_dir=args.out_dir)
+                          out_dir=args.out_dir, train=not args.merge_only)
         except ValueError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

@@ -175,6 +175,9 @@ def test_cli_run_all_reports_progress_and_is_resumable(tmp_path):
     assert res["seeds"] == [0, 1] and len(res["arms"]["baseline"]["runs"]) == 2
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0 and "0 to train" in second.stderr
+    fresh = cmd[:-4] + ["--store", str(tmp_path / "empty"), "--out-dir", str(tmp_path / "r2"), "--merge-only"]
+    merge_only = subprocess.run(fresh, capture_output=True, text=True, timeout=600)  # nothing finished: nothing trains
+    assert merge_only.returncode == 0 and "0 to train" in merge_only.stderr and not (tmp_path / "r2").exists()
     bad = subprocess.run(cmd[:4] + ["--only", "nope"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "unknown experiment" in bad.stderr
 

@@ -282,11 +282,11 @@ def _worker_init(threads: int) -> None:
 
 def run_all(names: list[str] | None = None, profile: str | Profile | None = None, seeds: int | list[int] | None = None,
             *, arms: list[str] | None = None, jobs: int = 1, device=None, store=None, out_dir=None,
-            log=sys.stderr) -> dict:
+            train: bool = True, log=sys.stderr) -> dict:
     """Run every job of ``names`` (default: every registered experiment), resumably, on ``jobs`` processes.
 
     Prints one line per finished job with the elapsed time and an ETA, merges each experiment as soon as its
-    last job finishes, and returns ``{"results": {name: results dict}, "failed": [(job label, error)], "wall_s"}``.
+    last job finishes (``train=False``: only records and merges what has finished), and returns ``{"results": {name: results dict}, "failed": [(job label, error)], "wall_s"}``.
     """
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     names = list_experiments() if not names else names
@@ -302,7 +302,7 @@ def run_all(names: list[str] | None = None, profile: str | Profile | None = None
     unique: dict[str, Job] = {}
     for job in planned:
         unique.setdefault(job.id, job)
-    todo = [j for j in unique.values() if not (store / j.id / "run.json").exists()]
+    todo = [j for j in unique.values() if train and not (store / j.id / "run.json").exists()]
     t0 = time.perf_counter()
     results, failed, merged = {}, [], set()
 
