@@ -57,12 +57,12 @@ def test_notebook_anatomy(path):
     assert any(c.get("outputs") for c in code), "committed without outputs"
     errors = [i for i, c in enumerate(code) for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors, f"error outputs in code cells {errors}"
-    checked = [c for c in code if src(c).lstrip().startswith("# NBVAL_CHECK_OUTPUT")]
+    checked = [c for c in code if "nbval-check-output" in c.get("metadata", {}).get("tags", [])]
     assert checked, "no deterministic cell is checked by nbval"
     assert all(c.get("execution_count") and c.get("outputs") for c in checked)
     text = "\n".join(src(c) for c in cells)
     if not path.name.startswith("00_"):
-        assert "{cite}" in text and "assert_close" in text and 'check("' in text and ":::{dropdown}" in text
+        assert "{cite}" in text and "assert_close" in text and 'check("' in text and "<summary>Solution</summary>" in text
 
 
 REPO = "attncourse/attncourse"
