@@ -1,0 +1,189 @@
+"""The notebooks read the same in Jupyter, Colab and on the website.
+
+Jupyter and Colab render markdown cells as CommonMark + HTML: MyST directives and roles show there as raw
+text. So:
+
+- exercise solutions sit in HTML ``<details><summary>Solution</summary>`` blocks (collapsed everywhere),
+  never in MyST ``{dropdown}`` fences, and no solution code is visible outside such a block;
+- every notebook ends with a plain-Markdown "## References" cell naming each work its ``{cite}`` roles cite;
+- nbval markers are cell tags, not comments at the top of learner-facing cells;
+- the Colab badge image is served with the site, not fetched from colab.research.google.com.
+
+What counts as a *solution*: the notebooks give every exercise a stub code cell whose body raises
+``NotImplementedError`` (followed by a ``check("...")`` cell); its solution is markdown code that defines the
+same function or class. Any fenced code block in a markdown cell that defines a stub's name is solution code.
+"""
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+ids = lambda p: p.name  # noqa: E731
+
+DROPDOWN = re.compile(r"^\s*(?::{3,}|`{3,}|~{3,})\s*\{dropdown\}", re.M)
+DETAILS = re.compile(r"<details\b[^>]*>(?P<body>.*?)</details>", re.S)
+SUMMARY = re.compile(r"\A\s*<summary>\s*Solution\s*</summary>")
+FENCE = re.compile(r"^(?P<fence>`{3,}|~{3,})[^\n]*\n(?P<code>.*?)^(?P=fence)[ \t]*$", re.S | re.M)
+DEFINES = re.compile(r"^(?:def|class)\s+(\w+)", re.M)
+CITE = re.compile(r"\{cite(?::[\w-]+)*\}`([^`]*)`")
+
+
+def src(cell):
+    return "".join(cell["source"])
+
+
+def cells(path, kind):
+    return [c for c in json.loads(path.read_text(encoding="utf-8"))["cells"] if c["cell_type"] == kind]
+
+
+def stub_names(path):
+    """Names defined by exercise stubs: code cells whose body raises NotImplementedError."""
+    return {name for c in cells(path, "code") if "raise NotImplementedError" in src(c)
+            for name in DEFINES.findall(src(c))}
+
+
+def without_details(text):
+    return DETAILS.sub("", text)
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_no_myst_dropdown_fences(path):
+    bad = [i for i, c in enumerate(cells(path, "markdown")) if DROPDOWN.search(src(c))]
+    assert not bad, f"{path.name}: MyST dropdown fences in markdown cells {bad}; use <details><summary>Solution</summary>"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_solution_code_is_only_inside_collapsed_details(path):
+    names = stub_names(path)
+    assert names, f"{path.name}: no exercise stubs found"
+    md = [src(c) for c in cells(path, "markdown")]
+    for i, text in enumerate(md):
+        assert text.count("<details") == text.count("</details>"), f"{path.name} markdown cell {i}: unbalanced <details>"
+        # solution code outside any <details> block
+        for m in FENCE.finditer(without_details(text)):
+            shown = set(DEFINES.findall(m.group("code"))) & names
+            assert not shown, f"{path.name} markdown cell {i}: solution code for {sorted(shown)} outside <details>"
+        assert not re.search(r"^\s*(?:\*\*|#+\s*)?Solutions?\b", without_details(text), re.M | re.I), \
+            f"{path.name} markdown cell {i}: a 'Solution' label outside <details>"
+    # solution code in a code cell (visible, and run) that is not the stub itself
+    for c in cells(path, "code"):
+        if "raise NotImplementedError" not in src(c):
+            shown = set(DEFINES.findall(src(c))) & names
+            assert not shown, f"{path.name}: a code cell defines the exercise names {sorted(shown)}"
+    # every exercise has its solution, collapsed, and the code in it renders as code
+    solved = set()
+    for i, text in enumerate(md):
+        for m in DETAILS.finditer(text):
+            body = m.group("body")
+            assert SUMMARY.match(body), f"{path.name} markdown cell {i}: <details> without <summary>Solution</summary>"
+            assert re.match(r"\A\s*<summary>[^<]*</summary>[ \t]*\n[ \t]*\n", body), \
+                f"{path.name} markdown cell {i}: no blank line after </summary> (the markdown inside would not render)"
+            assert re.search(r"\n[ \t]*\n[ \t]*\Z", body), \
+                f"{path.name} markdown cell {i}: no blank line before </details>"
+            assert not re.search(r"^(?: {4}|\t)\S", body.split("```")[0], re.M), \
+                f"{path.name} markdown cell {i}: indented text in <details> renders as a code block"
+            for f in FENCE.finditer(body):
+                solved |= set(DEFINES.findall(f.group("code")))
+    assert names <= solved, f"{path.name}: exercises without a collapsed solution: {sorted(names - solved)}"
+
+
+class _Tree(HTMLParser):
+    """Records, for every <pre> element, whether it lies inside a <details> element."""
+
+    def __init__(self):
+        super().__init__()
+        self.stack, self.pre_in_details = [], []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "pre":
+            self.pre_in_details.append("details" in self.stack)
+        self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if tag in self.stack:
+            while self.stack.pop() != tag:
+                pass
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_solutions_render_collapsed_as_commonmark(path):
+    """Render the solution cells as Jupyter/Colab do (CommonMark + raw HTML): the code is a <pre> inside <details>."""
+    markdown_it = pytest.importorskip("markdown_it")
+    md = markdown_it.MarkdownIt("commonmark")
+    names = stub_names(path)
+    for i, c in enumerate(cells(path, "markdown")):
+        text = src(c)
+        if "<details" not in text:
+            continue
+        tree = _Tree()
+        tree.feed(md.render(text))
+        assert tree.pre_in_details and all(tree.pre_in_details), \
+            f"{path.name} markdown cell {i}: a code block renders outside <details> in Jupyter/Colab"
+        assert '<code class="language-python">' in md.render(text)
+    assert names
+
+
+def cited_keys(path):
+    keys = set()
+    for c in cells(path, "markdown"):
+        for group in CITE.findall(src(c)):
+            keys |= {k.strip() for k in group.split(",") if k.strip()}
+    return keys
+
+
+def bib_keys():
+    return set(re.findall(r"^@\w+\{([^,\s]+),", (ROOT / "book" / "references.bib").read_text(), re.M))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_notebook_ends_with_references_naming_every_cited_work(path):
+    last = json.loads(path.read_text(encoding="utf-8"))["cells"][-1]
+    text = src(last)
+    assert last["cell_type"] == "markdown" and text.startswith("## References"), \
+        f"{path.name}: the last cell is not a '## References' markdown cell"
+    # plain Markdown, readable in Colab: no MyST roles or directives
+    assert not re.search(r"\{[\w:-]+\}`|^\s*(?:`{3,}|:{3,})\s*\{", text, re.M), f"{path.name}: MyST syntax in References"
+    listed = set(re.findall(r"^- `([^`]+)`", text, re.M))
+    cited = cited_keys(path)
+    assert cited <= bib_keys(), f"{path.name}: cited keys missing from book/references.bib: {sorted(cited - bib_keys())}"
+    assert cited <= listed, f"{path.name}: cited but not in References: {sorted(cited - listed)}"
+    assert listed <= cited, f"{path.name}: in References but not cited: {sorted(listed - cited)}"
+    assert all(re.search(rf"^- `{re.escape(k)}`: .+\*.+\*.*\b(19|20)\d\d\b", text, re.M) for k in listed), \
+        f"{path.name}: each reference needs authors, an italic title and a year"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_nbval_markers_are_tags_not_comments(path):
+    code = cells(path, "code")
+    commented = [i for i, c in enumerate(code) if re.search(r"^\s*#\s*(NBVAL_|PYTEST_VALIDATE_)", src(c), re.M)]
+    assert not commented, f"{path.name}: nbval comment markers in code cells {commented}; use cell tags"
+    assert any("nbval-check-output" in c["metadata"].get("tags", []) for c in code)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_colab_badge_image_is_local(path):
+    first = src(json.loads(path.read_text(encoding="utf-8"))["cells"][0])
+    images = re.findall(r"!\[[^\]]*\]\(([^)\s]+)", first)
+    assert images, f"{path.name}: no badge image in the first cell"
+    for uri in images:
+        assert "://" not in uri, f"{path.name}: the badge image {uri} is fetched from the network"
+        assert (path.parent / uri).resolve().is_file(), f"{path.name}: {uri} does not exist"
+
+
+def test_site_has_a_favicon_and_no_thebe():
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    favicon = config["html"]["favicon"]
+    assert (ROOT / favicon).is_file() and "://" not in favicon
+    # sphinx_thebe wrote its inline `const THEBE_JS_URL` script twice per page (a console error); the site has no
+    # live-code button, so the extension is left out of the explicit extension list.
+    extensions = config["sphinx"]["config"]["extensions"]
+    assert "sphinx_thebe" not in extensions and "myst_nb" in extensions and "sphinxcontrib.bibtex" in extensions
