@@ -12,7 +12,8 @@ import torch
 
 import attncourse.exercises as exercises
 from attncourse.exercises import core
-from attncourse.exercises.core import (EXERCISES, NOT_IMPLEMENTED_HINT, CaseResult, check, compare_numbers, compare_tensors,
+from attncourse.exercises.core import (EXERCISES, NOT_IMPLEMENTED_HINT, CaseResult, check, compare_number_cases,
+                                       compare_numbers, compare_tensors,
                                        deterministic, describe_exception, grade, list_exercises, register_exercise, run_case,
                                        score_summary, seeded_generator)
 
@@ -245,7 +246,11 @@ def test_compare_tensors_hints():
 
 def test_compare_numbers_hints():
     assert compare_numbers(10, 10, integer=True) is None
-    assert "should be an int" in compare_numbers(10.0, 10, integer=True)
+    # a count is judged by its value: a whole-number float is as right as an int (issue 17)
+    assert compare_numbers(10.0, 10, integer=True) is None
+    assert compare_numbers(np.float64(10), 10, integer=True) is None and compare_numbers(np.int64(10), 10, integer=True) is None
+    assert "whole number" in compare_numbers(10.5, 10, integer=True)
+    assert "is 12, expected 10" in compare_numbers(12.0, 10, integer=True)
     assert compare_numbers(10.0, 10) is None
     assert "2× too large" in compare_numbers(20, 10)
     assert "3× too small" in compare_numbers(10, 30)
@@ -253,6 +258,49 @@ def test_compare_numbers_hints():
     assert "should be a number" in compare_numbers("10", 10)
     assert "should be a number" in compare_numbers(True, 1)
     assert compare_numbers(torch.tensor(10), 10) is None
+    # several mistakes giving the same value are named together, never one of them at random
+    both = compare_numbers(6, 10, "n", mistakes=[("forgot A", 6), ("forgot B", 6)])
+    assert "forgot A" in both and "forgot B" in both
+
+
+def test_compare_number_cases_names_a_mistake_only_when_it_explains_every_answer():
+    cases = lambda got: [(f"f({i})", g, 2 * i, {"doubled": 4 * i, "plus two": 2 * i + 2}) for i, g in zip((1, 2, 3), got)]
+    assert compare_number_cases(cases([2, 4, 6])) is None
+    assert compare_number_cases(cases([2.0, 4.0, 6.0]), integer=True) is None
+    assert "doubled" in compare_number_cases(cases([4, 8, 12]))
+    # f(1) = 4 is both "doubled" and "plus two"; f(2) and f(3) say which one it is
+    hint = compare_number_cases(cases([4, 6, 8]))
+    assert "plus two" in hint and "doubled" not in hint
+    hint = compare_number_cases(cases([4, 5, 6]))  # explained by neither: no mistake named
+    assert "doubled" not in hint and "plus two" not in hint and "f(1) is 4, expected 2" in hint
+    assert "should be a number" in compare_number_cases(cases(["2", 4, 6]))
+
+
+def test_compare_tensors_names_every_mistake_that_gives_the_output():
+    x = torch.randn(2, 3, generator=seeded_generator(0))
+    hint = compare_tensors(x, 2 * x, mistakes=[("returned x", x), ("halved", x)])
+    assert "returned x" in hint and "halved" in hint
+    assert compare_tensors(x, 2 * x, mistakes={"returned x": x}) == "output: returned x"
+
+
+def test_mlp_readings_read_every_layer_style_by_role():
+    from torch import nn
+    from attncourse.exercises.core import mlp_readings
+
+    z = torch.randn(5, 8, generator=seeded_generator(0))
+    lin = nn.Sequential(nn.Linear(8, 2), nn.ReLU(), nn.Linear(2, 8))
+    conv2d = nn.Sequential(nn.Conv2d(8, 2, 1), nn.ReLU(), nn.Conv2d(2, 8, 1))
+    conv1d = nn.Sequential(nn.Conv1d(8, 2, 1), nn.ReLU(), nn.Conv1d(2, 8, 1))
+    raw = nn.ParameterList([nn.Parameter(torch.randn(8, 2)), nn.Parameter(torch.randn(2)),
+                            nn.Parameter(torch.randn(2, 8)), nn.Parameter(torch.randn(8))])
+    with torch.no_grad():
+        outs = {"linear": lin(z), "conv2d": conv2d(z[:, :, None, None]).flatten(1), "conv1d": conv1d(z[:, :, None]).flatten(1),
+                "raw": torch.relu(z @ raw[0] + raw[1]) @ raw[2] + raw[3]}
+        for name, module in [("linear", lin), ("conv2d", conv2d), ("conv1d", conv1d), ("raw", raw)]:
+            readings = mlp_readings(module, 8, 8)
+            assert any(torch.allclose(f(z), outs[name], atol=1e-6) for f in readings), name
+            assert {f.hidden for f in readings} == {2}
+    assert mlp_readings(nn.Linear(8, 8), 8, 8) == []
 
 
 def test_describe_exception_points_at_the_learners_line():

@@ -1,6 +1,7 @@
 """Module 00's exercises: the references are right, and each typical mistake scores less with its own hint."""
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -112,7 +113,6 @@ CONV_PARAMS_MUTANTS = {
     "ignores bias=False": (lambda ci, co, k, bias=True: co * ci * k * k + co, "bias=False"),
     "k instead of k²": (lambda ci, co, k, bias=True: co * ci * k + (co if bias else 0), "k·k weights"),
     "forgets c_in": (lambda ci, co, k, bias=True: co * k * k + (co if bias else 0), "multiply by c_in"),
-    "float result": (lambda ci, co, k, bias=True: float(co * ci * k * k + (co if bias else 0)), "should be an int"),
     "hard-coded for one input": (lambda ci, co, k, bias=True: 1792, "expected"),
     "returns a tuple": (lambda ci, co, k, bias=True: (co * ci * k * k, co), "should be a number"),
 }
@@ -132,7 +132,6 @@ CONV_FLOPS_MUTANTS = {
     "forgot h·w": (lambda ci, co, k, h, w: 2 * ci * co * k * k, "h·w output positions"),
     "forgot c_in": (lambda ci, co, k, h, w: 2 * co * k * k * h * w, "multiply by c_in"),
     "forgot c_out": (lambda ci, co, k, h, w: 2 * ci * k * k * h * w, "multiply by c_out"),
-    "true division": (lambda ci, co, k, h, w: 4 * ci * co * k * k * h * w / 2, "should be an int"),
     "hard-coded for one input": (lambda ci, co, k, h, w: 3456, "expected"),
 }
 
@@ -143,6 +142,19 @@ def test_conv_flops_mutants(name):
     earned, total, _ = grade("00.conv_flops", mutant)
     assert earned < total
     assert hint in _hints("00.conv_flops", mutant)
+
+
+@pytest.mark.parametrize("key, answer", [
+    ("00.conv_params", lambda ci, co, k, bias=True: float(co * ci * k * k + (co if bias else 0))),
+    ("00.conv_params", lambda ci, co, k, bias=True: co * ci * k ** 2.0 + bias * co),
+    ("00.conv_flops", lambda ci, co, k, h, w: 4 * ci * co * k * k * h * w / 2),
+    ("00.conv_flops", lambda ci, co, k, h, w: 2.0 * ci * co * math.pow(k, 2) * h * w),
+    ("00.conv_flops", lambda ci, co, k, h, w: 2 * ci * co * k * k * ((h + 2 * (k // 2) - k) / 1 + 1) * w),
+])
+def test_counts_returned_as_whole_floats_get_full_marks(key, answer):
+    """Issue 17: a count is judged by its value; no statement asks for an int, so 326144.0 is right."""
+    earned, total, results = grade(key, answer)
+    assert earned == total, [r.hint for r in results if not r.passed]
 
 
 def test_partial_credit_is_proportional():

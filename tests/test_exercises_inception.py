@@ -1,4 +1,6 @@
 """Module 01 exercises: the reference solutions earn full marks, known-wrong variants (mutants) earn less."""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -36,10 +38,19 @@ def test_reference_formula_matches_the_package_block():
     (lambda ci, cr, co, k, h, w: 2 * (ci * cr + cr * co * k * k), "h·w"),
     (lambda ci, cr, co, k, h, w: 2 * h * w * (ci * cr * k * k + cr * co * k * k), "1×1 kernel"),
     (lambda ci, cr, co, k, h, w: 2 * h * h * (ci * cr + cr * co * k * k), None),  # h·h instead of h·w
-    (lambda ci, cr, co, k, h, w: float(2 * h * w * (ci * cr + cr * co * k * k)), "int"),
 ])
 def test_branch_flops_mutants(mutant, hint):
     assert_scores_less("01.branch_flops", mutant, hint)
+
+
+@pytest.mark.parametrize("answer", [
+    lambda ci, cr, co, k, h, w: float(2 * h * w * (ci * cr + cr * co * k * k)),
+    lambda ci, cr, co, k, h, w: 2.0 * h * w * ci * cr + 2 * h * w * cr * co * math.pow(k, 2),
+])
+def test_branch_flops_accepts_whole_floats(answer):
+    """Issue 17: FLOPs are counts, not types — a whole-number float is a right answer."""
+    earned, total, results = grade("01.branch_flops", answer)
+    assert earned == total, [r.hint for r in results if not r.passed]
 
 
 # --------------------------------------------------------------------------- flops_saving

@@ -40,8 +40,8 @@ import torch
 
 __all__ = [
     "CaseResult", "Exercise", "EXERCISES", "register_exercise", "grade", "check", "score_summary",
-    "list_exercises", "reset_scores", "run_case", "compare_tensors", "compare_numbers", "describe_exception",
-    "seeded_generator", "deterministic", "NOT_IMPLEMENTED_HINT",
+    "list_exercises", "reset_scores", "run_case", "compare_tensors", "compare_numbers", "compare_number_cases",
+    "match_mistakes", "join_hints", "MLPWeights", "mlp_readings", "gradient_flow", "describe_exception", "seeded_generator", "deterministic", "NOT_IMPLEMENTED_HINT",
 ]
 
 NOT_IMPLEMENTED_HINT = "not implemented yet (the stub still raises NotImplementedError)"
@@ -214,9 +214,9 @@ def compare_tensors(actual: Any, expected: torch.Tensor, what: str = "output", *
         return f"{what} should be a torch.Tensor of shape {_fmt_shape(expected.shape)}, got {type(actual).__name__}"
     got = got.detach()
     exp = expected.detach()
-    for hint, wrong in (mistakes or {}).items():  # a known mistake gives the most specific hint
-        if isinstance(wrong, torch.Tensor) and not _close(wrong, exp, atol, rtol) and _close(got, wrong, atol, rtol):
-            return f"{what}: {hint}"
+    hint = match_mistakes(got, exp, mistakes, atol=atol, rtol=rtol)
+    if hint:  # a known mistake gives the most specific hint
+        return f"{what}: {hint}"
     if got.shape != exp.shape:
         msg = f"{what} has shape {_fmt_shape(got.shape)}, expected {_fmt_shape(exp.shape)}"
         squeezed = [s for s in exp.shape if s != 1]
@@ -247,6 +247,40 @@ def compare_tensors(actual: Any, expected: torch.Tensor, what: str = "output", *
             f"(got {float(g64[idx]):.4g}, expected {float(e64[idx]):.4g})")
 
 
+def _pairs(mistakes: Any) -> list[tuple[str, Any]]:
+    if not mistakes:
+        return []
+    items = mistakes.items() if hasattr(mistakes, "items") else mistakes
+    return [(str(h), v) for h, v in items if v is not None]
+
+
+def join_hints(hints: list[str]) -> str:
+    """One hint, or several that all explain the same result (named together, never one picked at random)."""
+    unique = list(dict.fromkeys(h for h in hints if h))
+    if len(unique) <= 1:
+        return unique[0] if unique else ""
+    return ("this matches more than one known mistake (they give the same result here): "
+            + "; or ".join(f"({i}) {h}" for i, h in enumerate(unique, 1)))
+
+
+def match_mistakes(actual: Any, expected: torch.Tensor | None, mistakes: Any, *, atol: float = 1e-5,
+                   rtol: float = 1e-4) -> str | None:
+    """The hint(s) of the known mistakes whose output ``actual`` reproduces (``None`` when none does).
+
+    ``mistakes`` maps a hint to the output that mistake gives (or is a list of ``(hint, output)`` pairs,
+    so the same hint may come with several outputs). A mistake whose output equals ``expected`` on this
+    input is ignored (``expected=None``: the caller has filtered them); when several mistakes give
+    ``actual``, all of them are named.
+    """
+    got = _as_tensor(actual)
+    if got is None:
+        return None
+    found = [hint for hint, wrong in _pairs(mistakes)
+             if isinstance(wrong, torch.Tensor) and (expected is None or not _close(wrong, expected, atol, rtol))
+             and _close(got, wrong, atol, rtol)]
+    return join_hints(found) or None
+
+
 def _close(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float) -> bool:
     try:
         return a.shape == b.shape and torch.allclose(a.detach().to(torch.float64).cpu(), b.detach().to(torch.float64).cpu(),
@@ -263,8 +297,11 @@ def compare_numbers(actual: Any, expected: float, what: str = "result", *, rel: 
                     integer: bool = False, mistakes: dict[str, float] | None = None) -> str | None:
     """``None`` when the number ``actual`` equals ``expected`` (within ``rel``); otherwise a hint.
 
-    ``integer=True`` also requires an ``int`` (a count, not ``12.0``). ``mistakes`` maps a hint to the
-    value a known mistake would give, e.g. ``{"the bias adds c_out parameters": count_without_bias}``.
+    ``integer=True`` marks a count: any number with the right value is accepted (``12``, ``12.0``,
+    ``np.int64(12)``, a one-element tensor), since what a count teaches is its value, not a Python type;
+    a value that is not a whole number gets a hint saying so. ``mistakes`` maps a hint to the value a
+    known mistake would give, e.g. ``{"the bias adds c_out parameters": count_without_bias}``; when
+    several mistakes give the value, all are named.
     """
     if isinstance(actual, torch.Tensor) and actual.numel() == 1:
         actual = actual.item()
@@ -273,20 +310,215 @@ def compare_numbers(actual: Any, expected: float, what: str = "result", *, rel: 
     value = float(actual)
     if not math.isfinite(value):
         return f"{what} is {value}"
-    if math.isclose(value, expected, rel_tol=rel, abs_tol=0.0 if expected else 1e-12):
-        if integer and not isinstance(actual, (int, np.integer)):
-            return f"{what} should be an int, got {type(actual).__name__} {actual!r} (use // or int())"
+    if _same_number(value, expected, rel):
         return None
     want = _num(expected)
-    for hint, wrong in (mistakes or {}).items():
-        if wrong != expected and math.isclose(value, wrong, rel_tol=rel, abs_tol=1e-12):
-            return f"{what} is {actual!r}, expected {want}: {hint}"
-    msg = f"{what} is {actual!r}, expected {want}"
+    found = [hint for hint, wrong in _pairs(mistakes)
+             if not _same_number(float(wrong), expected, rel) and _same_number(value, float(wrong), rel)]
+    if found:
+        return f"{what} is {_show(actual)}, expected {want}: {join_hints(found)}"
+    msg = f"{what} is {_show(actual)}, expected {want}"
+    if integer and not float(value).is_integer():
+        msg += " (a count is a whole number)"
     if expected and value and abs(value / expected - round(value / expected)) < 1e-9 and round(value / expected) > 1:
         msg += f" (exactly {round(value / expected)}× too large)"
     elif expected and value and abs(expected / value - round(expected / value)) < 1e-9 and round(expected / value) > 1:
         msg += f" (exactly {round(expected / value)}× too small)"
     return msg
+
+
+def _same_number(a: float, b: float, rel: float) -> bool:
+    return math.isclose(a, b, rel_tol=rel, abs_tol=0.0 if b else 1e-12)
+
+
+def _show(actual: Any) -> str:
+    whole = isinstance(actual, (int, np.integer, float, np.floating)) and math.isfinite(float(actual)) \
+        and float(actual).is_integer()
+    return _num(float(actual)) if whole else repr(actual)
+
+
+def compare_number_cases(cases: Iterable[tuple[str, Any, float, Any]], *, rel: float = 1e-9,
+                         integer: bool = False) -> str | None:
+    """Check several answers of one case at once: ``cases`` holds ``(what, actual, expected, mistakes)``.
+
+    ``None`` when every answer is right. Otherwise the hint for the first wrong answer, naming a known
+    mistake only when that mistake explains *every* answer of the case (a mistake that happens to give
+    the same number on one input, but not on the others, is not the learner's mistake).
+    """
+    cases = [(what, actual, float(expected), _pairs(mistakes)) for what, actual, expected, mistakes in cases]
+    for i, (what, actual, expected, mistakes) in enumerate(cases):
+        plain = compare_numbers(actual, expected, what, rel=rel, integer=integer)
+        if plain is None:
+            continue
+        if isinstance(actual, torch.Tensor) and actual.numel() == 1:
+            actual = actual.item()
+        if isinstance(actual, bool) or not isinstance(actual, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(float(actual)):
+            return plain  # not a number: say so
+
+        def explains(hint: str) -> bool:
+            for _, a, e, ms in cases:
+                if isinstance(a, torch.Tensor) and a.numel() == 1:
+                    a = a.item()
+                if isinstance(a, bool) or not isinstance(a, (int, float, np.integer, np.floating)):
+                    return False
+                predicted = [float(v) for h, v in ms if h == hint] or [e]
+                if not any(_same_number(float(a), v, rel) for v in predicted):
+                    return False
+            return True
+
+        found = [hint for hint, wrong in mistakes
+                 if not _same_number(float(wrong), expected, rel) and _same_number(float(actual), float(wrong), rel)
+                 and explains(hint)]
+        if found:
+            return f"{what} is {_show(actual)}, expected {_num(expected)}: {join_hints(found)}"
+        return plain
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# reading a learner's two-layer MLP by role, whatever its layers
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class MLPWeights:
+    """A two-layer MLP read from a learner's parameters: ``f(z) = W2 · act(W1 · z + b1) + b2`` on ``z [N, C_in]``.
+
+    ``w1 [hidden, C_in]``, ``w2 [C_out, hidden]`` whatever layout the learner stored them in; a missing
+    bias is zero. ``ids`` are the indices (in ``module.parameters()``) of the parameters it uses.
+    """
+
+    w1: torch.Tensor
+    b1: torch.Tensor
+    w2: torch.Tensor
+    b2: torch.Tensor
+    ids: tuple[int, ...] = ()
+
+    @property
+    def hidden(self) -> int:
+        return int(self.w1.shape[0])
+
+    def pre(self, z: torch.Tensor) -> torch.Tensor:
+        """The hidden pre-activations ``W1 · z + b1``, ``[N, hidden]``."""
+        return z.reshape(z.shape[0], -1) @ self.w1.t() + self.b1
+
+    def __call__(self, z: torch.Tensor, act: Callable[[torch.Tensor], torch.Tensor] = torch.relu) -> torch.Tensor:
+        return act(self.pre(z)) @ self.w2.t() + self.b2
+
+
+def _matrix(p: torch.Tensor) -> torch.Tensor | None:
+    """``p`` as a matrix: a Linear weight or raw matrix (2-D), a kernel-1 Conv1d/Conv2d weight ``[out, in, 1(, 1)]``."""
+    if p.dim() == 2:
+        return p
+    if p.dim() > 2 and all(int(s) == 1 for s in p.shape[2:]):
+        return p.reshape(p.shape[0], p.shape[1])
+    return None
+
+
+def _layer_options(p: torch.Tensor, *, c_in: int | None = None, c_out: int | None = None) -> list[tuple[int, torch.Tensor]]:
+    """``(width, weight in [out, in] layout)`` for every way ``p`` can be a layer from ``c_in`` (or to ``c_out``)."""
+    m = _matrix(p)
+    if m is None:
+        return []
+    rows, cols = int(m.shape[0]), int(m.shape[1])
+    out = []
+    if c_in is not None:
+        if cols == c_in:
+            out.append((rows, m))  # [out, in]: nn.Linear, 1×1 conv, kernel-1 Conv1d, W @ z
+        if rows == c_in:
+            out.append((cols, m.t()))  # [in, out]: a raw matrix used as z @ W
+    else:
+        if rows == c_out:
+            out.append((cols, m))
+        if cols == c_out:
+            out.append((rows, m.t()))
+    return out
+
+
+def mlp_readings(module: Any, c_in: int, c_out: int, hidden: int | None = None, *, limit: int = 48) -> list[MLPWeights]:
+    """Every way to read ``module``'s parameters as one two-layer MLP ``c_in → hidden → c_out`` (by role, not by name).
+
+    Accepts ``nn.Linear``, 1×1 ``nn.Conv2d``, kernel-1 ``nn.Conv1d`` and raw weight matrices in either
+    orientation (``z @ W`` or ``W @ z``); biases are the parameters with ``hidden`` and ``c_out`` elements,
+    any shape. ``hidden=None`` accepts any hidden width. Checkers compute the reference with each
+    reading and keep the one that reproduces the learner's output, so no parameter layout is favoured.
+    An empty list means the parameters cannot be read as such an MLP (check by behaviour only).
+    """
+    try:
+        params = [p.detach() for p in module.parameters()]
+    except Exception:
+        return []
+    readings: list[MLPWeights] = []
+    for i, p in enumerate(params):
+        for h, w1 in _layer_options(p, c_in=c_in):
+            if hidden is not None and h != hidden:
+                continue
+            for j, q in enumerate(params):
+                if j == i:
+                    continue
+                for h2, w2 in _layer_options(q, c_out=c_out):
+                    if h2 != h:
+                        continue
+                    b1s = [k for k, t in enumerate(params) if k not in (i, j) and t.numel() == h] or [None]
+                    b2s = [k for k, t in enumerate(params) if k not in (i, j) and t.numel() == c_out] or [None]
+                    for k1 in b1s:
+                        for k2 in b2s:
+                            if k1 is not None and k1 == k2:
+                                continue
+                            b1 = params[k1].reshape(h) if k1 is not None else torch.zeros(h, dtype=w1.dtype)
+                            b2 = params[k2].reshape(c_out) if k2 is not None else torch.zeros(c_out, dtype=w2.dtype)
+                            ids = tuple(k for k in (i, j, k1, k2) if k is not None)
+                            readings.append(MLPWeights(w1, b1, w2, b2, ids))
+                            if len(readings) >= limit:
+                                return readings
+    return readings
+
+
+def gradient_flow(forward: Callable[[torch.Tensor], Any], inputs: Iterable[torch.Tensor], module: Any = None, *,
+                  input_name: str = "x", output_name: str = "the output") -> str | None:
+    """``None`` when gradients reach the input and every parameter of ``module`` on at least one of ``inputs``.
+
+    Each input is tried in turn (a weighted sum of ``forward(input)`` is back-propagated). The hints
+    tell apart what autograd can tell apart: an output outside the graph, an input whose gradient never
+    arrives (detached), a gradient that arrives but is zero on every input tried (the output is flat in
+    the input there: no graph problem), and parameters that get no gradient (unused) or only zero ones.
+    """
+    params = list(module.named_parameters()) if module is not None else []
+    reached_x = nonzero_x = False
+    reached = {name: False for name, _ in params}
+    nonzero = {name: False for name, _ in params}
+    for x in inputs:
+        x = x.detach().clone().requires_grad_(True)
+        for _, p in params:
+            p.grad = None
+        out = forward(x)
+        if not isinstance(out, torch.Tensor) or not out.requires_grad:
+            return (f"{output_name} is not connected to the autograd graph (no .detach(), .numpy(), .item() or "
+                    "torch.no_grad() in forward)")
+        weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)
+        (out * weights).sum().backward()
+        if x.grad is not None:
+            reached_x = True
+            nonzero_x = nonzero_x or bool(torch.isfinite(x.grad).all()) and float(x.grad.abs().sum()) > 0
+        for name, p in params:
+            if p.grad is not None:
+                reached[name] = True
+                nonzero[name] = nonzero[name] or float(p.grad.abs().sum()) > 0
+    for _, p in params:
+        p.grad = None
+    if not reached_x:
+        return (f"no gradient reached {input_name}: the graph is cut between {input_name} and {output_name} "
+                "(.detach(), .data, .numpy() or torch.no_grad() on the way?)")
+    if not nonzero_x:
+        return (f"the gradient reaching {input_name} is exactly zero on every input tried: {output_name} does not "
+                f"change with {input_name} there")
+    unused = [name for name in reached if not reached[name]]
+    if unused:
+        return f"no gradient reached these parameters: {', '.join(unused)} (are they used in forward?)"
+    flat = [name for name in nonzero if not nonzero[name]]
+    if flat:
+        return (f"these parameters get a zero gradient on every input tried: {', '.join(flat)} "
+                f"({output_name} does not change with them)")
+    return None
 
 
 # --------------------------------------------------------------------------------------------------

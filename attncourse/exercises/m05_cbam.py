@@ -19,7 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .core import CaseResult, compare_tensors, register_exercise, run_case, seeded_generator
+from .core import (CaseResult, _close, compare_numbers, compare_tensors, gradient_flow, match_mistakes, mlp_readings, register_exercise,
+                   run_case, seeded_generator)
 
 __all__ = ["ChannelAttentionMap", "spatial_descriptor", "cbam_basic_block", "bam_attention"]
 
@@ -85,70 +86,133 @@ def _case_params(learner, c: int, r: int) -> str | None:
         return err
     got = sum(p.numel() for p in module.parameters())
     d = c // r
-    shared = 2 * c * d + d + c
-    mistakes = {
-        "that is two MLPs, one per pooled descriptor: CBAM shares ONE MLP between the average- and the max-pooled "
-        "descriptor": 2 * shared,
-        "that is two MLPs without biases: share one MLP (with biases) between both pools": 4 * c * d,
-        "the MLP layers need biases (C/r + C parameters), as the official code's nn.Linear": 2 * c * d,
-        "only one of the two layers has a bias": 2 * c * d + c,
-        "the hidden layer should have C // r units (reduction r), not C·r": 2 * c * c * r + c * r + c,
-    }
-    if got == shared:
-        return None
-    for hint, wrong in mistakes.items():
-        if got == wrong:
-            return f"ChannelAttentionMap({c}, {r}) has {got} parameters, expected {shared}: {hint}"
-    return f"ChannelAttentionMap({c}, {r}) has {got} parameters, expected 2·C·C/r + C/r + C = {shared}"
+    shared = 2 * c * d + d + c  # 2·C·C/r + C/r + C
+    mistakes = [
+        ("that is two MLPs, one per pooled descriptor: CBAM shares ONE MLP between the average- and the max-pooled "
+         "descriptor", 2 * shared),
+        ("that is two MLPs without biases: share one MLP (with biases) between both pools", 4 * c * d),
+        ("the MLP layers need biases (C/r + C parameters), as the official code's nn.Linear", 2 * c * d),
+        ("only one of the two layers has a bias", 2 * c * d + c),
+        ("only one of the two layers has a bias", 2 * c * d + d),
+        ("the hidden layer should have C // r units (reduction r), not C·r", 2 * c * c * r + c * r + c),
+        ("the hidden layer should have C // r units: the bottleneck is missing", 2 * c * c + 2 * c),
+    ]
+    return compare_numbers(got, shared, f"the parameter count of ChannelAttentionMap({c}, {r})", integer=True,
+                           mistakes=mistakes)
 
 
-def _shared_reference(module: nn.Module, c: int, r: int):
-    """The reference module carrying the learner's own weights, matched by shape (Linear or 1×1 conv)."""
-    d = c // r
-    ref = ChannelAttentionMap(c, r).eval()
-    slots = {(d, c): ref.fc1.weight, (c, d): ref.fc2.weight, (d,): ref.fc1.bias, (c,): ref.fc2.bias}
-    params = list(module.parameters())
-    shapes = [tuple(p.shape) for p in params]
-    filled = set()
-    with torch.no_grad():
-        for p in params:
-            key = tuple(p.shape[:2]) if p.dim() in (2, 4) and (p.dim() == 2 or p.shape[2:] == (1, 1)) else tuple(p.shape)
-            if key not in slots or key in filled:
-                return None, (f"could not read your parameters as ONE shared MLP (weights [C/r, C] and [C, C/r] with "
-                              f"biases [C/r] and [C], as Linear or 1×1 conv): found shapes {shapes}")
-            slots[key].copy_(p.detach().reshape(slots[key].shape))
-            filled.add(key)
-    if len(filled) != 4:
-        return None, f"expected the MLP's two weights and two biases, found parameter shapes {shapes}"
-    return ref, None
+_ONLY_AVG = "only the average-pooled descriptor is used (that is an SE block): add MLP(max-pooled descriptor)"
+_ONLY_MAX = "only the max-pooled descriptor is used: add MLP(average-pooled descriptor)"
+_SUM_BEFORE = "the two descriptors were added BEFORE the MLP; run the shared MLP on each and add its two outputs"
+_MEAN_BEFORE = "the two descriptors were averaged BEFORE the MLP; run the shared MLP on each and add its two outputs"
+_NO_SIGMOID = "the sigmoid is missing: Mc = σ(MLP(avg) + MLP(max))"
+_SIGMOID_EACH = "the sigmoid was applied to each descriptor's MLP output before adding; add the logits, then σ"
+_AVERAGED = "the two MLP outputs were averaged; CBAM adds them (σ(MLP(avg) + MLP(max)))"
+_HIDDEN = "the activation between the two layers must be a ReLU, not {}"
+_NO_RELU = "there is no ReLU between the two layers of the MLP (C → C/r → ReLU → C)"
+_RELU_OUT = "a ReLU was applied to the MLP's output; the ReLU belongs between its two layers only"
+_RESCALED = "forward returned x rescaled; return the map Mc of shape [N, C, 1, 1]"
+_TWO_MLPS = "that is two MLPs, one per pooled descriptor: CBAM shares ONE MLP between them"
+
+
+def _pooled(x: torch.Tensor):
+    return x.mean((2, 3)), x.amax((2, 3))  # [N, C] each
+
+
+def _variants(f, x: torch.Tensor):
+    """Mc for the MLP ``f`` read from the learner's parameters, and what each known mistake would give."""
+    a, m = _pooled(x)
+    v = lambda t: t.reshape(x.shape[0], x.shape[1], 1, 1)  # noqa: E731
+    fa, fm = f(a), f(m)
+    right = v(torch.sigmoid(fa + fm))
+    both = lambda act: v(torch.sigmoid(f(a, act) + f(m, act)))  # noqa: E731
+    mistakes = [
+        (_ONLY_AVG, v(torch.sigmoid(fa))), (_ONLY_MAX, v(torch.sigmoid(fm))),
+        (_SUM_BEFORE, v(torch.sigmoid(f(a + m)))), (_MEAN_BEFORE, v(torch.sigmoid(f((a + m) / 2)))),
+        (_NO_SIGMOID, v(fa + fm)), (_SIGMOID_EACH, v(torch.sigmoid(fa) + torch.sigmoid(fm))),
+        (_AVERAGED, v(torch.sigmoid((fa + fm) / 2))),
+        (_HIDDEN.format("a sigmoid"), both(torch.sigmoid)), (_HIDDEN.format("a tanh"), both(torch.tanh)),
+        (_HIDDEN.format("a GELU"), both(torch.nn.functional.gelu)), (_NO_RELU, both(lambda t: t)),
+        (_RELU_OUT, v(torch.sigmoid(torch.relu(fa) + torch.relu(fm)))),
+        (_RELU_OUT, v(torch.sigmoid(torch.relu(fa + fm)))),
+        (_RESCALED, x * right),
+    ]
+    return right, mistakes
+
+
+def _probe(module: nn.Module, x: torch.Tensor):
+    """Read the learner's shared function by behaviour: on an input whose every map is constant, avg = max = v,
+    so a correct answer returns σ(2·MLP(v)). Returns (σ(MLP(avg) + MLP(max)) if the answer has that form, mistakes)."""
+    n, c, h, w = x.shape
+    a, m = _pooled(x)
+
+    def run(vec):
+        out = module(vec[:, :, None, None].expand(n, c, h, w).contiguous())
+        return out.detach().double() if isinstance(out, torch.Tensor) and out.shape == (n, c, 1, 1) else None
+
+    pa, pm, pmid = run(a), run(m), run((a + m) / 2)
+    if pa is None or pm is None or pmid is None:
+        return None, []
+    mistakes = [(_NO_SIGMOID, (pa + pm) / 2)]
+    in_range = lambda t: bool(((t > 0) & (t < 1)).all())  # noqa: E731
+    if bool(((pa > 0) & (pa < 2)).all() and ((pm > 0) & (pm < 2)).all()):
+        mistakes = [(_SIGMOID_EACH, (pa + pm) / 2)]  # σ(f(a)) + σ(f(m)): the constant input gives 2σ(f(v))
+    if not (in_range(pa) and in_range(pm) and in_range(pmid)):
+        return None, mistakes
+    la, lm, lmid = torch.logit(pa), torch.logit(pm), torch.logit(pmid)
+    mistakes += [(_ONLY_AVG, torch.sigmoid(la)), (_ONLY_MAX, torch.sigmoid(lm)), (_SUM_BEFORE, torch.sigmoid(lmid))]
+    return torch.sigmoid((la + lm) / 2), mistakes
 
 
 def _case_values(learner, c: int, r: int, shape) -> str | None:
+    """Mc against a reference computed with the learner's own MLP weights, read by role (nn.Linear, 1×1 or
+    kernel-1 convs, raw matrices in either orientation), whichever reading reproduces the output."""
     module, err = _build(learner, c, r)
-    if err:
-        return err
-    ref, err = _shared_reference(module, c, r)
     if err:
         return err
     x = torch.randn(shape, generator=seeded_generator(c * 7 + shape[0])) * 1.5 + 0.3
     with torch.no_grad():
         got = module(x.clone())
-        avg, mx = x.mean((2, 3), keepdim=True), x.amax((2, 3), keepdim=True)
-        mistakes = {
-            "only the average-pooled descriptor is used (that is an SE block): add MLP(max-pooled descriptor)":
-                torch.sigmoid(ref.mlp(avg)),
-            "only the max-pooled descriptor is used: add MLP(average-pooled descriptor)": torch.sigmoid(ref.mlp(mx)),
-            "the two descriptors were added BEFORE the MLP; run the shared MLP on each and add its two outputs":
-                torch.sigmoid(ref.mlp(avg + mx)),
-            "the sigmoid is missing: Mc = σ(MLP(avg) + MLP(max))": ref.mlp(avg) + ref.mlp(mx),
-            "the sigmoid was applied to each descriptor's MLP output before adding; add the logits, then σ":
-                torch.sigmoid(ref.mlp(avg)) + torch.sigmoid(ref.mlp(mx)),
-            "the two MLP outputs were averaged; CBAM adds them (σ(MLP(avg) + MLP(max)))":
-                torch.sigmoid((ref.mlp(avg) + ref.mlp(mx)) / 2),
-            "forward returned x rescaled; return the map Mc of shape [N, C, 1, 1]": x * ref(x),
-        }
-        expected = ref(x)
-    return compare_tensors(got, expected, "Mc", atol=1e-5, mistakes=mistakes)
+        readings = mlp_readings(module, c, c)
+        variants = [_variants(f, x) for f in readings]
+        if not isinstance(got, torch.Tensor):
+            return compare_tensors(got, torch.full((shape[0], c, 1, 1), 0.5), "Mc")
+        got = got.detach()
+        for right, _ in variants:
+            if _close(got, right, 1e-5, 1e-4):
+                return None
+        mistakes = [(h, t) for right, ms in variants for h, t in ms if not _close(t, right, 1e-5, 1e-4)]
+        if got.shape != (shape[0], c, 1, 1):
+            ratio = got / x if got.shape == x.shape else None
+            if ratio is not None and torch.allclose(ratio, ratio.mean((2, 3), keepdim=True), atol=1e-4):
+                return f"Mc: {_RESCALED}"  # x times one weight per (sample, channel)
+            return (match_mistakes(got, None, mistakes) and f"Mc: {match_mistakes(got, None, mistakes)}") or \
+                compare_tensors(got, torch.full((shape[0], c, 1, 1), 0.5), "Mc")
+        for i, f in enumerate(readings[:8]):  # one MLP per descriptor, each read from its own parameters
+            for g in readings[:8]:
+                if not set(f.ids) & set(g.ids):
+                    a, m = _pooled(x)
+                    mistakes.append((_TWO_MLPS, torch.sigmoid(f(a) + g(m)).reshape(got.shape)))
+        probe_ref, probe_mistakes = _probe(module, x)
+    hint = match_mistakes(got, None, mistakes) or match_mistakes(got, probe_ref, probe_mistakes)
+    if hint:
+        return f"Mc: {hint}"
+    if probe_ref is not None and _close(got, probe_ref, 1e-5, 1e-4):
+        if not readings:  # σ(g(avg) + g(max)) with one shared g, whose layers are not a readable plain MLP
+            return None
+        return ("Mc has the form σ(g(avg) + g(max)) with one shared g, but g is not W2·ReLU(W1·z + b1) + b2 with "
+                "your layers' weights: check the layers and the activation between them")
+    if variants:
+        expected = min((right for right, _ in variants), key=lambda t: float((t - got).abs().max()))
+    elif probe_ref is not None:
+        expected = probe_ref.to(got.dtype)
+    else:
+        if not ((got > 0) & (got < 1)).all():
+            return (f"Mc must lie in (0, 1), got values in [{float(got.min()):.3g}, {float(got.max()):.3g}] "
+                    "(Mc = σ(MLP(avg) + MLP(max)))")
+        return ("Mc is not σ(g(avg) + g(max)) for one shared function g: run the same MLP on the average- and the "
+                "max-pooled descriptor and add the two outputs before the sigmoid")
+    return compare_tensors(got, expected, "Mc", atol=1e-5)
 
 
 def _case_range(learner, c: int, r: int) -> str | None:
@@ -163,7 +227,8 @@ def _case_range(learner, c: int, r: int) -> str | None:
     if m.shape != (3, c, 1, 1):
         return f"Mc has shape {list(m.shape)}, expected [3, {c}, 1, 1] (one weight per sample and channel)"
     if not ((m > 0) & (m < 1)).all():
-        return f"Mc must lie in (0, 1), got values in [{float(m.min()):.3g}, {float(m.max()):.3g}]: the final sigmoid is missing"
+        return (f"Mc must lie in (0, 1) (it ends with a sigmoid), got values in [{float(m.min()):.3g}, "
+                f"{float(m.max()):.3g}]")
     return None
 
 
@@ -172,17 +237,10 @@ def _case_grad(learner, c: int, r: int) -> str | None:
     if err:
         return err
     module.train()
-    x = torch.randn(2, c, 4, 6, generator=seeded_generator(3), requires_grad=True)
-    m = module(x)
-    if not isinstance(m, torch.Tensor) or not m.requires_grad:
-        return "Mc is not connected to the autograd graph (no .detach() or torch.no_grad() in forward)"
-    (m * torch.linspace(-1, 1, m.numel()).reshape(m.shape)).sum().backward()
-    if x.grad is None or float(x.grad.abs().sum()) == 0:
-        return "no gradient reached x"
-    dead = [n for n, p in module.named_parameters() if p.grad is None or float(p.grad.abs().sum()) == 0]
-    if dead:
-        return f"no gradient reached these parameters: {', '.join(dead)} (are they used in forward?)"
-    return None
+    gen = seeded_generator(3)
+    inputs = [torch.randn(2, c, 4, 6, generator=gen), torch.randn(4, c, 3, 5, generator=gen) * 3 - 1,
+              -torch.randn(3, c, 5, 5, generator=gen) * 2 + 1]
+    return gradient_flow(module, inputs, module, input_name="x", output_name="Mc")
 
 
 @register_exercise("05.channel_mlp", title="CBAM's channel attention: one MLP shared by the avg- and max-pooled descriptors",
