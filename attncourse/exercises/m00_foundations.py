@@ -15,7 +15,7 @@ import random
 
 import torch
 
-from .core import compare_numbers, compare_tensors, register_exercise, run_case, seeded_generator
+from .core import compare_number_cases, compare_tensors, register_exercise, run_case, seeded_generator
 
 __all__ = ["channel_stat", "reweight", "conv_params", "conv_flops"]
 
@@ -127,22 +127,25 @@ _STATS = [("channel mean [N,C,1,1]", _stat_channel_mean), ("spatial mean [N,1,H,
           ("channel max [N,C,1,1]", _stat_channel_max), ("row mean [N,C,H,1]", _stat_row_mean)]
 
 
+_SOFTMAX = "softmax is not the gate here: use torch.sigmoid (independent weights in (0, 1))"
+
+
 def _case_reweight(learner, x: torch.Tensor, stat_fn) -> str | None:
     s = stat_fn(x)
     expected = x * torch.sigmoid(s)
-    mistakes = {
-        "the weights were not squashed: apply torch.sigmoid to the statistic before multiplying": x * s,
-        "softmax is not the gate here: use torch.sigmoid (independent weights in (0, 1))":
-            x * torch.softmax(s.flatten(1), dim=1).view_as(s),
-        "you added the weights; attention multiplies x by them": x + torch.sigmoid(s),
-        "x·(1 + σ(s)) is BAM's residual variant; return x·σ(s)": x * (1 + torch.sigmoid(s)),
-        "you returned the weights; return x multiplied by them": torch.sigmoid(s).expand_as(x),
-        "you returned x unchanged": x,
-    }
+    mistakes = [
+        ("the weights were not squashed: apply torch.sigmoid to the statistic before multiplying", x * s),
+        (_SOFTMAX, x * torch.softmax(s.flatten(1), dim=1).view_as(s)),
+        (_SOFTMAX, x * torch.softmax(s, dim=1)),  # over a one-channel statistic: weights of exactly 1
+        ("you added the weights; attention multiplies x by them", x + torch.sigmoid(s)),
+        ("x·(1 + σ(s)) is BAM's residual variant; return x·σ(s)", x * (1 + torch.sigmoid(s))),
+        ("you returned the weights; return x multiplied by them", torch.sigmoid(s).expand_as(x)),
+        ("you returned x unchanged", x),
+    ]
     for name, other in _STATS:  # ignoring stat_fn and hard-coding one statistic
         if other is not stat_fn:
-            mistakes[f"this is the result for the {name.split(' [')[0]} statistic: call stat_fn(x), do not "
-                     "compute a statistic of your own"] = x * torch.sigmoid(other(x))
+            mistakes.append((f"this is the result for the {name.split(' [')[0]} statistic: call stat_fn(x), do not "
+                             "compute a statistic of your own", x * torch.sigmoid(other(x))))
     calls = []
 
     def counted(t):
@@ -176,8 +179,15 @@ def _case_reweight_grad(learner) -> str | None:
         return a_ref.grad, x_ref.grad
 
     want_a, want_x = grads(lambda t, s: t * torch.sigmoid(s))
-    mistakes = {"it matches x * stat_fn(x) without the sigmoid": grads(lambda t, s: t * s)[0],
-                "it matches x + sigmoid(stat_fn(x)): multiply, do not add": grads(lambda t, s: t + torch.sigmoid(s))[0]}
+    mistakes = [("it matches x * stat_fn(x) without the sigmoid", grads(lambda t, s: t * s)[0]),
+                ("it matches x + sigmoid(stat_fn(x)): multiply, do not add", grads(lambda t, s: t + torch.sigmoid(s))[0]),
+                (f"it matches a softmax gate: {_SOFTMAX}", grads(lambda t, s: t * torch.softmax(s, dim=1))[0]),
+                (f"it matches a softmax gate: {_SOFTMAX}",
+                 grads(lambda t, s: t * torch.softmax(s.flatten(1), dim=1).view_as(s))[0]),
+                ("it matches x·(1 + σ(stat_fn(x))), BAM's residual variant; return x·σ(stat_fn(x))",
+                 grads(lambda t, s: t * (1 + torch.sigmoid(s)))[0]),
+                ("it matches the weights σ(stat_fn(x)) alone; return x multiplied by them",
+                 grads(lambda t, s: torch.sigmoid(s).expand_as(t))[0])]
     return (compare_tensors(a.grad, want_a, "the gradient w.r.t. the statistic's parameter", mistakes=mistakes)
             or compare_tensors(x.grad, want_x, "the gradient w.r.t. x"))
 
@@ -202,6 +212,7 @@ def _conv_configs(rng: random.Random, n: int, *, k=None, bias=None):
 
 
 def _case_conv_params(learner, configs) -> str | None:
+    cases = []
     for c_in, c_out, k, bias in configs:
         expected = conv_params(c_in, c_out, k, bias)
         weights = c_out * c_in * k * k
@@ -212,12 +223,8 @@ def _case_conv_params(learner, configs) -> str | None:
             "a k×k kernel has k·k weights per (input, output) channel pair, not k": c_out * c_in * k + (c_out if bias else 0),
             "each output channel's filter spans all c_in input channels: multiply by c_in": c_out * k * k + (c_out if bias else 0),
         }
-        got = learner(c_in, c_out, k, bias)
-        hint = compare_numbers(got, expected, f"conv_params({c_in}, {c_out}, {k}, bias={bias})", integer=True,
-                               mistakes=mistakes)
-        if hint:
-            return hint
-    return None
+        cases.append((f"conv_params({c_in}, {c_out}, {k}, bias={bias})", learner(c_in, c_out, k, bias), expected, mistakes))
+    return compare_number_cases(cases, integer=True)
 
 
 @register_exercise("00.conv_params", title="Parameters of a convolution", points=2, solution=conv_params)
@@ -233,6 +240,7 @@ def _check_conv_params(learner):
 
 # ---- conv_flops ----------------------------------------------------------------------------------
 def _case_conv_flops(learner, configs) -> str | None:
+    cases = []
     for c_in, c_out, k, h, w in configs:
         expected = conv_flops(c_in, c_out, k, h, w)
         mistakes = {
@@ -241,14 +249,13 @@ def _case_conv_flops(learner, configs) -> str | None:
             "the kernel is applied at each of the h·w output positions: multiply by h·w": expected / (h * w),
             "each output needs c_in·k² multiply-adds; multiply by c_in": expected / c_in,
             "every one of the c_out output channels is computed: multiply by c_out": expected / c_out,
+            "the bias was counted (this exercise has no bias): leave out the c_out·h·w additions":
+                expected + c_out * h * w,
+            "the map shrank: with same padding the output keeps its h×w size, no (h − k + 1)·(w − k + 1)":
+                expected // (h * w) * (h - k + 1) * (w - k + 1) if k > 1 else None,
         }
-        mistakes = {hint: v for hint, v in mistakes.items() if v != expected}
-        got = learner(c_in, c_out, k, h, w)
-        hint = compare_numbers(got, expected, f"conv_flops({c_in}, {c_out}, {k}, {h}, {w})", integer=True,
-                               mistakes=mistakes)
-        if hint:
-            return hint
-    return None
+        cases.append((f"conv_flops({c_in}, {c_out}, {k}, {h}, {w})", learner(c_in, c_out, k, h, w), expected, mistakes))
+    return compare_number_cases(cases, integer=True)
 
 
 def _flop_configs(rng: random.Random, n: int, k=None):

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import compare_numbers, compare_tensors, register_exercise, run_case, seeded_generator
+from .core import (compare_number_cases, compare_numbers, compare_tensors, gradient_flow, register_exercise, run_case,
+                   seeded_generator)
 
 __all__ = ["branch_flops", "flops_saving", "ReduceExpand"]
 
@@ -63,28 +64,32 @@ class ReduceExpand(nn.Module):
 # 01.branch_flops
 # --------------------------------------------------------------------------------------------------
 def _case_branch_flops(learner, configs) -> str | None:
-    for c_in, c_r, c_out, k, h, w in configs:
-        expected = branch_flops(c_in, c_r, c_out, k, h, w)
-        reduce_cost, expand_cost = 2 * h * w * c_in * c_r, 2 * h * w * c_r * c_out * k * k
-        mistakes = {
-            "that counts multiply-adds (MACs); FLOPs count the multiply and the add: 2 per MAC": expected / 2,
-            "only the k×k conv is counted: add the 1×1 reduction's 2·h·w·c_in·c_reduce": expand_cost,
-            "only the 1×1 conv is counted: add the k×k conv's 2·h·w·c_reduce·c_out·k²": reduce_cost,
-            "that is the naive branch (k×k straight from c_in): the k×k conv sees only c_reduce channels":
-                2 * h * w * c_in * c_out * k * k,
-            "a k×k kernel has k² taps, not k": reduce_cost + expand_cost / k,
-            "the 1×1 conv has a 1×1 kernel: no k² in its cost": reduce_cost * k * k + expand_cost,
-            "each conv runs at all h·w positions: multiply by h·w": expected / (h * w),
-            "the two convs run one after the other: add their costs, do not multiply them":
-                reduce_cost * expand_cost,
-        }
-        mistakes = {hint: v for hint, v in mistakes.items() if v != expected}
-        got = learner(c_in, c_r, c_out, k, h, w)
-        hint = compare_numbers(got, expected, f"branch_flops({c_in}, {c_r}, {c_out}, {k}, {h}, {w})", integer=True,
-                               mistakes=mistakes)
-        if hint:
-            return hint
-    return None
+    return compare_number_cases([(f"branch_flops({c_in}, {c_r}, {c_out}, {k}, {h}, {w})", learner(c_in, c_r, c_out, k, h, w),
+                                  branch_flops(c_in, c_r, c_out, k, h, w), _branch_mistakes(c_in, c_r, c_out, k, h, w))
+                                 for c_in, c_r, c_out, k, h, w in configs], integer=True)
+
+
+def _branch_mistakes(c_in, c_r, c_out, k, h, w) -> dict:
+    """What each known mistake gives for this branch (those that differ from the right count)."""
+    expected = branch_flops(c_in, c_r, c_out, k, h, w)
+    reduce_cost, expand_cost = 2 * h * w * c_in * c_r, 2 * h * w * c_r * c_out * k * k
+    mistakes = {
+        "that counts multiply-adds (MACs); FLOPs count the multiply and the add: 2 per MAC": expected / 2,
+        "only the k×k conv is counted: add the 1×1 reduction's 2·h·w·c_in·c_reduce": expand_cost,
+        "only the 1×1 conv is counted: add the k×k conv's 2·h·w·c_reduce·c_out·k²": reduce_cost,
+        "that is the naive branch (k×k straight from c_in): the k×k conv sees only c_reduce channels":
+            2 * h * w * c_in * c_out * k * k,
+        "a k×k kernel has k² taps, not k": reduce_cost + expand_cost / k,
+        "the 1×1 conv has a 1×1 kernel: no k² in its cost": reduce_cost * k * k + expand_cost,
+        "each conv runs at all h·w positions: multiply by h·w": expected / (h * w),
+        "the two convs run one after the other: add their costs, do not multiply them":
+            reduce_cost * expand_cost,
+        "the k×k conv reads the c_reduce channels the 1×1 conv produced, not c_in: its term is "
+        "2·h·w·c_reduce·c_out·k²": reduce_cost + 2 * h * w * c_in * c_out * k * k,
+        "the 1×1 conv produces c_reduce channels, not c_out: its term is 2·h·w·c_in·c_reduce":
+            2 * h * w * c_in * c_out + expand_cost,
+    }
+    return {hint: v for hint, v in mistakes.items() if v != expected}
 
 
 def _case_branch_flops_measured(learner) -> str | None:
@@ -95,8 +100,8 @@ def _case_branch_flops_measured(learner) -> str | None:
     branch = nn.Sequential(nn.Conv2d(c_in, c_r, 1, bias=False), nn.ReLU(),
                            nn.Conv2d(c_r, c_out, k, padding=k // 2, bias=False), nn.ReLU())
     measured = count_flops(branch, torch.zeros(1, c_in, h, w))
-    return compare_numbers(learner(c_in, c_r, c_out, k, h, w), measured,
-                           f"branch_flops({c_in}, {c_r}, {c_out}, {k}, {h}, {w})", integer=True)
+    return compare_number_cases([(f"branch_flops({c_in}, {c_r}, {c_out}, {k}, {h}, {w})", learner(c_in, c_r, c_out, k, h, w),
+                                  measured, _branch_mistakes(c_in, c_r, c_out, k, h, w))], integer=True)
 
 
 def _branch_configs(rng: random.Random, n: int, k=None):
@@ -122,23 +127,27 @@ def _check_branch_flops(learner):
 # 01.flops_saving
 # --------------------------------------------------------------------------------------------------
 def _case_saving(learner, configs) -> str | None:
+    cases = []
     for c_in, c_r, c_out, k in configs:
         expected = flops_saving(c_in, c_r, c_out, k)
         naive, reduced = c_in * c_out * k * k, c_in * c_r + c_r * c_out * k * k
-        mistakes = {
-            "inverted: divide the naive cost by the reduced one (the saving is > 1 when the reduction helps)":
-                reduced / naive,
-            "the reduced branch also pays for its 1×1 conv (c_in·c_reduce)": naive / (c_r * c_out * k * k),
-            "a k×k kernel has k² taps, not k": c_in * c_out * k / (c_in * c_r + c_r * c_out * k),
-            "that is the FLOPs saved (naive − reduced), not the ratio": 2 * (naive - reduced),
-        }
-        mistakes = {hint: v for hint, v in mistakes.items() if abs(v - expected) > 1e-9 * abs(expected)}
-        got = learner(c_in, c_r, c_out, k)
-        hint = compare_numbers(got, expected, f"flops_saving({c_in}, {c_r}, {c_out}, {k})", rel=1e-6,
-                               mistakes=mistakes)
-        if hint:
-            return hint
-    return None
+        mistakes = [
+            ("inverted: divide the naive cost by the reduced one (the saving is > 1 when the reduction helps)",
+             reduced / naive),
+            ("the reduced branch also pays for its 1×1 conv (c_in·c_reduce)", naive / (c_r * c_out * k * k)),
+            ("a k×k kernel has k² taps, not k", c_in * c_out * k / (c_in * c_r + c_r * c_out * k)),
+            ("that is the FLOPs saved (naive − reduced), not the ratio", 2 * (naive - reduced)),
+            ("that is the FLOPs saved (naive − reduced), not the ratio", naive - reduced),
+            ("the ratio was floored to a whole number (// or int()): divide with /, the saving is rarely whole",
+             naive // reduced),
+            ("the ratio was rounded to a whole number: return the ratio itself", round(expected)),
+            ("the k×k conv of the reduced branch reads the c_reduce channels, not c_in: its cost is "
+             "c_reduce·c_out·k²", naive / (c_in * c_r + c_in * c_out * k * k)),
+            ("the factor 2 (FLOPs per multiply-add) is on one side of the ratio only: it cancels", 2 * expected),
+            ("the factor 2 (FLOPs per multiply-add) is on one side of the ratio only: it cancels", expected / 2),
+        ]
+        cases.append((f"flops_saving({c_in}, {c_r}, {c_out}, {k})", learner(c_in, c_r, c_out, k), expected, mistakes))
+    return compare_number_cases(cases, rel=1e-6)
 
 
 @register_exercise("01.flops_saving", title="How much a 1×1 reduction saves", points=1, solution=flops_saving)
@@ -267,17 +276,10 @@ def _case_re_grad(learner) -> str | None:
     module, err = _build_re(learner, 6, 2, 4, 3)
     if err:
         return err
-    x = torch.randn(2, 6, 5, 7, generator=seeded_generator(5), requires_grad=True)
-    y = module.train()(x)
-    if not isinstance(y, torch.Tensor) or not y.requires_grad:
-        return "the output is not connected to the autograd graph (no .detach() or torch.no_grad() in forward)"
-    (y * torch.linspace(-1, 1, y.numel()).reshape(y.shape)).sum().backward()
-    if x.grad is None or float(x.grad.abs().sum()) == 0:
-        return "no gradient reached the input"
-    dead = [name for name, p in module.named_parameters() if p.grad is None or float(p.grad.abs().sum()) == 0]
-    if dead:
-        return f"no gradient reached these parameters: {', '.join(dead)} (are they used in forward?)"
-    return None
+    module.train()
+    gen = seeded_generator(5)
+    inputs = [torch.randn(2, 6, 5, 7, generator=gen), torch.randn(3, 6, 4, 4, generator=gen) * 2 - 0.5]
+    return gradient_flow(module, inputs, module, input_name="the input", output_name="the output")
 
 
 @register_exercise("01.reduce_expand", title="An Inception branch: 1×1 reduce → k×k, each conv-BN-ReLU", points=3,
