@@ -338,14 +338,17 @@ def _show(actual: Any) -> str:
 
 
 def compare_number_cases(cases: Iterable[tuple[str, Any, float, Any]], *, rel: float = 1e-9,
-                         integer: bool = False) -> str | None:
+                         integer: bool = False, evidence: Iterable[tuple[Any, float, Any]] = ()) -> str | None:
     """Check several answers of one case at once: ``cases`` holds ``(what, actual, expected, mistakes)``.
 
     ``None`` when every answer is right. Otherwise the hint for the first wrong answer, naming a known
     mistake only when that mistake explains *every* answer of the case (a mistake that happens to give
-    the same number on one input, but not on the others, is not the learner's mistake).
+    the same number on one input, but not on the others, is not the learner's mistake). When several
+    mistakes explain them all, ``evidence`` — more ``(actual, expected, mistakes)`` answers that are not
+    graded — narrows them down to those that explain it too (if any does); the rest are named together.
     """
     cases = [(what, actual, float(expected), _pairs(mistakes)) for what, actual, expected, mistakes in cases]
+    evidence = [("", actual, float(expected), _pairs(mistakes)) for actual, expected, mistakes in evidence]
     for i, (what, actual, expected, mistakes) in enumerate(cases):
         plain = compare_numbers(actual, expected, what, rel=rel, integer=integer)
         if plain is None:
@@ -356,8 +359,8 @@ def compare_number_cases(cases: Iterable[tuple[str, Any, float, Any]], *, rel: f
                 or not math.isfinite(float(actual)):
             return plain  # not a number: say so
 
-        def explains(hint: str) -> bool:
-            for _, a, e, ms in cases:
+        def explains(hint: str, answers=cases) -> bool:
+            for _, a, e, ms in answers:
                 if isinstance(a, torch.Tensor) and a.numel() == 1:
                     a = a.item()
                 if isinstance(a, bool) or not isinstance(a, (int, float, np.integer, np.floating)):
@@ -370,6 +373,8 @@ def compare_number_cases(cases: Iterable[tuple[str, Any, float, Any]], *, rel: f
         found = [hint for hint, wrong in mistakes
                  if not _same_number(float(wrong), expected, rel) and _same_number(float(actual), float(wrong), rel)
                  and explains(hint)]
+        if len(set(found)) > 1 and evidence:
+            found = [hint for hint in found if explains(hint, evidence)] or found
         if found:
             return f"{what} is {_show(actual)}, expected {_num(expected)}: {join_hints(found)}"
         return plain

@@ -16,7 +16,8 @@ import math
 import torch
 from torch import nn
 
-from .core import compare_numbers, compare_tensors, register_exercise, run_case, seeded_generator
+from .core import (_close, compare_number_cases, compare_numbers, compare_tensors, gradient_flow, match_mistakes,
+                   mlp_readings, register_exercise, run_case, seeded_generator)
 
 __all__ = ["squeeze", "Excitation", "se_resnet_forward", "eca_kernel_size"]
 
@@ -140,15 +141,77 @@ def _case_excitation_params(learner, c: int, r: int) -> str | None:
         return err
     got = sum(p.numel() for p in module.parameters())
     d = c // r
-    mistakes = {
-        "the FC layers need biases (C/r + C parameters)": 2 * c * d,
-        "only one of the two FC layers has a bias": 2 * c * d + c,
-        "the hidden layer should have C // r units (reduction r), not C·r": 2 * c * c * r + c * r + c,
-        "the hidden layer should have C // r units: the bottleneck is missing": 2 * c * c + 2 * c,
-        "two FC layers (C→C/r and C/r→C), not one": c * d + d,
-    }
+    mistakes = [
+        ("the FC layers need biases (C/r + C parameters)", 2 * c * d),
+        ("only one of the two FC layers has a bias", 2 * c * d + c),
+        ("only one of the two FC layers has a bias", 2 * c * d + d),
+        ("the hidden layer should have C // r units (reduction r), not C·r", 2 * c * c * r + c * r + c),
+        ("the hidden layer should have C // r units: the bottleneck is missing", 2 * c * c + 2 * c),
+        ("two FC layers (C→C/r and C/r→C), not one", c * d + d),
+        ("two FC layers (C→C/r and C/r→C), not one", c * c + c),
+    ]
     return compare_numbers(got, _expected_params(c, r), f"parameters of Excitation({c}, {r})", integer=True,
                            mistakes=mistakes)
+
+
+_EX_RESCALED = "you returned z rescaled by the weights (z·σ(…)); return the weights σ(…) themselves, [N, C, 1, 1]"
+_EX_RELU_OUT = ("a ReLU right before the sigmoid: the weights can never go below 0.5 (σ(0) = 0.5); the ReLU belongs "
+                "between the two FC layers only")
+_EX_HIDDEN = "the activation between the two FC layers must be a ReLU, not {} (the sigmoid comes last)"
+_EX_NO_RELU = "there is no ReLU between the two FC layers: FC → ReLU → FC → sigmoid"
+_EX_NO_SIGMOID = "the final sigmoid is missing: the weights are σ(FC2(ReLU(FC1 z)))"
+_EX_SOFTMAX = ("the weights sum to 1 over the channels: that is a softmax, which makes channels compete; SE gives each "
+               "channel an independent sigmoid weight")
+_EX_UNREADABLE = ("could not read your parameters as two FC layers C → hidden → C (nn.Linear, 1×1 nn.Conv2d, kernel-1 "
+                  "nn.Conv1d or weight matrices, with or without biases), so the values cannot be compared")
+
+
+def _ex_variants(f, z: torch.Tensor):
+    """The weights for the MLP ``f`` read from the learner's parameters, and what each known mistake would give."""
+    zf = z.reshape(z.shape[0], -1)
+    v = lambda t: t.reshape(z.shape)  # noqa: E731
+    logits = f(zf)
+    right = v(torch.sigmoid(logits))
+    mistakes = [
+        (_EX_RESCALED, z * right),
+        (_EX_RELU_OUT, v(torch.sigmoid(torch.relu(logits)))),
+        (_EX_RELU_OUT, v(torch.sigmoid(torch.relu(f(zf, lambda t: t))))),  # the ReLU moved to the end
+        (_EX_HIDDEN.format("a sigmoid"), v(torch.sigmoid(f(zf, torch.sigmoid)))),
+        (_EX_HIDDEN.format("a tanh"), v(torch.sigmoid(f(zf, torch.tanh)))),
+        (_EX_HIDDEN.format("a GELU"), v(torch.sigmoid(f(zf, torch.nn.functional.gelu)))),
+        (_EX_NO_RELU, v(torch.sigmoid(f(zf, lambda t: t)))),
+        (_EX_NO_SIGMOID, v(logits)),
+        (_EX_SOFTMAX, v(torch.softmax(logits, dim=1))),
+    ]
+    return right, mistakes
+
+
+def _ex_weights_of(s: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """The weights inside the learner's output: ``s`` itself, or ``s / z`` when ``s`` is z·w (w in (0, 1))."""
+    if ((s > 0) & (s < 1)).all():
+        return s, False
+    big = z.abs() > 1e-3
+    q = torch.where(big, s / torch.where(big, z, torch.ones_like(z)), torch.full_like(s, 0.5))
+    if ((q > 0) & (q < 1)).all():
+        return q, True
+    return s, False
+
+
+def _ex_diagnose(module: nn.Module, z: torch.Tensor, s: torch.Tensor) -> str | None:
+    """A specific hint when the output ``s`` is a known mistake (read with the learner's own weights, or by behaviour)."""
+    c = z.shape[1]
+    mistakes = [(h, t) for f in mlp_readings(module, c, c) for right, ms in [_ex_variants(f, z)] for h, t in ms
+                if not _close(t, right, 1e-5, 1e-4)]
+    hint = match_mistakes(s, None, mistakes)
+    if hint:
+        return hint
+    if s.shape == z.shape and torch.isfinite(s).all():
+        w, rescaled = _ex_weights_of(s, z)
+        if rescaled:
+            return _EX_RESCALED
+        if ((w > 0) & (w < 1)).all() and float(w.min()) >= 0.5 - 1e-6 and s.numel() >= 8:
+            return _EX_RELU_OUT
+    return None
 
 
 def _case_excitation_output(learner, c: int, r: int, n: int) -> str | None:
@@ -160,23 +223,52 @@ def _case_excitation_output(learner, c: int, r: int, n: int) -> str | None:
         s = module(z)
     if not isinstance(s, torch.Tensor):
         return f"forward should return a tensor, got {type(s).__name__}"
+    s = s.detach()
     if s.shape != z.shape:
         hint = " — reshape the result back to [N, C, 1, 1]" if s.numel() == z.numel() else ""
         return f"output has shape {list(s.shape)}, expected {list(z.shape)}{hint}"
     if not torch.isfinite(s).all():
         return "output contains NaN or inf"
     if not ((s > 0) & (s < 1)).all():
-        return (f"weights must lie in (0, 1) — got values in [{float(s.min()):.3g}, {float(s.max()):.3g}]; "
-                "did you forget the final sigmoid?")
+        with torch.no_grad():
+            hint = _ex_diagnose(module, z, s)  # why they are out of range, when that is recognisable
+        if hint:
+            return hint
+        return (f"the weights must lie in (0, 1) (the excitation ends with a sigmoid), got values in "
+                f"[{float(s.min()):.3g}, {float(s.max()):.3g}]")
     if torch.allclose(s.sum(dim=1), torch.ones_like(s.sum(dim=1)), atol=1e-5):
-        return ("the weights sum to 1 over the channels: that is a softmax, which makes channels compete; "
-                "SE gives each channel an independent sigmoid weight")
+        return _EX_SOFTMAX
     if n > 1:  # each sample's weights depend on that sample only
         with torch.no_grad():
             one = module(z[:1])
         if one.shape != s[:1].shape or not torch.allclose(one, s[:1], atol=1e-5):
             return "the weights of sample 0 change when other samples are in the batch (no mixing across the batch)"
     return None
+
+
+def _case_excitation_values(learner, c: int, r: int) -> str | None:
+    """The weights against σ(FC2(ReLU(FC1 z))) computed with the learner's own two layers, read by role."""
+    module, err = _build(learner, c, r)
+    if err:
+        return err
+    z = torch.randn(6, c, 1, 1, generator=seeded_generator(c * 13 + r)) * 2
+    with torch.no_grad():
+        s = module(z)
+        readings = mlp_readings(module, c, c)
+        variants = [_ex_variants(f, z) for f in readings]
+    if not readings:
+        return _EX_UNREADABLE
+    if not isinstance(s, torch.Tensor) or s.shape != z.shape:
+        return compare_tensors(s, variants[0][0], "the weights")
+    s = s.detach()
+    if any(_close(s, right, 1e-5, 1e-4) for right, _ in variants):
+        return None
+    with torch.no_grad():
+        hint = _ex_diagnose(module, z, s)
+    if hint:
+        return hint
+    expected = min((right for right, _ in variants), key=lambda t: float((t - s).abs().max()))
+    return compare_tensors(s, expected, "the weights σ(FC2(ReLU(FC1 z))) with your layers' weights")
 
 
 def _case_excitation_nonlinear(learner, c: int, r: int) -> str | None:
@@ -189,29 +281,42 @@ def _case_excitation_nonlinear(learner, c: int, r: int) -> str | None:
     with torch.no_grad():
         s1, s2, s12 = module(z1), module(z2), module(z1 + z2)
         s0 = module(torch.zeros(1, c, 1, 1))
-    if s1.shape != z1.shape:
-        return f"output has shape {list(s1.shape)}, expected {list(z1.shape)}"
-    logit = lambda s: torch.logit(s.double().clamp(1e-12, 1 - 1e-12))
-    affine = logit(s1) + logit(s2) - logit(s0)
-    if torch.allclose(logit(s12), affine, atol=1e-4):
+    if not all(isinstance(t, torch.Tensor) for t in (s1, s2, s12, s0)) or s1.shape != z1.shape:
+        return f"output has shape {list(getattr(s1, 'shape', []))}, expected {list(z1.shape)}"
+    if not all(((t > 0) & (t < 1)).all() for t in (s1, s2, s12, s0)):
+        g = lambda s: s.double()  # noqa: E731  (no sigmoid to undo: test the output itself)
+    else:
+        g = lambda s: torch.logit(s.double().clamp(1e-12, 1 - 1e-12))  # noqa: E731
+    if torch.allclose(g(s12), g(s1) + g(s2) - g(s0), atol=1e-4):
         return "the excitation is affine before the sigmoid: put a ReLU between the two FC layers"
     return None
 
 
 def _case_excitation_bottleneck(learner, c: int, r: int) -> str | None:
-    """The Jacobian dσ/dz factors through the C/r hidden units, so its rank is at most C // r."""
+    """The hidden layer has C // r units: read from the layers, or (layers not readable) from the rank of dσ/dz."""
     module, err = _build(learner, c, r)
     if err:
         return err
+    d = c // r
+    widths = sorted({f.hidden for f in mlp_readings(module, c, c)})
+    if widths:
+        if d in widths:
+            return None
+        return (f"the hidden layer has {widths[0]} units: the first FC must reduce C = {c} to C // r = {d} units "
+                "(the bottleneck)")
     module = module.double()
     gen = seeded_generator(11)
     worst = 0
     for _ in range(4):
         z = torch.randn(1, c, 1, 1, generator=gen, dtype=torch.float64)
-        jac = torch.autograd.functional.jacobian(lambda t: module(t).reshape(-1), z).reshape(c, c)
+
+        def weights(t):
+            return _ex_weights_of(module(t), t)[0].reshape(-1)
+
+        jac = torch.autograd.functional.jacobian(weights, z).reshape(c, c)
         worst = max(worst, int(torch.linalg.matrix_rank(jac, rtol=1e-8)))
-    if worst > c // r:
-        return (f"the weights depend on z through {worst} directions, more than the C // r = {c // r} bottleneck "
+    if worst > d:
+        return (f"the weights depend on z through {worst} directions, more than the C // r = {d} bottleneck "
                 "units allow: the first FC must reduce C to C // r")
     return None
 
@@ -220,20 +325,12 @@ def _case_excitation_grad(learner, c: int, r: int) -> str | None:
     module, err = _build(learner, c, r)
     if err:
         return err
-    module.train()
-    z = torch.randn(4, c, 1, 1, generator=seeded_generator(3), requires_grad=True)
-    s = module(z)
-    if not isinstance(s, torch.Tensor) or not s.requires_grad:
-        return "the output is not connected to the autograd graph (no .detach() or torch.no_grad() in forward)"
-    (s * torch.linspace(-1, 1, s.numel()).reshape(s.shape)).sum().backward()
-    if z.grad is None or not torch.isfinite(z.grad).all() or float(z.grad.abs().sum()) == 0:
-        return "no gradient reached the input z"
-    dead = [name for name, p in module.named_parameters() if p.grad is None or float(p.grad.abs().sum()) == 0]
-    if dead:
-        return f"no gradient reached these parameters: {', '.join(dead)} (are they used in forward?)"
     if not any(True for _ in module.parameters()):
         return "the module has no parameters: the excitation is learned (two FC layers)"
-    return None
+    module.train()
+    gen = seeded_generator(3)
+    inputs = [torch.randn(4, c, 1, 1, generator=gen), torch.randn(6, c, 1, 1, generator=gen) * 3 - 1]
+    return gradient_flow(module, inputs, module, input_name="the input z", output_name="the weights")
 
 
 @register_exercise("02.excitation", title="Excitation: the SE bottleneck MLP as a module", points=4, solution=Excitation)
@@ -243,6 +340,9 @@ def _check_excitation(learner):
     for c, r, n in [(16, 4, 3), (64, 16, 1), (8, 2, 5)]:
         yield run_case(f"C={c}, r={r}, batch {n}: shape [N, C, 1, 1], values in (0, 1)",
                        _case_excitation_output, learner, c, r, n)
+    for c, r in [(16, 4), (24, 3)]:
+        yield run_case(f"C={c}, r={r}: the weights equal σ(FC2(ReLU(FC1 z))) computed with your layers",
+                       _case_excitation_values, learner, c, r)
     yield run_case("a ReLU between the two FC layers", _case_excitation_nonlinear, learner, 16, 4)
     yield run_case("the bottleneck has C // r units", _case_excitation_bottleneck, learner, 32, 8)
     yield run_case("gradients reach z and every parameter", _case_excitation_grad, learner, 16, 4)
@@ -342,35 +442,44 @@ def _check_se_resnet(learner):
 # --------------------------------------------------------------------------------------------------
 # 02.eca_kernel_size
 # --------------------------------------------------------------------------------------------------
+def _odd(t: float) -> int:
+    t = int(t)
+    return t if t % 2 else t + 1
+
+
+def _eca_mistakes(c: int, g: float = 2, b: float = 1) -> list[tuple[str, int]]:
+    """What each known mistake gives for ``eca_kernel_size(c, g, b)`` (a name for each, specific first)."""
+    t = abs((math.log2(c) + b) / g)
+    return [
+        ("k must be odd: if the truncated t is even, use t + 1", int(t)),
+        ("the parity is inverted: k = t when t is odd, t + 1 when t is even", int(t) + 1 if int(t) % 2 else int(t)),
+        ("truncate t first (int), then make it odd; rounding t to the nearest int gives a different k", _odd(round(t))),
+        ("the formula is log2(C)/γ + β/γ: β is divided by γ too, not added after", _odd(abs(math.log2(c) / g + b))),
+        ("use the logarithm base 2 (math.log2), not the natural log", _odd(abs((math.log(c) + b) / g))),
+        ("use the logarithm base 2 (math.log2), not log10", _odd(abs((math.log10(c) + b) / g))),
+        ("γ multiplies nothing: t = (log2(C) + β) / γ, not (log2(C) + β) · γ", _odd(abs((math.log2(c) + b) * g))),
+    ]
+
+
 def _case_eca(learner, channels: list[int]) -> str | None:
+    cases = [(f"eca_kernel_size({c})", learner(c), eca_kernel_size(c), _eca_mistakes(c)) for c in channels]
+    evidence = []  # with γ = 2, β = 1 several mistakes give the same k; other γ, β tell them apart
     for c in channels:
-        expected = eca_kernel_size(c)
-        t = (math.log2(c) + 1) / 2
-        mistakes = {
-            "k must be odd: if the truncated t is even, use t + 1": int(t),
-            "truncate t first (int), then make it odd; rounding t to the nearest int gives a different k": (
-                round(t) if round(t) % 2 else round(t) + 1),
-            "the formula is log2(C)/γ + β/γ, not log2(C)/γ + β": (
-                int(math.log2(c) / 2 + 1) if int(math.log2(c) / 2 + 1) % 2 else int(math.log2(c) / 2 + 1) + 1),
-            "use the logarithm base 2 (math.log2), not the natural log": (
-                int((math.log(c) + 1) / 2) if int((math.log(c) + 1) / 2) % 2 else int((math.log(c) + 1) / 2) + 1),
-        }
-        got = learner(c)
-        hint = compare_numbers(got, expected, f"eca_kernel_size({c})", integer=True, mistakes=mistakes)
-        if hint:
-            return hint
-    return None
+        for g, b in [(3, 2), (1, 3), (2, 3)]:
+            try:
+                evidence.append((learner(c, g, b), eca_kernel_size(c, g, b), _eca_mistakes(c, g, b)))
+            except Exception:  # not graded here: a learner without gamma/beta is judged by the other case
+                pass
+    return compare_number_cases(cases, integer=True, evidence=evidence)
 
 
 def _case_eca_gamma(learner) -> str | None:
+    cases = []
     for c, g, b in [(256, 1, 1), (64, 3, 2), (1024, 2, 3), (96, 2, 0)]:
-        got = learner(c, g, b)
-        hard_coded = {"use the gamma and beta arguments, do not hard-code 2 and 1": eca_kernel_size(c)}
-        hint = compare_numbers(got, eca_kernel_size(c, g, b), f"eca_kernel_size({c}, gamma={g}, beta={b})",
-                               integer=True, mistakes=hard_coded)
-        if hint:
-            return hint
-    return None
+        mistakes = [("use the gamma and beta arguments, do not hard-code 2 and 1", eca_kernel_size(c)),
+                    *_eca_mistakes(c, g, b)]
+        cases.append((f"eca_kernel_size({c}, gamma={g}, beta={b})", learner(c, g, b), eca_kernel_size(c, g, b), mistakes))
+    return compare_number_cases(cases, integer=True)
 
 
 @register_exercise("02.eca_kernel_size", title="ECA's adaptive kernel size", points=2, solution=eca_kernel_size)
