@@ -14,14 +14,15 @@ import pkgutil
 import re
 import warnings
 
-from .core import (EXERCISES, NOT_IMPLEMENTED_HINT, CaseResult, Exercise, check, compare_number_cases, compare_numbers,
+from .core import (EXERCISES, NOT_IMPLEMENTED_HINT, CaseResult, Exercise, check, compare_gradient, compare_number_cases, compare_numbers,
                    compare_tensors, describe_exception, deterministic, grade, join_hints, list_exercises, match_mistakes,
                    MLPWeights, gradient_flow, mlp_readings, register_exercise, reset_scores, run_case, score_summary, seeded_generator)
 
 __all__ = [
     "check", "grade", "score_summary", "list_exercises", "reset_scores", "register_exercise", "EXERCISES",
     "Exercise", "CaseResult", "run_case", "compare_tensors", "compare_numbers", "compare_number_cases", "match_mistakes",
-    "join_hints", "MLPWeights", "mlp_readings", "gradient_flow", "describe_exception",
+    "join_hints", "MLPWeights", "mlp_readings", "gradient_flow", "compare_gradient",
+    "describe_exception",
     "seeded_generator", "deterministic", "NOT_IMPLEMENTED_HINT", "EXERCISE_MODULES",
 ]
 

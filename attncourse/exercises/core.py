@@ -41,7 +41,8 @@ import torch
 __all__ = [
     "CaseResult", "Exercise", "EXERCISES", "register_exercise", "grade", "check", "score_summary",
     "list_exercises", "reset_scores", "run_case", "compare_tensors", "compare_numbers", "compare_number_cases",
-    "match_mistakes", "join_hints", "MLPWeights", "mlp_readings", "gradient_flow", "describe_exception", "seeded_generator", "deterministic", "NOT_IMPLEMENTED_HINT",
+    "match_mistakes", "join_hints", "MLPWeights", "mlp_readings", "gradient_flow", "compare_gradient",
+    "describe_exception", "seeded_generator", "deterministic", "NOT_IMPLEMENTED_HINT",
 ]
 
 NOT_IMPLEMENTED_HINT = "not implemented yet (the stub still raises NotImplementedError)"
@@ -476,6 +477,20 @@ def mlp_readings(module: Any, c_in: int, c_out: int, hidden: int | None = None, 
                             if len(readings) >= limit:
                                 return readings
     return readings
+
+
+def compare_gradient(output: Any, reference: torch.Tensor, grad: Any, expected: torch.Tensor, what: str, *,
+                     mistakes: Any = None, atol: float = 1e-5, rtol: float = 1e-4) -> str | None:
+    """Compare a gradient with ``expected`` only when the ``output`` it comes from equals ``reference``.
+
+    A wrong output is the value cases' business: its gradient differs too, and saying so again (or
+    guessing a cause from it) would name a mistake twice or wrongly. Then only a known mistake the
+    gradient reproduces is named; otherwise the gradient case passes (the gradient did flow).
+    """
+    if isinstance(output, torch.Tensor) and _close(output.detach(), reference.detach(), atol, rtol):
+        return compare_tensors(grad, expected, what, atol=atol, rtol=rtol, mistakes=mistakes)
+    hint = match_mistakes(grad, expected, mistakes, atol=atol, rtol=rtol)
+    return f"{what}: {hint}" if hint else None
 
 
 def gradient_flow(forward: Callable[[torch.Tensor], Any], inputs: Iterable[torch.Tensor], module: Any = None, *,

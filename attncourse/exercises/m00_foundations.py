@@ -15,7 +15,7 @@ import random
 
 import torch
 
-from .core import compare_number_cases, compare_tensors, register_exercise, run_case, seeded_generator
+from .core import compare_gradient, compare_number_cases, compare_tensors, register_exercise, run_case, seeded_generator
 
 __all__ = ["channel_stat", "reweight", "conv_params", "conv_flops"]
 
@@ -90,8 +90,8 @@ def _case_channel_stat_grad(learner) -> str | None:
     out.sum().backward()
     if x.grad is None:
         return "no gradient reached the input"
-    return compare_tensors(x.grad, torch.full_like(x, 1 / 20), "the gradient of sum(output) w.r.t. x",
-                           mistakes={"gradient is 1 everywhere: a sum, not a mean": torch.ones_like(x)})
+    return compare_gradient(out, channel_stat(x), x.grad, torch.full_like(x, 1 / 20), "the gradient of sum(output) w.r.t. x",
+                            mistakes={"gradient is 1 everywhere: a sum, not a mean": torch.ones_like(x)})
 
 
 @register_exercise("00.channel_stat", title="Per-channel statistic: global average pooling", points=2,
@@ -188,8 +188,10 @@ def _case_reweight_grad(learner) -> str | None:
                  grads(lambda t, s: t * (1 + torch.sigmoid(s)))[0]),
                 ("it matches the weights σ(stat_fn(x)) alone; return x multiplied by them",
                  grads(lambda t, s: torch.sigmoid(s).expand_as(t))[0])]
-    return (compare_tensors(a.grad, want_a, "the gradient w.r.t. the statistic's parameter", mistakes=mistakes)
-            or compare_tensors(x.grad, want_x, "the gradient w.r.t. x"))
+    reference = x.detach() * torch.sigmoid(1.5 * x.detach().mean(dim=(2, 3), keepdim=True))
+    return (compare_gradient(out, reference, a.grad, want_a, "the gradient w.r.t. the statistic's parameter",
+                             mistakes=mistakes)
+            or compare_gradient(out, reference, x.grad, want_x, "the gradient w.r.t. x"))
 
 
 @register_exercise("00.reweight", title="The attention template: statistic -> sigmoid weights -> reweight", points=3,

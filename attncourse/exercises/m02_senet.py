@@ -16,7 +16,7 @@ import math
 import torch
 from torch import nn
 
-from .core import (_close, compare_number_cases, compare_numbers, compare_tensors, gradient_flow, match_mistakes,
+from .core import (_close, compare_gradient, compare_number_cases, compare_numbers, compare_tensors, gradient_flow, match_mistakes,
                    mlp_readings, register_exercise, run_case, seeded_generator)
 
 __all__ = ["squeeze", "Excitation", "se_resnet_forward", "eca_kernel_size"]
@@ -106,8 +106,9 @@ def _case_squeeze_grad(learner) -> str | None:
     out.sum().backward()
     if x.grad is None:
         return "no gradient reached x"
-    return compare_tensors(x.grad, torch.full_like(x, 1 / 20), "the gradient of sum(squeeze(x, 'avg')) w.r.t. x",
-                           mistakes={"gradient is 1 everywhere: a sum, not a mean": torch.ones_like(x)})
+    return compare_gradient(out, squeeze(x.detach(), "avg"), x.grad, torch.full_like(x, 1 / 20),
+                            "the gradient of sum(squeeze(x, 'avg')) w.r.t. x",
+                            mistakes={"gradient is 1 everywhere: a sum, not a mean": torch.ones_like(x)})
 
 
 @register_exercise("02.squeeze", title="Squeeze: one statistic per channel (avg, max, std)", points=3, solution=squeeze)

@@ -15,10 +15,12 @@ and g are sub-sampled; the checks use ``M ≠ N`` so that a transposed answer ca
 """
 from __future__ import annotations
 
+import copy as _copy
+
 import torch
 from torch import nn
 
-from .core import CaseResult, compare_tensors, register_exercise, run_case, seeded_generator
+from .core import CaseResult, compare_tensors, match_mistakes, register_exercise, run_case, seeded_generator
 
 __all__ = ["embedded_gaussian_affinity", "NonLocalOutput", "dot_product_nonlocal", "gc_context"]
 
@@ -84,6 +86,10 @@ def _qk(b: int, d: int, n: int, m: int, seed: int):
     return torch.randn(b, d, n, generator=gen), torch.randn(b, d, m, generator=gen)
 
 
+_RESHAPED_THETA = ("θ [B, d, N] was reshaped/viewed to [B, N, d], which scrambles channels and positions: transpose it "
+                   "(theta.transpose(1, 2)) to get θᵀ")
+
+
 def _case_affinity(learner, b, d, n, m, seed) -> str | None:
     theta, phi = _qk(b, d, n, m, seed)
     got = learner(theta.clone(), phi.clone())
@@ -98,6 +104,7 @@ def _case_affinity(learner, b, d, n, m, seed) -> str | None:
         "that is the dot-product version (÷ M); the embedded Gaussian normalises with a softmax": scores / m,
         "that is φᵀθ (keys × queries): rows must be the N query positions, columns the M key positions":
             torch.bmm(phi.transpose(1, 2), theta).softmax(dim=-1),
+        _RESHAPED_THETA: torch.bmm(theta.reshape(b, n, d), phi).softmax(dim=-1),
     }
     if isinstance(got, torch.Tensor) and got.shape == (b, d, d):
         return (f"affinity has shape [{b}, {d}, {d}]: that is θφᵀ, a channel×channel matrix. Transpose θ to "
@@ -126,8 +133,13 @@ def _case_affinity_grad(learner) -> str | None:
         return "the affinity is not connected to the autograd graph (no .detach(), .numpy() or torch.no_grad())"
     weights = torch.linspace(-1, 1, got.numel()).reshape(got.shape)
     (got * weights).sum().backward()
+    if theta.grad is None or float(theta.grad.abs().sum()) == 0:
+        return "no gradient reached θ: is it detached (.detach(), .data, .numpy()) on the way?"
     t2, p2 = theta.detach().clone().requires_grad_(True), phi.detach().clone().requires_grad_(True)
-    (embedded_gaussian_affinity(t2, p2) * weights).sum().backward()
+    reference = embedded_gaussian_affinity(t2, p2)
+    if got.shape != reference.shape or not torch.allclose(got.detach(), reference.detach(), atol=1e-5):
+        return None  # the values are wrong, which the cases above report; here only the flow counts
+    (reference * weights).sum().backward()
     return compare_tensors(theta.grad, t2.grad, "the gradient w.r.t. theta", atol=1e-5)
 
 
@@ -143,18 +155,40 @@ def _check_affinity(learner):
 # --------------------------------------------------------------------------------------------------
 # 04.nonlocal_output
 # --------------------------------------------------------------------------------------------------
+class _W:
+    """The learner's W, whatever its layer (a 1×1 Conv2d, a kernel-1 Conv1d or a Linear ``d → C``), as a function
+    on ``[B, d, H, W]`` maps, so the reference uses the learner's own weights."""
+
+    def __init__(self, layer: nn.Module, c: int, d: int):
+        self.layer, self.weight, self.bias = layer, layer.weight, getattr(layer, "bias", None)
+        self.c, self.d = c, d
+
+    def __call__(self, t: torch.Tensor) -> torch.Tensor:
+        out = torch.einsum("cd,bdhw->bchw", self.weight.reshape(self.c, self.d), t)
+        return out if self.bias is None else out + self.bias.reshape(1, -1, 1, 1)
+
+
+def _output_parts(module: nn.Module, d: int, c: int):
+    """``(W, BN)`` of the learner's module, found by role: the one layer mapping d → C, the BatchNorm2d over C."""
+    layers = [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Conv1d, nn.Linear))]
+    ws = [m for m in layers if tuple(m.weight.shape) in ((c, d, 1, 1), (c, d, 1), (c, d))]
+    bns = [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
+    if len(ws) != 1 or len(layers) != 1:
+        return None, (f"expected exactly one layer W from {d} to {c} channels (a 1×1 Conv2d({d}, {c}, 1); a Linear or "
+                      f"kernel-1 Conv1d works too), found {[tuple(m.weight.shape) for m in layers]}")
+    if len(bns) != 1 or bns[0].num_features != c:
+        return None, f"expected one BatchNorm2d({c}) after W, found {[m.num_features for m in bns]}"
+    return (_W(ws[0], c, d), bns[0]), None
+
+
 def _build_output(learner, d: int, c: int):
     module = learner(d, c)
     if not isinstance(module, nn.Module):
         return None, f"NonLocalOutput({d}, {c}) should be an nn.Module, got {type(module).__name__}"
-    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
-    bns = [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
-    if len(convs) != 1 or tuple(convs[0].weight.shape) != (c, d, 1, 1):
-        return None, (f"expected exactly one 1×1 Conv2d({d}, {c}) (W: inner channels back to C), found "
-                      f"{[tuple(m.weight.shape) for m in convs]}")
-    if len(bns) != 1 or bns[0].num_features != c:
-        return None, f"expected one BatchNorm2d({c}) after W, found {[m.num_features for m in bns]}"
-    return (module, convs[0], bns[0]), None
+    parts, err = _output_parts(module, d, c)
+    if err:
+        return None, err
+    return (module, *parts), None
 
 
 def _xy(b, c, d, h, w, seed):
@@ -162,19 +196,77 @@ def _xy(b, c, d, h, w, seed):
     return torch.randn(b, c, h, w, generator=gen), torch.randn(b, h * w, d, generator=gen)
 
 
+_NO_RESIDUAL = "the residual is missing: the block outputs x + BN(W y)"
+_BN_AFTER_ADD = "BN was applied after the residual add: z = x + BN(W y), not BN(x + W y)"
+
+
+def _output_mistakes(x, y, conv, bn):
+    """The right output for the learner's own W and BN, and what each known mistake gives."""
+    b, _, h, w = x.shape
+    right = y.transpose(1, 2).reshape(b, -1, h, w)
+    wrong_view = y.reshape(b, -1, h, w)
+    expected = x + bn(conv(right))
+    mistakes = [
+        (_NO_RESIDUAL, bn(conv(right))),
+        ("y is [B, N, d]: transpose it to [B, d, N] BEFORE reshaping to [B, d, H, W] — a plain reshape/view "
+         "scrambles positions and channels", x + bn(conv(wrong_view))),
+        ("BN is missing (or skipped): z = x + BN(W y)", x + conv(right)),
+        (_BN_AFTER_ADD, bn(x + conv(right))),
+        ("the spatial axes are swapped: reshape y's N positions to (H, W), not (W, H)",
+         x + bn(conv(y.transpose(1, 2).reshape(b, -1, w, h).transpose(2, 3))) if h != w else None),
+    ]
+    return expected, mistakes
+
+
+def _randomise(conv: _W, bn: nn.BatchNorm2d, c: int, gen: torch.Generator) -> None:
+    with torch.no_grad():  # random weights and statistics: the zero-init would hide every mistake
+        for p in (conv.weight, conv.bias, bn.weight, bn.bias):
+            if p is not None:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+        bn.running_mean.copy_(torch.randn(c, generator=gen) * 0.1)
+        bn.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
+
+
+def _wiring(module: nn.Module, d: int, c: int) -> str | None:
+    """What is wrong in forward, found on a copy of the module with random W and BN (None if nothing known)."""
+    try:
+        copy = _copy.deepcopy(module)
+    except Exception:
+        return None
+    parts, err = _output_parts(copy, d, c)
+    if err:
+        return None
+    conv, bn = parts
+    _randomise(conv, bn, c, seeded_generator(99))
+    copy.eval()
+    x, y = _xy(2, c, d, 3, 5, 98)
+    with torch.no_grad():
+        got = copy(x.clone(), y.clone())
+        expected, mistakes = _output_mistakes(x, y, conv, bn)
+    return match_mistakes(got, expected, mistakes)
+
+
 def _case_identity_at_init(learner, training: bool) -> str | None:
     built, err = _build_output(learner, 4, 8)
     if err:
         return err
-    module = built[0].train(training)
+    module, conv, bn = built
+    module.train(training)
     x, y = _xy(2, 8, 4, 3, 5, 7)
     with torch.no_grad():
         got = module(x.clone(), y.clone())
     hint = compare_tensors(got, x, "output at initialisation", atol=1e-6)
-    if hint:
-        return (hint + " — at initialisation the block must return x unchanged: initialise the BN's weight γ "
-                "(and bias β) to zero, so BN(W y) = 0")
-    return None
+    if not hint:
+        return None
+    zero = lambda *ps: all(p is None or not bool(p.detach().ne(0).any()) for p in ps)  # noqa: E731
+    if zero(bn.weight, bn.bias) or zero(conv.weight, conv.bias):  # the init is right: forward is wrong
+        wiring = _wiring(module, 4, 8)
+        if wiring:
+            return f"output at initialisation is not x although BN(W y) = 0 there: {wiring}"
+        return (hint + " — BN(W y) is 0 at initialisation (your zero-init is right), so z = x + BN(W y) must be x: "
+                "check how forward combines x and BN(W y)")
+    return (hint + " — at initialisation the block must return x unchanged: initialise the BN's weight γ "
+            "(and bias β) to zero, so BN(W y) = 0")
 
 
 def _case_output_values(learner, b, c, d, h, w, seed) -> str | None:
@@ -182,27 +274,12 @@ def _case_output_values(learner, b, c, d, h, w, seed) -> str | None:
     if err:
         return err
     module, conv, bn = built
-    gen = seeded_generator(seed + 100)
-    with torch.no_grad():  # random weights and statistics: the zero-init would hide every mistake
-        for p in (conv.weight, conv.bias, bn.weight, bn.bias):
-            if p is not None:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
-        bn.running_mean.copy_(torch.randn(c, generator=gen) * 0.1)
-        bn.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
+    _randomise(conv, bn, c, seeded_generator(seed + 100))
     module.eval()
     x, y = _xy(b, c, d, h, w, seed)
     with torch.no_grad():
         got = module(x.clone(), y.clone())
-        right = y.transpose(1, 2).reshape(b, d, h, w)
-        wrong_view = y.reshape(b, d, h, w)
-        expected = x + bn(conv(right))
-        mistakes = {
-            "the residual is missing: the block outputs x + BN(W y)": bn(conv(right)),
-            "y is [B, N, d]: transpose it to [B, d, N] BEFORE reshaping to [B, d, H, W] — a plain reshape/view "
-            "scrambles positions and channels": x + bn(conv(wrong_view)),
-            "BN is missing (or skipped): z = x + BN(W y)": x + conv(right),
-            "BN was applied after the residual add: z = x + BN(W y), not BN(x + W y)": bn(x + conv(right)),
-        }
+        expected, mistakes = _output_mistakes(x, y, conv, bn)
     return compare_tensors(got, expected, "output", atol=1e-5, mistakes=mistakes)
 
 
@@ -251,6 +328,9 @@ def _case_dot(learner, b, d, dv, n, m, seed) -> str | None:
         "divided by √d (the Transformer's scale); the dot-product version divides by M": torch.bmm(scores / d ** 0.5, gt),
         "a softmax was used: that is the embedded Gaussian; the dot-product version divides by M instead":
             torch.bmm(scores.softmax(-1), gt),
+        _RESHAPED_THETA: torch.bmm(torch.bmm(theta.reshape(b, n, d), phi) / m, gt),
+        "g [B, dv, M] was reshaped/viewed to [B, M, dv], which scrambles channels and positions: transpose it "
+        "(g.transpose(1, 2))": torch.bmm(scores / m, g.reshape(b, m, dv)),
     }
     return compare_tensors(got, torch.bmm(scores / m, gt), "y", atol=1e-5, mistakes=mistakes)
 
@@ -281,6 +361,9 @@ def _case_gc(learner, b, c, h, w, seed) -> str | None:
             (x * logits.softmax(-1)).sum((2, 3), keepdim=True),
         "x was rescaled but not summed over positions: the context is one vector per sample, [B, C, 1, 1]":
             x * logits.reshape(b, 1, -1).softmax(-1).reshape(b, 1, h, w),
+        "x [B, C, H, W] was reshaped/viewed to [B, H·W, C], which scrambles channels and positions: flatten it to "
+        "[B, C, H·W] (x.flatten(2)) and transpose if needed":
+            torch.bmm(logits.reshape(b, 1, -1).softmax(-1), x.reshape(b, h * w, c)).reshape(b, c, 1, 1),
     }
     return compare_tensors(got, gc_context(x, logits), "context", atol=1e-5, mistakes=mistakes)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .core import (CaseResult, _close, compare_numbers, compare_tensors, gradient_flow, match_mistakes, mlp_readings, register_exercise,
+from .core import (CaseResult, _close, compare_gradient, compare_numbers, compare_tensors, gradient_flow, match_mistakes, mlp_readings, register_exercise,
                    run_case, seeded_generator)
 
 __all__ = ["ChannelAttentionMap", "spatial_descriptor", "cbam_basic_block", "bam_attention"]
@@ -292,7 +292,11 @@ def _case_descriptor_grad(learner) -> str | None:
         return "no gradient reached x"
     # d/dx of (max + mean): 1/C everywhere, plus 1 at each position's argmax channel
     expected = torch.full_like(x, 1 / 4) + torch.zeros_like(x).scatter_(1, x.detach().argmax(1, keepdim=True), 1.0)
-    return compare_tensors(x.grad, expected, "the gradient of sum(descriptor) w.r.t. x")
+    reference = spatial_descriptor(x.detach())
+    if isinstance(out, torch.Tensor) and out.shape == reference.shape and \
+            torch.allclose(out.detach(), reference[:, [1, 0]], atol=1e-5):
+        reference = reference[:, [1, 0]]  # [mean, max]: the other accepted order, same gradient
+    return compare_gradient(out, reference, x.grad, expected, "the gradient of sum(descriptor) w.r.t. x")
 
 
 @register_exercise("05.spatial_descriptor", title="CBAM's spatial descriptor: channel-wise max and mean, stacked",
