@@ -292,7 +292,8 @@ def _case_output_grad(learner) -> str | None:
     x, y = _xy(2, 6, 3, 4, 4, 5)
     y.requires_grad_(True)
     (module(x, y) * torch.linspace(-1, 1, x.numel()).reshape(x.shape)).sum().backward()
-    alive = [p for p in (bn.weight, conv.weight) if p is not None and p.grad is not None and float(p.grad.abs().sum()) > 0]
+    # a real gradient here is of order 1; W's bias alone normalises to 0 up to rounding noise (≈ 1e-4)
+    alive = [p for p in (bn.weight, conv.weight) if p is not None and p.grad is not None and float(p.grad.abs().max()) > 1e-3]
     if not alive:
         return ("neither W nor the BN's γ gets a gradient at initialisation: zero only γ (the paper) — if W is zero "
                 "too, each blocks the other's gradient and the block stays the identity forever")

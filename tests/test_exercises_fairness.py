@@ -1,0 +1,791 @@
+"""The standing fairness suite (issue 17): every registered exercise, present and future, is fair.
+
+For each exercise ``FAIRNESS`` lists
+
+* correct answers written in **different legitimate styles** (``nn.Linear`` vs 1×1 conv vs raw matrices,
+  einsum vs matmul, a module instance vs a function, whole-number floats for counts, …): each must earn
+  full marks, also when ``check`` is called with keywords;
+* **common mistakes**, each with a piece of the hint that names it: each must earn less than full marks,
+  one of its failing cases must carry that hint, and no hint may name another listed mistake of the
+  same exercise (unless the entry allows it in ``also``) — a hint never names a mistake the learner did
+  not make.
+
+A newly registered exercise without an entry here fails ``test_every_exercise_has_a_fairness_entry``:
+add at least two correct alternatives and three named mistakes when you write it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attncourse.exercises import EXERCISES, check, grade
+
+MIN_CORRECT, MIN_MISTAKES = 2, 3
+
+
+@dataclass
+class Mistake:
+    answer: Any
+    hint: str  # a piece of the hint that names this mistake
+    also: tuple[str, ...] = ()  # other listed mistakes' hints this answer may legitimately also show
+
+
+@dataclass
+class Fair:
+    correct: dict[str, Any]
+    mistakes: dict[str, Mistake] = field(default_factory=dict)
+
+
+# ==================================================================================================
+# 00 — foundations
+# ==================================================================================================
+def _odd(t):
+    t = int(t)
+    return t if t % 2 else t + 1
+
+
+class _Halved(nn.Module):  # a module instance is a callable too
+    def forward(self, x):
+        return x.sum((2, 3), keepdim=True) / (x.shape[2] * x.shape[3])
+
+
+FAIRNESS: dict[str, Fair] = {
+    "00.channel_stat": Fair(
+        correct={
+            "mean over (2, 3)": lambda x: x.mean(dim=(2, 3), keepdim=True),
+            "F.adaptive_avg_pool2d": lambda x: F.adaptive_avg_pool2d(x, 1),
+            "nn.AdaptiveAvgPool2d instance": nn.AdaptiveAvgPool2d(1),
+            "sum / (H·W) in a module": _Halved(),
+            "mean of means": lambda x: x.mean(-1, keepdim=True).mean(-2, keepdim=True),
+            "flatten then index": lambda x: x.flatten(2).mean(-1)[..., None, None],
+        },
+        mistakes={
+            "over channels": Mistake(lambda x: x.mean(dim=1, keepdim=True), "taken over the channels"),
+            "sum": Mistake(lambda x: x.sum(dim=(2, 3), keepdim=True), "sum over space"),
+            "max": Mistake(lambda x: x.amax(dim=(2, 3), keepdim=True), "maximum over space"),
+            "no keepdim": Mistake(lambda x: x.mean(dim=(2, 3)), "keepdim=True"),
+            "only H": Mistake(lambda x: x.mean(dim=2, keepdim=True), "over H only"),
+            "detached": Mistake(lambda x: x.detach().mean(dim=(2, 3), keepdim=True), "autograd"),
+        }),
+    "00.reweight": Fair(
+        correct={
+            "torch.sigmoid": lambda x, f: x * torch.sigmoid(f(x)),
+            "Tensor.sigmoid, weights first": lambda x, f: f(x).sigmoid() * x,
+            "1 / (1 + exp(-s))": lambda x, f: x / (1 + torch.exp(-f(x))),
+            "nn.Sigmoid and expand_as": lambda x, f: x * nn.Sigmoid()(f(x)).expand_as(x),
+            "out-of-place mul on a clone": lambda x, f: x.clone().mul_(torch.sigmoid(f(x))),
+        },
+        mistakes={
+            "no sigmoid": Mistake(lambda x, f: x * f(x), "apply torch.sigmoid"),
+            "softmax over all": Mistake(lambda x, f: x * torch.softmax(f(x).flatten(1), 1).view_as(f(x)),
+                                        "softmax is not the gate"),
+            "softmax over channels": Mistake(lambda x, f: x * torch.softmax(f(x), dim=1), "softmax is not the gate",
+                                             also=("you returned x unchanged",)),  # a one-channel statistic: both
+            "added": Mistake(lambda x, f: x + torch.sigmoid(f(x)), "you added the weights"),
+            "BAM residual": Mistake(lambda x, f: x * (1 + torch.sigmoid(f(x))), "BAM"),
+            "returns weights": Mistake(lambda x, f: torch.sigmoid(f(x)).expand_as(x), "you returned the weights"),
+            "returns x": Mistake(lambda x, f: (f(x), x)[1], "you returned x unchanged",
+                                 also=("softmax is not the gate",)),
+            "in place": Mistake(lambda x, f: x.mul_(torch.sigmoid(f(x))), "in place"),
+        }),
+    "00.conv_params": Fair(
+        correct={
+            "int formula": lambda ci, co, k, bias=True: co * ci * k * k + (co if bias else 0),
+            "whole float": lambda ci, co, k, bias=True: float(co * ci * k * k + (co if bias else 0)),
+            "k ** 2.0 and bias * co": lambda ci, co, k, bias=True: co * ci * k ** 2.0 + bias * co,
+            "math.pow": lambda ci, co, k, bias=True: co * ci * math.pow(k, 2) + (co if bias else 0),
+            "numpy int": lambda ci, co, k, bias=True: np.int64(co) * ci * k * k + (co if bias else 0),
+        },
+        mistakes={
+            "no bias": Mistake(lambda ci, co, k, bias=True: co * ci * k * k, "one parameter per output channel"),
+            "bias per input": Mistake(lambda ci, co, k, bias=True: co * ci * k * k + (ci if bias else 0), "OUTPUT channel"),
+            "ignores bias=False": Mistake(lambda ci, co, k, bias=True: co * ci * k * k + co, "bias=False means no bias"),
+            "k not k²": Mistake(lambda ci, co, k, bias=True: co * ci * k + (co if bias else 0), "k·k weights"),
+            "no c_in": Mistake(lambda ci, co, k, bias=True: co * k * k + (co if bias else 0), "multiply by c_in"),
+        }),
+    "00.conv_flops": Fair(
+        correct={
+            "int formula": lambda ci, co, k, h, w: 2 * ci * co * k * k * h * w,
+            "2.0 * …": lambda ci, co, k, h, w: 2.0 * ci * co * k * k * h * w,
+            "math.pow": lambda ci, co, k, h, w: 2 * ci * co * math.pow(k, 2) * h * w,
+            "output size (h + 2p − k) / s + 1": lambda ci, co, k, h, w:
+                2 * ci * co * k * k * ((h + 2 * (k // 2) - k) / 1 + 1) * ((w + 2 * (k // 2) - k) / 1 + 1),
+            "MACs times two": lambda ci, co, k, h, w: (lambda macs: macs * 2)(ci * k * k * co * h * w),
+        },
+        mistakes={
+            "MACs": Mistake(lambda ci, co, k, h, w: ci * co * k * k * h * w, "2 per MAC"),
+            "k not k²": Mistake(lambda ci, co, k, h, w: 2 * ci * co * k * h * w, "k² taps"),
+            "no h·w": Mistake(lambda ci, co, k, h, w: 2 * ci * co * k * k, "h·w output positions"),
+            "no c_in": Mistake(lambda ci, co, k, h, w: 2 * co * k * k * h * w, "multiply by c_in"),
+            "no c_out": Mistake(lambda ci, co, k, h, w: 2 * ci * k * k * h * w, "multiply by c_out"),
+            "bias counted": Mistake(lambda ci, co, k, h, w: 2 * ci * co * k * k * h * w + co * h * w, "bias was counted"),
+            "valid padding": Mistake(lambda ci, co, k, h, w: 2 * ci * co * k * k * (h - k + 1) * (w - k + 1), "map shrank"),
+        }),
+}
+
+
+# ==================================================================================================
+# 01 — Inception
+# ==================================================================================================
+class _ReduceExpandSeq(nn.Module):
+    """nn.Sequential with in-place ReLUs and padding='same'."""
+
+    def __init__(self, ci, cr, co, k):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(ci, cr, 1, bias=False), nn.BatchNorm2d(cr), nn.ReLU(inplace=True),
+                                  nn.Conv2d(cr, co, k, padding="same", bias=False), nn.BatchNorm2d(co),
+                                  nn.ReLU(inplace=True))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+class _ReduceExpandPackage(nn.Module):
+    """Built from the package's ConvBNReLU (another layout, BN eps = 0.001)."""
+
+    def __init__(self, ci, cr, co, k):
+        super().__init__()
+        from attncourse.blocks.inception import ConvBNReLU
+
+        self.a, self.b = ConvBNReLU(ci, cr, 1), ConvBNReLU(cr, co, k)
+
+    def forward(self, x):
+        return self.b(self.a(x))
+
+
+def _re_layers(*layers):
+    class _M(nn.Module):
+        def __init__(self, ci, cr, co, k):
+            super().__init__()
+            self.body = nn.Sequential(*layers_for(ci, cr, co, k))
+
+        def forward(self, x):
+            return self.body(x)
+
+    layers_for = layers[0]
+    return _M
+
+
+_re_with_bias = _re_layers(lambda ci, cr, co, k: [nn.Conv2d(ci, cr, 1), nn.BatchNorm2d(cr), nn.ReLU(),
+                                                  nn.Conv2d(cr, co, k, padding=k // 2), nn.BatchNorm2d(co), nn.ReLU()])
+_re_no_pad = _re_layers(lambda ci, cr, co, k: [nn.Conv2d(ci, cr, 1, bias=False), nn.BatchNorm2d(cr), nn.ReLU(),
+                                               nn.Conv2d(cr, co, k, bias=False), nn.BatchNorm2d(co), nn.ReLU()])
+_re_no_mid_relu = _re_layers(lambda ci, cr, co, k: [nn.Conv2d(ci, cr, 1, bias=False), nn.BatchNorm2d(cr),
+                                                    nn.Conv2d(cr, co, k, padding=k // 2, bias=False), nn.BatchNorm2d(co),
+                                                    nn.ReLU()])
+_re_relu_bn = _re_layers(lambda ci, cr, co, k: [nn.Conv2d(ci, cr, 1, bias=False), nn.ReLU(), nn.BatchNorm2d(cr),
+                                                nn.Conv2d(cr, co, k, padding=k // 2, bias=False), nn.ReLU(),
+                                                nn.BatchNorm2d(co)])
+_re_naive = _re_layers(lambda ci, cr, co, k: [nn.Conv2d(ci, co, k, padding=k // 2, bias=False), nn.BatchNorm2d(co),
+                                              nn.ReLU()])
+_re_no_out_relu = _re_layers(lambda ci, cr, co, k: [nn.Conv2d(ci, cr, 1, bias=False), nn.BatchNorm2d(cr), nn.ReLU(),
+                                                    nn.Conv2d(cr, co, k, padding=k // 2, bias=False), nn.BatchNorm2d(co)])
+
+_BRANCH = lambda ci, cr, co, k, h, w: 2 * h * w * (ci * cr + cr * co * k * k)  # noqa: E731
+_NAIVE = lambda ci, cr, co, k: ci * co * k * k  # noqa: E731
+_REDUCED = lambda ci, cr, co, k: ci * cr + cr * co * k * k  # noqa: E731
+
+FAIRNESS.update({
+    "01.branch_flops": Fair(
+        correct={
+            "int formula": _BRANCH,
+            "whole float": lambda ci, cr, co, k, h, w: float(_BRANCH(ci, cr, co, k, h, w)),
+            "sum of two conv costs with math.pow": lambda ci, cr, co, k, h, w:
+                2.0 * h * w * ci * cr + 2 * h * w * cr * co * math.pow(k, 2),
+            "per-conv helper": lambda ci, cr, co, k, h, w:
+                sum(2 * a * b * kk * kk * h * w for a, b, kk in [(ci, cr, 1), (cr, co, k)]),
+        },
+        mistakes={
+            "MACs": Mistake(lambda ci, cr, co, k, h, w: _BRANCH(ci, cr, co, k, h, w) // 2, "MACs"),
+            "only k×k": Mistake(lambda ci, cr, co, k, h, w: 2 * h * w * cr * co * k * k, "only the k×k conv"),
+            "naive": Mistake(lambda ci, cr, co, k, h, w: 2 * h * w * ci * co * k * k, "naive branch"),
+            "C_in in the k×k term": Mistake(lambda ci, cr, co, k, h, w: 2 * h * w * (ci * cr + ci * co * k * k),
+                                            "reads the c_reduce channels"),
+            "k not k²": Mistake(lambda ci, cr, co, k, h, w: 2 * h * w * (ci * cr + cr * co * k), "k² taps"),
+            "k² on the 1×1": Mistake(lambda ci, cr, co, k, h, w: 2 * h * w * (ci * cr * k * k + cr * co * k * k),
+                                     "1×1 kernel"),
+        }),
+    "01.flops_saving": Fair(
+        correct={
+            "ratio": lambda ci, cr, co, k: _NAIVE(ci, cr, co, k) / _REDUCED(ci, cr, co, k),
+            "FLOPs on a map (h·w cancels)": lambda ci, cr, co, k:
+                (2 * 7 * 7 * ci * co * k * k) / (2 * 7 * 7 * ci * cr + 2 * 7 * 7 * cr * co * k ** 2),
+            "numpy float": lambda ci, cr, co, k: np.float64(_NAIVE(ci, cr, co, k)) / _REDUCED(ci, cr, co, k),
+        },
+        mistakes={
+            "inverted": Mistake(lambda ci, cr, co, k: _REDUCED(ci, cr, co, k) / _NAIVE(ci, cr, co, k), "inverted"),
+            "floor division": Mistake(lambda ci, cr, co, k: _NAIVE(ci, cr, co, k) // _REDUCED(ci, cr, co, k), "floored"),
+            "rounded": Mistake(lambda ci, cr, co, k: round(_NAIVE(ci, cr, co, k) / _REDUCED(ci, cr, co, k)), "rounded"),
+            "no 1×1 cost": Mistake(lambda ci, cr, co, k: _NAIVE(ci, cr, co, k) / (cr * co * k * k), "pays for its 1×1"),
+            "C_in in the k×k term": Mistake(lambda ci, cr, co, k: _NAIVE(ci, cr, co, k) / (ci * cr + ci * co * k * k),
+                                            "reads the c_reduce channels"),
+            "k not k²": Mistake(lambda ci, cr, co, k: ci * co * k / (ci * cr + cr * co * k), "k² taps"),
+        }),
+    "01.reduce_expand": Fair(
+        correct={
+            "reference layout": __import__("attncourse.exercises.m01_inception", fromlist=["x"]).ReduceExpand,
+            "nn.Sequential, in-place ReLU, padding='same'": _ReduceExpandSeq,
+            "package ConvBNReLU": _ReduceExpandPackage,
+        },
+        mistakes={
+            "conv bias": Mistake(_re_with_bias, "needs no bias"),
+            "no padding": Mistake(_re_no_pad, "padding=k // 2"),
+            "no mid ReLU": Mistake(_re_no_mid_relu, "no ReLU between the two convs"),
+            "no final ReLU": Mistake(_re_no_out_relu, "must end with a ReLU"),
+            "ReLU before BN": Mistake(_re_relu_bn, "conv → BN → ReLU"),
+            "naive": Mistake(_re_naive, "naive branch", also=("1×1",)),
+        }),
+})
+
+
+# ==================================================================================================
+# 02 — SENet
+# ==================================================================================================
+from attncourse.exercises import m02_senet as _m02  # noqa: E402
+
+
+def _squeeze_dict(x, op="avg"):
+    return {"avg": lambda: F.adaptive_avg_pool2d(x, 1), "max": lambda: F.adaptive_max_pool2d(x, 1),
+            "std": lambda: x.var(dim=(2, 3), correction=0, keepdim=True).sqrt()}[op]()
+
+
+def _squeeze_flat(x, op="avg"):
+    f = x.flatten(2)
+    if op == "avg":
+        out = f.sum(-1) / f.shape[-1]
+    elif op == "max":
+        out = f.max(dim=-1).values
+    else:
+        out = torch.sqrt(((f - f.mean(-1, keepdim=True)) ** 2).mean(-1))
+    return out[..., None, None]
+
+
+def _squeeze_over(dims):
+    def f(x, op="avg"):
+        return {"avg": x.mean(dims, keepdim=True), "max": x.amax(dims, keepdim=True),
+                "std": x.std(dims, unbiased=False, keepdim=True)}[op]
+    return f
+
+
+class _ExLinear(nn.Module):
+    def __init__(self, c, r=16):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Flatten(), nn.Linear(c, c // r), nn.ReLU(), nn.Linear(c // r, c), nn.Sigmoid())
+
+    def forward(self, z):
+        return self.mlp(z).view_as(z)
+
+
+class _ExRaw(nn.Module):
+    """Raw weight matrices used as z @ W (the layout a shape-based reader confuses)."""
+
+    def __init__(self, c, r=16):
+        super().__init__()
+        d = c // r
+        self.w1, self.b1 = nn.Parameter(torch.randn(c, d) / c ** 0.5), nn.Parameter(torch.zeros(d))
+        self.w2, self.b2 = nn.Parameter(torch.randn(d, c) / d ** 0.5), nn.Parameter(torch.zeros(c))
+
+    def forward(self, z):
+        h = torch.relu(z.flatten(1) @ self.w1 + self.b1)
+        return torch.sigmoid(h @ self.w2 + self.b2)[:, :, None, None]
+
+
+class _ExConv1d(nn.Module):
+    def __init__(self, c, r=16):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv1d(c, c // r, 1), nn.ReLU(), nn.Conv1d(c // r, c, 1), nn.Sigmoid())
+
+    def forward(self, z):
+        return self.net(z.flatten(2)).unsqueeze(-1)
+
+
+class _ExEinsum(nn.Module):
+    """Weights stored [out, in] and applied with einsum, functional activations."""
+
+    def __init__(self, c, r=16):
+        super().__init__()
+        d = c // r
+        self.w1, self.b1 = nn.Parameter(torch.randn(d, c) * 0.2), nn.Parameter(torch.randn(d) * 0.1)
+        self.w2, self.b2 = nn.Parameter(torch.randn(c, d) * 0.2), nn.Parameter(torch.randn(c) * 0.1)
+
+    def forward(self, z):
+        h = F.relu(torch.einsum("dc,nc->nd", self.w1, z.flatten(1)) + self.b1)
+        return torch.einsum("cd,nd->nc", self.w2, h).add(self.b2).sigmoid().reshape(z.shape)
+
+
+def _ex_variant(forward):
+    class _V(_m02.Excitation):
+        def forward(self, z):
+            return forward(self, z)
+    return _V
+
+
+class _ExWrongReduction(nn.Module):
+    def __init__(self, c, r=16):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Conv2d(c, c * r, 1), nn.Conv2d(c * r, c, 1)
+
+    def forward(self, z):
+        return torch.sigmoid(self.fc2(torch.relu(self.fc1(z))))
+
+
+class _ExNoBias(nn.Module):
+    def __init__(self, c, r=16):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(c, c // r, bias=False), nn.Linear(c // r, c, bias=False)
+
+    def forward(self, z):
+        return torch.sigmoid(self.fc2(torch.relu(self.fc1(z.flatten(1))))).reshape(z.shape)
+
+
+def _se_inplace(x, branch, se, shortcut):
+    out = se(branch(x))
+    out += shortcut(x)
+    return out.relu()
+
+
+FAIRNESS.update({
+    "02.squeeze": Fair(
+        correct={
+            "if/elif with Tensor methods": _m02.squeeze,
+            "adaptive pools and var().sqrt()": _squeeze_dict,
+            "flattened by hand": _squeeze_flat,
+        },
+        mistakes={
+            "over channels": Mistake(_squeeze_over(1), "pooled over the channels"),
+            "over H only": Mistake(_squeeze_over(2), "pooled over H only"),
+            "no keepdim": Mistake(lambda x, op="avg": _m02.squeeze(x, op).flatten(1), "keepdim"),
+            "sum": Mistake(lambda x, op="avg": x.sum((2, 3), keepdim=True) if op == "avg" else _m02.squeeze(x, op),
+                           "sum over space", also=("a sum, not a mean",)),
+            "unbiased std": Mistake(lambda x, op="avg": x.std((2, 3), keepdim=True) if op == "std" else
+                                    _m02.squeeze(x, op), "unbiased"),
+            "variance": Mistake(lambda x, op="avg": x.var((2, 3), unbiased=False, keepdim=True) if op == "std" else
+                                _m02.squeeze(x, op), "variance"),
+        }),
+    "02.excitation": Fair(
+        correct={
+            "1×1 convs": _m02.Excitation,
+            "nn.Linear in nn.Sequential": _ExLinear,
+            "raw matrices, z @ W": _ExRaw,
+            "kernel-1 Conv1d": _ExConv1d,
+            "einsum, [out, in] parameters": _ExEinsum,
+        },
+        mistakes={
+            "ReLU before the sigmoid": Mistake(_ex_variant(lambda s, z: torch.sigmoid(torch.relu(s.fc2(torch.relu(s.fc1(z)))))),
+                                               "can never go below 0.5"),
+            "ReLU moved to the end": Mistake(_ex_variant(lambda s, z: torch.sigmoid(torch.relu(s.fc2(s.fc1(z))))),
+                                             "can never go below 0.5"),
+            "sigmoid as hidden activation": Mistake(_ex_variant(lambda s, z: torch.sigmoid(s.fc2(torch.sigmoid(s.fc1(z))))),
+                                                    "must be a ReLU, not a sigmoid"),
+            "z·σ(…)": Mistake(_ex_variant(lambda s, z: z * torch.sigmoid(s.fc2(torch.relu(s.fc1(z))))),
+                              "you returned z rescaled"),
+            "no final sigmoid": Mistake(_ex_variant(lambda s, z: s.fc2(torch.relu(s.fc1(z)))), "final sigmoid is missing"),
+            "no ReLU": Mistake(_ex_variant(lambda s, z: torch.sigmoid(s.fc2(s.fc1(z)))), "ReLU between the two FC"),
+            "softmax": Mistake(_ex_variant(lambda s, z: torch.softmax(s.fc2(torch.relu(s.fc1(z))), dim=1)), "softmax"),
+            "C·r hidden units": Mistake(_ExWrongReduction, "C·r", also=("C // r",)),
+            "no biases": Mistake(_ExNoBias, "need biases"),
+            "detached input": Mistake(_ex_variant(lambda s, z: _m02.Excitation.forward(s, z.detach())),
+                                      "no gradient reached the input z"),
+        }),
+    "02.se_resnet_block": Fair(
+        correct={
+            "reference": _m02.se_resnet_forward,
+            "F.relu, shortcut first": lambda x, branch, se, shortcut: F.relu(shortcut(x) + se(branch(x))),
+            "step by step with +=": _se_inplace,
+        },
+        mistakes={
+            "SE after the add": Mistake(lambda x, b, se, sc: torch.relu(se(b(x) + sc(x))), "SE was applied after the add"),
+            "no shortcut": Mistake(lambda x, b, se, sc: torch.relu(se(b(x))), "shortcut (residual connection) is missing"),
+            "no final ReLU": Mistake(lambda x, b, se, sc: se(b(x)) + sc(x), "final ReLU is missing"),
+            "no SE": Mistake(lambda x, b, se, sc: torch.relu(b(x) + sc(x)), "SE was not applied"),
+            "SE on the shortcut": Mistake(lambda x, b, se, sc: torch.relu(b(x) + se(sc(x))), "applied to the shortcut"),
+            "SE after the ReLU": Mistake(lambda x, b, se, sc: se(torch.relu(b(x) + sc(x))), "after the final ReLU"),
+        }),
+    "02.eca_kernel_size": Fair(
+        correct={
+            "int() then parity": _m02.eca_kernel_size,
+            "math.floor and t + 1 - t % 2": lambda c, gamma=2, beta=1:
+                (lambda t: t + 1 - t % 2)(math.floor(abs(math.log2(c) / gamma + beta / gamma))),
+            "float // (a whole float)": lambda c, gamma=2, beta=1:
+                (lambda t: t if t % 2 else t + 1)((math.log2(c) + beta) // gamma),
+            "bitwise or": lambda c, gamma=2, beta=1: int(abs((math.log(c, 2) + beta) / gamma)) | 1,
+        },
+        mistakes={
+            "not odd": Mistake(lambda c, gamma=2, beta=1: int((math.log2(c) + beta) / gamma), "must be odd"),
+            "β not divided by γ": Mistake(lambda c, gamma=2, beta=1: _odd(math.log2(c) / gamma + beta),
+                                          "β is divided by γ"),
+            "rounded": Mistake(lambda c, gamma=2, beta=1: _odd(round((math.log2(c) + beta) / gamma)), "rounding"),
+            "natural log": Mistake(lambda c, gamma=2, beta=1: _odd((math.log(c) + beta) / gamma), "natural log"),
+            "hard-coded γ, β": Mistake(lambda c, gamma=2, beta=1: _m02.eca_kernel_size(c), "hard-code"),
+            "inverted parity": Mistake(lambda c, gamma=2, beta=1:
+                                       (lambda t: t + 1 if t % 2 else t)(int((math.log2(c) + beta) / gamma)),
+                                       "parity is inverted"),
+        }),
+})
+
+
+# ==================================================================================================
+# 04 — non-local
+# ==================================================================================================
+from attncourse.exercises import m04_nonlocal as _m04  # noqa: E402
+
+
+def _scores(t, p):
+    return t.transpose(1, 2) @ p
+
+
+class _OutLinear(nn.Module):
+    """W as an nn.Linear on y [B, N, d] (the same map as the 1×1 conv), reshaped afterwards."""
+
+    def __init__(self, d, c):
+        super().__init__()
+        self.W, self.bn = nn.Linear(d, c), nn.BatchNorm2d(c)
+        nn.init.zeros_(self.bn.weight)
+
+    def forward(self, x, y):
+        b, c, h, w = x.shape
+        return x + self.bn(self.W(y).transpose(1, 2).reshape(b, c, h, w))
+
+
+class _OutZeroW(nn.Module):
+    """The official code's choice: W zero-initialised, BN at its default — also the identity at init."""
+
+    def __init__(self, d, c):
+        super().__init__()
+        self.W, self.bn = nn.Conv2d(d, c, 1), nn.BatchNorm2d(c)
+        nn.init.zeros_(self.W.weight)
+        nn.init.zeros_(self.W.bias)
+
+    def forward(self, x, y):
+        b, _, h, w = x.shape
+        return x + self.bn(self.W(y.permute(0, 2, 1).reshape(b, -1, h, w)))
+
+
+def _out_variant(forward, *, init=None):
+    class _V(_m04.NonLocalOutput):
+        def __init__(self, d, c):
+            super().__init__(d, c)
+            if init is not None:
+                init(self)
+
+        def forward(self, x, y):
+            return forward(self, x, y)
+    return _V
+
+
+def _zero_w(m):
+    nn.init.zeros_(m.W.weight)
+    nn.init.zeros_(m.W.bias)
+
+
+def _ymap(y, x):
+    b, _, h, w = x.shape
+    return y.transpose(1, 2).reshape(b, -1, h, w)
+
+
+def _gc_einsum(x, m):
+    a = m.flatten(2).softmax(-1)  # [B, 1, N]
+    return torch.einsum("bcn,bn->bc", x.flatten(2), a[:, 0])[..., None, None]
+
+
+FAIRNESS.update({
+    "04.affinity": Fair(
+        correct={
+            "bmm": _m04.embedded_gaussian_affinity,
+            "einsum": lambda t, p: torch.einsum("bdn,bdm->bnm", t, p).softmax(-1),
+            "permute and @, softmax(dim=2)": lambda t, p: torch.softmax(t.permute(0, 2, 1) @ p, dim=2),
+            "exp / sum": lambda t, p: (lambda e: e / e.sum(-1, keepdim=True))(torch.exp(_scores(t, p))),
+        },
+        mistakes={
+            "softmax over queries": Mistake(lambda t, p: _scores(t, p).softmax(dim=1), "wrong axis"),
+            "no softmax": Mistake(lambda t, p: _scores(t, p), "softmax is missing"),
+            "exp only": Mistake(lambda t, p: _scores(t, p).exp(), "without the normalisation"),
+            "1/√d": Mistake(lambda t, p: (_scores(t, p) / t.shape[1] ** 0.5).softmax(-1), "no scale"),
+            "channel×channel": Mistake(lambda t, p: (t @ p.transpose(1, 2)).softmax(-1), "channel×channel"),
+            "reshape instead of transpose": Mistake(lambda t, p: (t.reshape(t.shape[0], t.shape[2], t.shape[1]) @ p)
+                                                    .softmax(-1), "reshaped/viewed"),
+        }),
+    "04.nonlocal_output": Fair(
+        correct={
+            "1×1 conv, γ = β = 0": _m04.NonLocalOutput,
+            "nn.Linear on y, then reshape": _OutLinear,
+            "W = 0 instead of γ": _OutZeroW,
+        },
+        mistakes={
+            "no zero-init": Mistake(_out_variant(_m04.NonLocalOutput.forward, init=lambda m: nn.init.ones_(m.bn.weight)),
+                                    "initialise the BN's weight γ"),
+            "missing residual": Mistake(_out_variant(lambda m, x, y: m.bn(m.W(_ymap(y, x)))), "residual is missing"),
+            "reshape instead of transpose": Mistake(
+                _out_variant(lambda m, x, y: x + m.bn(m.W(y.reshape(x.shape[0], -1, *x.shape[2:])))),
+                "transpose it to [B, d, N] BEFORE reshaping"),
+            "BN after the add": Mistake(_out_variant(lambda m, x, y: m.bn(x + m.W(_ymap(y, x)))), "BN was applied after"),
+            "no BN": Mistake(_out_variant(lambda m, x, y: x + m.W(_ymap(y, x)), init=_zero_w), "BN is missing"),
+            "W and γ both zero": Mistake(_out_variant(_m04.NonLocalOutput.forward, init=_zero_w), "neither W nor"),
+            "W's weight and γ zero": Mistake(_out_variant(_m04.NonLocalOutput.forward,
+                                                          init=lambda m: nn.init.zeros_(m.W.weight)), "neither W nor"),
+        }),
+    "04.dot_product_norm": Fair(
+        correct={
+            "bmm": _m04.dot_product_nonlocal,
+            "θ(φᵀg)/M, re-associated": lambda t, p, g: t.transpose(1, 2) @ (p @ g.transpose(1, 2)) / p.shape[-1],
+            "einsum": lambda t, p, g: torch.einsum("bdn,bdm,bvm->bnv", t, p, g) / p.shape[-1],
+        },
+        mistakes={
+            "÷ N": Mistake(lambda t, p, g: (_scores(t, p) / t.shape[-1]) @ g.transpose(1, 2), "divided by N"),
+            "no normalisation": Mistake(lambda t, p, g: _scores(t, p) @ g.transpose(1, 2), "normalisation is missing"),
+            "÷ d": Mistake(lambda t, p, g: (_scores(t, p) / t.shape[1]) @ g.transpose(1, 2), "divided by d"),
+            "softmax": Mistake(lambda t, p, g: _scores(t, p).softmax(-1) @ g.transpose(1, 2), "a softmax was used"),
+            "θ reshaped": Mistake(lambda t, p, g: (t.reshape(t.shape[0], t.shape[2], t.shape[1]) @ p) / p.shape[-1]
+                                  @ g.transpose(1, 2), "θ [B, d, N] was reshaped"),
+            "g reshaped": Mistake(lambda t, p, g: _scores(t, p) / p.shape[-1]
+                                  @ g.reshape(g.shape[0], g.shape[2], g.shape[1]), "g [B, dv, M] was reshaped"),
+        }),
+    "04.gc_context": Fair(
+        correct={
+            "bmm": _m04.gc_context,
+            "broadcast and sum": lambda x, m: (x * m.flatten(2).softmax(-1).view_as(m)).sum((2, 3), keepdim=True),
+            "einsum": _gc_einsum,
+        },
+        mistakes={
+            "softmax over dim=1": Mistake(lambda x, m: (x * m.softmax(1)).sum((2, 3), keepdim=True), "dim=1"),
+            "average pooling": Mistake(lambda x, m: x.mean((2, 3), keepdim=True), "global average pooling"),
+            "no softmax": Mistake(lambda x, m: (x * m).sum((2, 3), keepdim=True), "softmax is missing"),
+            "softmax per row": Mistake(lambda x, m: (x * m.softmax(-1)).sum((2, 3), keepdim=True), "each row only"),
+            "not summed": Mistake(lambda x, m: x * m.flatten(2).softmax(-1).reshape(m.shape), "not summed"),
+            "x reshaped": Mistake(lambda x, m: (m.flatten(2).softmax(-1) @ x.reshape(x.shape[0], -1, x.shape[1]))
+                                  .reshape(x.shape[0], x.shape[1], 1, 1), "reshaped/viewed"),
+        }),
+})
+
+
+# ==================================================================================================
+# 05 — CBAM, BAM
+# ==================================================================================================
+from attncourse.exercises import m05_cbam as _m05  # noqa: E402
+
+
+class _CamLinear(nn.Module):
+    def __init__(self, c, r=16):
+        super().__init__()
+        self.shared = nn.Sequential(nn.Linear(c, c // r), nn.ReLU(), nn.Linear(c // r, c))
+
+    def forward(self, x):
+        return torch.sigmoid(self.shared(x.mean((2, 3))) + self.shared(x.flatten(2).max(dim=2).values))[:, :, None, None]
+
+
+class _CamRaw(nn.Module):
+    """Raw matrices used as z @ W: W1 is [C, C/r], W2 is [C/r, C] (a shape-based reader swaps them)."""
+
+    def __init__(self, c, r=16):
+        super().__init__()
+        d = c // r
+        self.w1, self.b1 = nn.Parameter(torch.randn(c, d) / c ** 0.5), nn.Parameter(torch.zeros(d))
+        self.w2, self.b2 = nn.Parameter(torch.randn(d, c) / d ** 0.5), nn.Parameter(torch.zeros(c))
+
+    def mlp(self, z):
+        return torch.relu(z @ self.w1 + self.b1) @ self.w2 + self.b2
+
+    def forward(self, x):
+        return torch.sigmoid(self.mlp(x.mean((2, 3))) + self.mlp(x.amax((2, 3))))[:, :, None, None]
+
+
+class _CamConv1d(nn.Module):
+    """Both descriptors as the two positions of a kernel-1 Conv1d MLP."""
+
+    def __init__(self, c, r=16):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Conv1d(c, c // r, 1), nn.ReLU(), nn.Conv1d(c // r, c, 1))
+
+    def forward(self, x):
+        z = torch.stack([x.mean((2, 3)), x.flatten(2).amax(-1)], dim=-1)  # [N, C, 2]
+        return torch.sigmoid(self.mlp(z).sum(-1))[:, :, None, None]
+
+
+class _CamPacked(nn.Module):
+    """All MLP parameters in one vector: not readable as layers, judged by behaviour."""
+
+    def __init__(self, c, r=16):
+        super().__init__()
+        self.c, self.d = c, c // r
+        self.theta = nn.Parameter(torch.randn(2 * c * self.d + self.d + c) * 0.3)
+
+    def forward(self, x):
+        c, d, p = self.c, self.d, self.theta
+        w1, b1 = p[:c * d].view(d, c), p[c * d:c * d + d]
+        w2, b2 = p[c * d + d:2 * c * d + d].view(c, d), p[2 * c * d + d:]
+        mlp = lambda z: F.linear(F.relu(F.linear(z, w1, b1)), w2, b2)  # noqa: E731
+        return torch.sigmoid(mlp(x.mean((2, 3))) + mlp(x.amax((2, 3)))).view(x.shape[0], c, 1, 1)
+
+
+def _cam_variant(forward):
+    class _V(_m05.ChannelAttentionMap):
+        def forward(self, x):
+            return forward(self, x)
+    return _V
+
+
+_avg = lambda x: x.mean((2, 3), keepdim=True)  # noqa: E731
+_mx = lambda x: x.amax((2, 3), keepdim=True)  # noqa: E731
+
+
+class _CamSeparate(nn.Module):
+    def __init__(self, c, r=16):
+        super().__init__()
+        self.a, self.m = _m05.ChannelAttentionMap(c, r), _m05.ChannelAttentionMap(c, r)
+
+    def forward(self, x):
+        return torch.sigmoid(self.a.mlp(_avg(x)) + self.m.mlp(_mx(x)))
+
+
+class _CamRawSigmoidHidden(_CamRaw):
+    def mlp(self, z):
+        return torch.sigmoid(z @ self.w1 + self.b1) @ self.w2 + self.b2
+
+
+def _block_branch(x, c1, b1, c2, b2):
+    return b2(c2(torch.relu(b1(c1(x)))))
+
+
+def _cbam_steps(x, conv1, bn1, conv2, bn2, cbam, shortcut):
+    identity = shortcut(x)
+    out = F.relu(bn1(conv1(x)))
+    out = bn2(conv2(out))
+    out = cbam(out)
+    out = out + identity
+    return F.relu(out)
+
+
+FAIRNESS.update({
+    "05.channel_mlp": Fair(
+        correct={
+            "1×1 convs": _m05.ChannelAttentionMap,
+            "nn.Linear, shared nn.Sequential": _CamLinear,
+            "raw matrices, z @ W": _CamRaw,
+            "kernel-1 Conv1d over both descriptors": _CamConv1d,
+            "one packed parameter vector": _CamPacked,
+        },
+        mistakes={
+            "two MLPs": Mistake(_CamSeparate, "ONE MLP"),
+            "mean only": Mistake(_cam_variant(lambda s, x: torch.sigmoid(s.mlp(_avg(x)))), "only the average-pooled"),
+            "max only": Mistake(_cam_variant(lambda s, x: torch.sigmoid(s.mlp(_mx(x)))), "only the max-pooled"),
+            "σ(MLP(avg + max))": Mistake(_cam_variant(lambda s, x: torch.sigmoid(s.mlp(_avg(x) + _mx(x)))),
+                                         "added BEFORE the MLP"),
+            "no sigmoid": Mistake(_cam_variant(lambda s, x: s.mlp(_avg(x)) + s.mlp(_mx(x))), "sigmoid is missing"),
+            "sigmoid each": Mistake(_cam_variant(lambda s, x: torch.sigmoid(s.mlp(_avg(x))) + torch.sigmoid(s.mlp(_mx(x)))),
+                                    "before adding"),
+            "averaged": Mistake(_cam_variant(lambda s, x: torch.sigmoid((s.mlp(_avg(x)) + s.mlp(_mx(x))) / 2)), "averaged"),
+            "sigmoid hidden (raw matrices)": Mistake(_CamRawSigmoidHidden, "must be a ReLU, not a sigmoid"),
+            "returns x·Mc": Mistake(_cam_variant(lambda s, x: x * _m05.ChannelAttentionMap.forward(s, x)), "[N, C, 1, 1]"),
+            "detached": Mistake(_cam_variant(lambda s, x: _m05.ChannelAttentionMap.forward(s, x.detach())),
+                                "no gradient reached x"),
+        }),
+    "05.spatial_descriptor": Fair(
+        correct={
+            "[max, mean] with cat": _m05.spatial_descriptor,
+            "[mean, max] (timm's order)": lambda x: torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1),
+            "stack of max().values and mean": lambda x: torch.stack([x.max(dim=1).values, x.mean(dim=1)], dim=1),
+        },
+        mistakes={
+            # with one channel, max = mean: that case names both
+            "mean only": Mistake(lambda x: x.mean(1, keepdim=True), "only the mean", also=("only the max",)),
+            "max only": Mistake(lambda x: x.amax(1, keepdim=True), "only the max", also=("only the mean",)),
+            "added": Mistake(lambda x: x.amax(1, keepdim=True) + x.mean(1, keepdim=True), "were added"),
+            "pooled over positions": Mistake(lambda x: torch.cat([x.amax((2, 3), keepdim=True),
+                                                                  x.mean((2, 3), keepdim=True)], 1),
+                                             "pooled over the positions"),
+            "indices": Mistake(lambda x: torch.cat([torch.max(x, 1, keepdim=True)[1].float(), x.mean(1, keepdim=True)], 1),
+                               "indices"),
+            "tuple": Mistake(lambda x: (x.amax(1), x.mean(1)), "single tensor"),
+        }),
+    "05.cbam_block": Fair(
+        correct={
+            "reference": _m05.cbam_basic_block,
+            "shortcut first, F.relu": _cbam_steps,
+            "one expression": lambda x, c1, b1, c2, b2, cbam, sc: (cbam(_block_branch(x, c1, b1, c2, b2)) + sc(x)).relu(),
+        },
+        mistakes={
+            "CBAM after the add": Mistake(lambda x, c1, b1, c2, b2, cbam, sc: torch.relu(cbam(_block_branch(x, c1, b1, c2, b2)
+                                                                                           + sc(x))), "CBAM was applied after the add"),
+            "no residual": Mistake(lambda x, c1, b1, c2, b2, cbam, sc: torch.relu(cbam(_block_branch(x, c1, b1, c2, b2))),
+                                   "residual connection is missing"),
+            "no final ReLU": Mistake(lambda x, c1, b1, c2, b2, cbam, sc: cbam(_block_branch(x, c1, b1, c2, b2)) + sc(x),
+                                     "final ReLU"),
+            "no inner ReLU": Mistake(lambda x, c1, b1, c2, b2, cbam, sc: torch.relu(cbam(b2(c2(b1(c1(x))))) + sc(x)),
+                                     "between bn1 and conv2"),
+            "no CBAM": Mistake(lambda x, c1, b1, c2, b2, cbam, sc: torch.relu(_block_branch(x, c1, b1, c2, b2) + sc(x)),
+                               "CBAM was not applied"),
+            "CBAM on the shortcut": Mistake(lambda x, c1, b1, c2, b2, cbam, sc:
+                                            torch.relu(_block_branch(x, c1, b1, c2, b2) + cbam(sc(x))), "to the shortcut"),
+        }),
+    "05.bam_combine": Fair(
+        correct={
+            "x · (1 + σ(Mc · Ms))": _m05.bam_attention,
+            "x + x · σ(…)": lambda x, mc, ms: x + x * torch.sigmoid(mc * ms),
+            "torch.addcmul": lambda x, mc, ms: torch.addcmul(x, x, torch.sigmoid(ms * mc)),
+        },
+        mistakes={
+            "no identity": Mistake(lambda x, mc, ms: x * torch.sigmoid(mc * ms), "identity term is missing"),
+            "σ(Mc + Ms)": Mistake(lambda x, mc, ms: x * (1 + torch.sigmoid(mc + ms)), "paper's formula"),
+            "σ each": Mistake(lambda x, mc, ms: x * (1 + torch.sigmoid(mc) * torch.sigmoid(ms)), "each gate separately"),
+            "no sigmoid": Mistake(lambda x, mc, ms: x * (1 + mc * ms), "sigmoid is missing"),
+            "added x": Mistake(lambda x, mc, ms: x + 1 + torch.sigmoid(mc * ms), "added instead of multiplied"),
+        }),
+})
+
+
+# ==================================================================================================
+# the tests
+# ==================================================================================================
+def _course_keys() -> list[str]:
+    """Exercises registered by the course modules (not the toy ones other tests register for a moment)."""
+    return sorted(k for k, ex in EXERCISES.items() if getattr(ex.checker, "__module__", "").startswith("attncourse.exercises.m"))
+
+
+def test_every_exercise_has_a_fairness_entry():
+    missing = [k for k in _course_keys() if k not in FAIRNESS]
+    assert not missing, (f"exercises without a fairness entry: {missing} — add to FAIRNESS in {__file__} at least "
+                         f"{MIN_CORRECT} correct answers in different styles and {MIN_MISTAKES} common mistakes with "
+                         "the hint that names each")
+    stale = [k for k in FAIRNESS if k not in EXERCISES]
+    assert not stale, f"fairness entries for exercises that no longer exist: {stale}"
+    for key, fair in FAIRNESS.items():
+        assert len(fair.correct) >= MIN_CORRECT, f"{key}: {len(fair.correct)} correct alternatives"
+        assert len(fair.mistakes) >= MIN_MISTAKES, f"{key}: {len(fair.mistakes)} named mistakes"
+
+
+CORRECT = [(k, style) for k in sorted(FAIRNESS) for style in FAIRNESS[k].correct]
+MISTAKES = [(k, name) for k in sorted(FAIRNESS) for name in FAIRNESS[k].mistakes]
+
+
+@pytest.mark.parametrize("key, style", CORRECT, ids=[f"{k}: {s}" for k, s in CORRECT])
+def test_a_correct_answer_in_any_legitimate_style_gets_full_marks(key, style):
+    earned, total, results = grade(key, FAIRNESS[key].correct[style])
+    assert earned == total, [f"{r.name}: {r.hint}" for r in results if not r.passed]
+
+
+@pytest.mark.parametrize("key", sorted(FAIRNESS))
+def test_check_called_with_keywords_gives_full_marks(key, capsys):
+    answer = list(FAIRNESS[key].correct.values())[1]
+    assert check(key=key, learner=answer) == EXERCISES[key].points
+    assert f"Points: {EXERCISES[key].points:g} / {EXERCISES[key].points:g}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("key, name", MISTAKES, ids=[f"{k}: {n}" for k, n in MISTAKES])
+def test_a_common_mistake_scores_less_with_the_hint_that_names_it(key, name):
+    fair, mistake = FAIRNESS[key], FAIRNESS[key].mistakes[name]
+    earned, total, results = grade(key, mistake.answer)
+    assert earned < total, f"{key}: the mistake {name!r} got full marks"
+    hints = [r.hint for r in results if not r.passed]
+    assert any(mistake.hint in h for h in hints), f"{name!r}: no hint names it ({mistake.hint!r}): {hints}"
+    # no hint names another listed mistake of this exercise (the learner did not make it)
+    others = {m.hint for n, m in fair.mistakes.items() if n != name and m.hint not in mistake.hint
+              and mistake.hint not in m.hint and m.hint not in mistake.also}
+    wrongly = sorted(o for o in others if any(o in h for h in hints))
+    assert not wrongly, f"{name!r}: hints also name {wrongly}: {hints}"
