@@ -42,7 +42,7 @@ __all__ = [
     "CaseResult", "Exercise", "EXERCISES", "register_exercise", "grade", "check", "score_summary",
     "list_exercises", "reset_scores", "run_case", "compare_tensors", "compare_numbers", "compare_number_cases",
     "match_mistakes", "join_hints", "MLPWeights", "mlp_readings", "gradient_flow", "compare_gradient",
-    "describe_exception", "seeded_generator", "deterministic", "NOT_IMPLEMENTED_HINT",
+    "tensor_type_hint", "describe_exception", "seeded_generator", "deterministic", "NOT_IMPLEMENTED_HINT",
 ]
 
 NOT_IMPLEMENTED_HINT = "not implemented yet (the stub still raises NotImplementedError)"
@@ -189,6 +189,17 @@ def _as_tensor(value: Any) -> torch.Tensor | None:
     if isinstance(value, torch.Tensor):
         return value
     return None
+
+
+def tensor_type_hint(value: Any, what: str = "output") -> str | None:
+    """The hint for a value that should be a tensor but is not (``None`` for a tensor)."""
+    if isinstance(value, torch.Tensor):
+        return None
+    if isinstance(value, np.ndarray):
+        return f"{what} is a NumPy array; return a torch.Tensor (torch ops keep autograd and the device)"
+    if isinstance(value, (tuple, list)) and value and isinstance(value[0], torch.Tensor):
+        return f"{what} is a {type(value).__name__} of {len(value)} tensors; return a single tensor"
+    return f"{what} should be a torch.Tensor, got {type(value).__name__}"
 
 
 def _fmt_shape(shape) -> str:
@@ -511,7 +522,9 @@ def gradient_flow(forward: Callable[[torch.Tensor], Any], inputs: Iterable[torch
         for _, p in params:
             p.grad = None
         out = forward(x)
-        if not isinstance(out, torch.Tensor) or not out.requires_grad:
+        if not isinstance(out, torch.Tensor):
+            return tensor_type_hint(out, "the output")
+        if not out.requires_grad:
             return (f"{output_name} is not connected to the autograd graph (no .detach(), .numpy(), .item() or "
                     "torch.no_grad() in forward)")
         weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)

@@ -15,7 +15,8 @@ import random
 
 import torch
 
-from .core import compare_gradient, compare_number_cases, compare_tensors, register_exercise, run_case, seeded_generator
+from .core import (compare_gradient, compare_number_cases, compare_tensors, register_exercise, run_case,
+                   seeded_generator, tensor_type_hint)
 
 __all__ = ["channel_stat", "reweight", "conv_params", "conv_flops"]
 
@@ -85,7 +86,9 @@ def _case_channel_stat(learner, x: torch.Tensor) -> str | None:
 def _case_channel_stat_grad(learner) -> str | None:
     x = torch.randn(2, 3, 4, 5, generator=seeded_generator(1), requires_grad=True)
     out = learner(x)
-    if not isinstance(out, torch.Tensor) or not out.requires_grad:
+    if not isinstance(out, torch.Tensor):
+        return tensor_type_hint(out, "the output")
+    if not out.requires_grad:
         return "the output is not connected to the input's autograd graph (no .detach(), .numpy() or torch.no_grad())"
     out.sum().backward()
     if x.grad is None:
@@ -167,28 +170,34 @@ def _case_reweight_grad(learner) -> str | None:
         return a * t.mean(dim=(2, 3), keepdim=True)
 
     out = learner(x, stat_fn)
-    if not isinstance(out, torch.Tensor) or not out.requires_grad:
+    if not isinstance(out, torch.Tensor):
+        return tensor_type_hint(out, "the output")
+    if not out.requires_grad:
         return "the output is not connected to the autograd graph (no .detach(), .numpy() or torch.no_grad())"
     out.sum().backward()
     if a.grad is None:
         return "no gradient reached the statistic's parameters: the weights must come from stat_fn(x) in the graph"
-    def grads(combine):  # (d/da, d/dx) of sum(combine(x, a * mean(x))) for a formula
+    def run(combine):  # (output, d/da, d/dx) of sum(combine(x, a * mean(x))) for a formula
         x_ref = x.detach().clone().requires_grad_(True)
         a_ref = torch.tensor(1.5, requires_grad=True)
-        combine(x_ref, a_ref * x_ref.mean(dim=(2, 3), keepdim=True)).sum().backward()
-        return a_ref.grad, x_ref.grad
+        y = combine(x_ref, a_ref * x_ref.mean(dim=(2, 3), keepdim=True))
+        y.sum().backward()
+        return y.detach(), a_ref.grad, x_ref.grad
 
-    want_a, want_x = grads(lambda t, s: t * torch.sigmoid(s))
-    mistakes = [("it matches x * stat_fn(x) without the sigmoid", grads(lambda t, s: t * s)[0]),
-                ("it matches x + sigmoid(stat_fn(x)): multiply, do not add", grads(lambda t, s: t + torch.sigmoid(s))[0]),
-                (f"it matches a softmax gate: {_SOFTMAX}", grads(lambda t, s: t * torch.softmax(s, dim=1))[0]),
-                (f"it matches a softmax gate: {_SOFTMAX}",
-                 grads(lambda t, s: t * torch.softmax(s.flatten(1), dim=1).view_as(s))[0]),
-                ("it matches x·(1 + σ(stat_fn(x))), BAM's residual variant; return x·σ(stat_fn(x))",
-                 grads(lambda t, s: t * (1 + torch.sigmoid(s)))[0]),
-                ("it matches the weights σ(stat_fn(x)) alone; return x multiplied by them",
-                 grads(lambda t, s: torch.sigmoid(s).expand_as(t))[0])]
-    reference = x.detach() * torch.sigmoid(1.5 * x.detach().mean(dim=(2, 3), keepdim=True))
+    reference, want_a, want_x = run(lambda t, s: t * torch.sigmoid(s))
+    formulas = [("x * stat_fn(x) without the sigmoid", lambda t, s: t * s),
+                ("x + sigmoid(stat_fn(x)): multiply, do not add", lambda t, s: t + torch.sigmoid(s)),
+                (f"a softmax gate: {_SOFTMAX}", lambda t, s: t * torch.softmax(s, dim=1)),
+                (f"a softmax gate: {_SOFTMAX}", lambda t, s: t * torch.softmax(s.flatten(1), dim=1).view_as(s)),
+                ("x·(1 + σ(stat_fn(x))), BAM's residual variant; return x·σ(stat_fn(x))",
+                 lambda t, s: t * (1 + torch.sigmoid(s))),
+                ("the weights σ(stat_fn(x)) alone; return x multiplied by them",
+                 lambda t, s: torch.sigmoid(s).expand_as(t))]
+    mistakes = []  # a formula is named only when the output, not just this gradient, is the formula's
+    for hint, formula in formulas:
+        y, grad_a, _ = run(formula)
+        if out.shape == y.shape and torch.allclose(out.detach(), y, atol=1e-5, rtol=1e-4):
+            mistakes.append((f"it matches {hint}", grad_a))
     return (compare_gradient(out, reference, a.grad, want_a, "the gradient w.r.t. the statistic's parameter",
                              mistakes=mistakes)
             or compare_gradient(out, reference, x.grad, want_x, "the gradient w.r.t. x"))

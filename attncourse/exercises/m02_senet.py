@@ -16,8 +16,8 @@ import math
 import torch
 from torch import nn
 
-from .core import (_close, compare_gradient, compare_number_cases, compare_numbers, compare_tensors, gradient_flow, match_mistakes,
-                   mlp_readings, register_exercise, run_case, seeded_generator)
+from .core import (_close, compare_gradient, compare_number_cases, compare_numbers, compare_tensors, gradient_flow,
+                   match_mistakes, mlp_readings, register_exercise, run_case, seeded_generator, tensor_type_hint)
 
 __all__ = ["squeeze", "Excitation", "se_resnet_forward", "eca_kernel_size"]
 
@@ -101,7 +101,9 @@ def _case_squeeze(learner, x: torch.Tensor, op: str) -> str | None:
 def _case_squeeze_grad(learner) -> str | None:
     x = torch.randn(2, 3, 4, 5, generator=seeded_generator(1), requires_grad=True)
     out = learner(x, "avg")
-    if not isinstance(out, torch.Tensor) or not out.requires_grad:
+    if not isinstance(out, torch.Tensor):
+        return tensor_type_hint(out, "the output")
+    if not out.requires_grad:
         return "the output is not connected to x's autograd graph (no .detach(), .numpy() or torch.no_grad())"
     out.sum().backward()
     if x.grad is None:
@@ -421,7 +423,9 @@ def _case_se_resnet_grad(learner) -> str | None:
     se.train()
     x = torch.randn(2, 4, 5, 5, generator=seeded_generator(9), requires_grad=True)
     out = learner(x, branch, se, shortcut)
-    if not isinstance(out, torch.Tensor) or not out.requires_grad:
+    if not isinstance(out, torch.Tensor):
+        return tensor_type_hint(out, "the output")
+    if not out.requires_grad:
         return "the output is not connected to the autograd graph"
     out.sum().backward()
     if se.fc1.weight.grad is None or float(se.fc1.weight.grad.abs().sum()) == 0:

@@ -20,7 +20,8 @@ import copy as _copy
 import torch
 from torch import nn
 
-from .core import CaseResult, compare_tensors, match_mistakes, register_exercise, run_case, seeded_generator
+from .core import (CaseResult, compare_tensors, match_mistakes, register_exercise, run_case, seeded_generator,
+                   tensor_type_hint)
 
 __all__ = ["embedded_gaussian_affinity", "NonLocalOutput", "dot_product_nonlocal", "gc_context"]
 
@@ -129,7 +130,9 @@ def _case_affinity_grad(learner) -> str | None:
     theta.requires_grad_(True)
     phi.requires_grad_(True)
     got = learner(theta, phi)
-    if not isinstance(got, torch.Tensor) or not got.requires_grad:
+    if not isinstance(got, torch.Tensor):
+        return tensor_type_hint(got, "the output")
+    if not got.requires_grad:
         return "the affinity is not connected to the autograd graph (no .detach(), .numpy() or torch.no_grad())"
     weights = torch.linspace(-1, 1, got.numel()).reshape(got.shape)
     (got * weights).sum().backward()

@@ -19,8 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .core import (CaseResult, _close, compare_gradient, compare_numbers, compare_tensors, gradient_flow, match_mistakes, mlp_readings, register_exercise,
-                   run_case, seeded_generator)
+from .core import (CaseResult, _close, compare_gradient, compare_numbers, compare_tensors, gradient_flow,
+                   match_mistakes, mlp_readings, register_exercise, run_case, seeded_generator, tensor_type_hint)
 
 __all__ = ["ChannelAttentionMap", "spatial_descriptor", "cbam_basic_block", "bam_attention"]
 
@@ -188,11 +188,10 @@ def _case_values(learner, c: int, r: int, shape) -> str | None:
                 return f"Mc: {_RESCALED}"  # x times one weight per (sample, channel)
             return (match_mistakes(got, None, mistakes) and f"Mc: {match_mistakes(got, None, mistakes)}") or \
                 compare_tensors(got, torch.full((shape[0], c, 1, 1), 0.5), "Mc")
-        for i, f in enumerate(readings[:8]):  # one MLP per descriptor, each read from its own parameters
-            for g in readings[:8]:
-                if not set(f.ids) & set(g.ids):
-                    a, m = _pooled(x)
-                    mistakes.append((_TWO_MLPS, torch.sigmoid(f(a) + g(m)).reshape(got.shape)))
+        a, m = _pooled(x)
+        pairs = [(f, g) for f in readings for g in readings if not set(f.ids) & set(g.ids)]
+        for f, g in pairs[:64]:  # one MLP per descriptor, each read from its own parameters
+            mistakes.append((_TWO_MLPS, torch.sigmoid(f(a) + g(m)).reshape(got.shape)))
         probe_ref, probe_mistakes = _probe(module, x)
     hint = match_mistakes(got, None, mistakes) or match_mistakes(got, probe_ref, probe_mistakes)
     if hint:
@@ -285,7 +284,9 @@ def _case_descriptor(learner, shape) -> str | CaseResult | None:
 def _case_descriptor_grad(learner) -> str | None:
     x = torch.randn(2, 4, 3, 5, generator=seeded_generator(1), requires_grad=True)
     out = learner(x)
-    if not isinstance(out, torch.Tensor) or not out.requires_grad:
+    if not isinstance(out, torch.Tensor):
+        return tensor_type_hint(out, "the output")
+    if not out.requires_grad:
         return "the descriptor is not connected to x's autograd graph (no .detach(), .numpy() or torch.no_grad())"
     out.sum().backward()
     if x.grad is None:
@@ -379,7 +380,9 @@ def _case_cbam_block_grad(learner) -> str | None:
     conv1, bn1, conv2, bn2, cbam, shortcut = _parts(4, 4, 1, 5)
     x = torch.randn(2, 4, 6, 6, generator=seeded_generator(9), requires_grad=True)
     out = learner(x, conv1, bn1, conv2, bn2, cbam, shortcut)
-    if not isinstance(out, torch.Tensor) or not out.requires_grad:
+    if not isinstance(out, torch.Tensor):
+        return tensor_type_hint(out, "the output")
+    if not out.requires_grad:
         return "the output is not connected to the autograd graph"
     out.sum().backward()
     for name, p in [("conv1", conv1.weight), ("the CBAM channel MLP", cbam.channel.fc1.weight),
