@@ -249,6 +249,7 @@ def test_compare_numbers_hints():
     # a count is judged by its value: a whole-number float is as right as an int (issue 17)
     assert compare_numbers(10.0, 10, integer=True) is None
     assert compare_numbers(np.float64(10), 10, integer=True) is None and compare_numbers(np.int64(10), 10, integer=True) is None
+    assert compare_numbers(np.array(10.0), 10, integer=True) is None and compare_numbers(torch.tensor([10]), 10) is None
     assert "whole number" in compare_numbers(10.5, 10, integer=True)
     assert "is 12, expected 10" in compare_numbers(12.0, 10, integer=True)
     assert compare_numbers(10.0, 10) is None

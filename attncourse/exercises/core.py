@@ -21,6 +21,20 @@ An exercise is a *checker*: a generator taking the learner's object and yielding
 Scoring: ``points × passed cases / total cases`` (rounded to 0.01). The total number of cases is
 the number the checker yields for the reference ``solution`` (computed once and cached), so a learner
 whose code makes the checker stop early still gets the remaining cases marked as failed.
+
+Fair checkers (issue 17; ``tests/test_exercises_fairness.py`` holds every registered exercise to this):
+
+* judge what the exercise teaches, not how the answer is written: a count is its value
+  (:func:`compare_numbers` with ``integer=True`` accepts ``12.0``); a learner's module is read by role
+  (:func:`mlp_readings` accepts ``nn.Linear``, 1×1 / kernel-1 convs and raw matrices) or by behaviour,
+  never by parameter order or shape alone, unless the statement asks for a structure;
+* name a mistake only when it explains the answer: :func:`compare_number_cases` requires it to explain
+  every input of the case, :func:`match_mistakes` names all mistakes that give the same output, and the
+  specific diagnoses come before the generic "values differ";
+* gradient cases test that gradients flow (:func:`gradient_flow`, :func:`compare_gradient`); a wrong
+  output is the value cases' to report, once;
+* every new exercise adds at least two correct answers in different styles and three named mistakes
+  to ``FAIRNESS`` in that test file (the suite fails for an exercise without an entry).
 """
 from __future__ import annotations
 
@@ -315,8 +329,7 @@ def compare_numbers(actual: Any, expected: float, what: str = "result", *, rel: 
     known mistake would give, e.g. ``{"the bias adds c_out parameters": count_without_bias}``; when
     several mistakes give the value, all are named.
     """
-    if isinstance(actual, torch.Tensor) and actual.numel() == 1:
-        actual = actual.item()
+    actual = _scalar(actual)
     if isinstance(actual, bool) or not isinstance(actual, (int, float, np.integer, np.floating)):
         return f"{what} should be a number, got {type(actual).__name__}"
     value = float(actual)
@@ -337,6 +350,15 @@ def compare_numbers(actual: Any, expected: float, what: str = "result", *, rel: 
     elif expected and value and abs(expected / value - round(expected / value)) < 1e-9 and round(expected / value) > 1:
         msg += f" (exactly {round(expected / value)}× too small)"
     return msg
+
+
+def _scalar(actual: Any) -> Any:
+    """A one-element tensor or NumPy array as the Python number it holds; anything else unchanged."""
+    if isinstance(actual, torch.Tensor) and actual.numel() == 1:
+        return actual.item()
+    if isinstance(actual, np.ndarray) and actual.size == 1:
+        return actual.item()
+    return actual
 
 
 def _same_number(a: float, b: float, rel: float) -> bool:
@@ -365,16 +387,14 @@ def compare_number_cases(cases: Iterable[tuple[str, Any, float, Any]], *, rel: f
         plain = compare_numbers(actual, expected, what, rel=rel, integer=integer)
         if plain is None:
             continue
-        if isinstance(actual, torch.Tensor) and actual.numel() == 1:
-            actual = actual.item()
+        actual = _scalar(actual)
         if isinstance(actual, bool) or not isinstance(actual, (int, float, np.integer, np.floating)) \
                 or not math.isfinite(float(actual)):
             return plain  # not a number: say so
 
         def explains(hint: str, answers=cases) -> bool:
             for _, a, e, ms in answers:
-                if isinstance(a, torch.Tensor) and a.numel() == 1:
-                    a = a.item()
+                a = _scalar(a)
                 if isinstance(a, bool) or not isinstance(a, (int, float, np.integer, np.floating)):
                     return False
                 predicted = [float(v) for h, v in ms if h == hint] or [e]

@@ -150,7 +150,10 @@ def _probe(module: nn.Module, x: torch.Tensor):
         out = module(vec[:, :, None, None].expand(n, c, h, w).contiguous())
         return out.detach().double() if isinstance(out, torch.Tensor) and out.shape == (n, c, 1, 1) else None
 
-    pa, pm, pmid = run(a), run(m), run((a + m) / 2)
+    try:
+        pa, pm, pmid = run(a), run(m), run((a + m) / 2)
+    except Exception:  # the module only works on the inputs it is graded on: no behavioural reading
+        return None, []
     if pa is None or pm is None or pmid is None:
         return None, []
     mistakes = [(_NO_SIGMOID, (pa + pm) / 2)]
