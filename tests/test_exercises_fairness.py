@@ -748,8 +748,23 @@ def _course_keys() -> list[str]:
     return sorted(k for k, ex in EXERCISES.items() if getattr(ex.checker, "__module__", "").startswith("attncourse.exercises.m"))
 
 
+def _missing_entries() -> list[str]:
+    return [k for k in _course_keys() if k not in FAIRNESS]
+
+
+def test_a_new_exercise_without_an_entry_is_caught(monkeypatch):
+    from attncourse.exercises import core
+
+    def checker(learner):
+        yield from ()
+
+    checker.__module__ = "attncourse.exercises.m06_future"
+    monkeypatch.setitem(core.EXERCISES, "06.future", core.Exercise("06.future", "a future exercise", 1.0, checker, None))
+    assert _missing_entries() == ["06.future"]
+
+
 def test_every_exercise_has_a_fairness_entry():
-    missing = [k for k in _course_keys() if k not in FAIRNESS]
+    missing = _missing_entries()
     assert not missing, (f"exercises without a fairness entry: {missing} — add to FAIRNESS in {__file__} at least "
                          f"{MIN_CORRECT} correct answers in different styles and {MIN_MISTAKES} common mistakes with "
                          "the hint that names each")
