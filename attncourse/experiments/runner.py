@@ -260,7 +260,8 @@ def merge_experiment(name: str, profile: Profile, seeds: list[int], arms: list[s
         seed0 = next((r for j, r in records.items() if j.arm == arm and j.seed == 0), None)
         if seed0 is not None:
             record_checkpoint(Job(name, arm, 0, profile), seed0, store, folder)
-    out["wall_s"] = sum(r["wall_s"] for r in records.values())
+    out["wall_s"] = sum(r["wall_s"] for r in records.values())  # this session's share of each run (resumed runs: less)
+    out["train_s"] = sum(sum(r["history"]["seconds"]) for r in records.values())  # every epoch's training time
     folder.mkdir(parents=True, exist_ok=True)
     path = results_path(folder, name, profile.name)
     tmp = path.with_suffix(".json.tmp")
@@ -286,7 +287,8 @@ def run_all(names: list[str] | None = None, profile: str | Profile | None = None
     """Run every job of ``names`` (default: every registered experiment), resumably, on ``jobs`` processes.
 
     Prints one line per finished job with the elapsed time and an ETA, merges each experiment as soon as its
-    last job finishes (``train=False``: only records and merges what has finished), and returns ``{"results": {name: results dict}, "failed": [(job label, error)], "wall_s"}``.
+    last job finishes (``train=False``: only records and merges what has finished), and returns
+    ``{"results": {name: results dict}, "failed": [(job label, error)], "wall_s"}``.
     """
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     names = list_experiments() if not names else names
