@@ -301,7 +301,8 @@ def long_range_pairs(n_train: int = 6000, n_test: int = 1500, *, height: int = 2
     info = dict(height=height, width=width, digit_size=digit_size, seed=seed, attention="non-local / global context",
                 min_gap_px=width - 2 * (digit_size + margin),
                 why=("The two digits never fall in one receptive field of the baseline, and 'same class?' cannot be "
-                     "read linearly from the pooled sum of their features, so a local CNN stays near chance. A "
+                     "read linearly from the pooled sum of their features, so a local CNN with a linear classifier "
+                     "stays near chance (a non-linear head on the pooled features can recover part of the answer). A "
                      "non-local block lets each position attend to the other digit."))
     return _build(name, n_train, n_test, seed, make_one, 2, ["different", "same"], info)
 

@@ -2,8 +2,9 @@
 
 ``nonlocal_pairs``: two digits at opposite ends of a 24×96 canvas, label "same class?". The baseline's
 receptive field (25 px) never covers both digits, and "same?" cannot be read linearly from the globally
-pooled sum of their features, so a local CNN should stay near chance; a block that relates distant
-positions *inside* the network can do better.
+pooled sum of their features, so a local CNN with a linear classifier should stay near chance; a block that
+relates distant positions *inside* the network can do better — and the ``baseline_mlp`` control measures how much
+a non-linear read-out of the pooled features recovers without any attention.
 
 Every arm is :class:`~attncourse.models.AttnResNet` (widths 16/32/64, one basic block per stage):
 
