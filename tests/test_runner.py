@@ -21,6 +21,8 @@ def test_identical_runs_of_different_experiments_are_one_job():
            for name in ("foundations_baseline", "senet_cluttered", "cbam_order", "mixed_compare")}
     assert len(set(ids.values())) == 1  # the same baseline on the same task and recipe
     assert Job("senet_cluttered", "se", 0, SMOKE).id == Job("mixed_compare", "se", 0, SMOKE).id
+    # the same block under another arm name is the same run too
+    assert Job("cbam_order", "channel_spatial", 0, SMOKE).id == Job("mixed_compare", "cbam", 0, SMOKE).id
     assert Job("senet_cluttered", "se", 0, SMOKE).id != Job("senet_cluttered", "se", 1, SMOKE).id
     assert Job("senet_cluttered", "se", 0, SMOKE).id != Job("senet_cluttered", "eca", 0, SMOKE).id
     assert Job("senet_cluttered", "se", 0, SMOKE).id != Job("senet_cluttered", "se", 0, SMOKE.with_(epochs=2)).id

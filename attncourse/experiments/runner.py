@@ -92,7 +92,7 @@ class Job:
     @property
     def id(self) -> str:
         digest = hashlib.sha1(json.dumps(self.spec(), sort_keys=True, default=str).encode()).hexdigest()[:12]
-        return f"{get_experiment(self.experiment).task}-{self.arm}-s{self.seed}-{digest}"
+        return f"{get_experiment(self.experiment).task}-s{self.seed}-{digest}"  # not the arm's name: what it trains
 
     @property
     def label(self) -> str:
