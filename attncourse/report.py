@@ -22,7 +22,8 @@ Every table on this page is written by `python -m attncourse report` from the re
 table says on which device and with which profile its numbers were measured. Accuracy is the final-epoch test
 accuracy, mean ± sample standard deviation over seeds. *Δ* is the difference to the experiment's baseline (its
 first arm) in points; *Δ / spread* divides it by the larger of the two arms' seed standard deviations, and an arm
-**clears** when it is better by more than 2 spreads. *+params* is the parameter cost over the baseline.
+**clears** when it is better by more than 2 spreads (never with a single seed, which has no spread: such tables are
+a first look, not evidence yet). *+params* is the parameter cost over the baseline.
 """
 
 
@@ -44,10 +45,12 @@ def _experiment_table(res: dict, name: str) -> list[str]:
             delta = ratio = clears = extra = ""
         else:
             delta = f"{100 * row['delta']:+.1f}"
-            ratio = "∞" if abs(row["delta_in_spread"]) == float("inf") else f"{row['delta_in_spread']:.1f}"
+            ratio = ("— (1 seed)" if row["n"] < 2 else
+                     "∞" if abs(row["delta_in_spread"]) == float("inf") else f"{row['delta_in_spread']:.1f}")
             clears = "**yes**" if row["clears"] else "no"
             extra = f"{100 * row['extra_params']:+.1f} %"
-        lines.append(f"| {row['arm']} | {100 * row['mean']:.1f} ± {100 * row['std']:.1f} | {per_seed} | {delta} | {ratio} | "
+        acc = f"{100 * row['mean']:.1f} ± {100 * row['std']:.1f}" if len(a["runs"]) > 1 else f"{100 * row['mean']:.1f} (1 seed)"
+        lines.append(f"| {row['arm']} | {acc} | {per_seed} | {delta} | {ratio} | "
                      f"{clears} | {a['params']:,} | {extra} | {a['flops'] / 1e6:.1f} M |")
     return lines + [""]
 
