@@ -143,8 +143,11 @@ def verdict(results: dict, arm: str, baseline: str | None = None) -> str:
         raise ValueError(f"verdict: no arm {arm!r} in {results.get('experiment')!r}; arms: {list(results['arms'])}")
     base = results["arms"][row["baseline"]]
     where = f"{results['profile']} profile, {row['n']} seed(s), {results['device']}"
-    head = (f"{arm} reaches {100 * row['mean']:.1f} ± {100 * row['std']:.1f} % against the {row['baseline']}'s "
-            f"{100 * base['mean_test_acc']:.1f} ± {100 * base['std_test_acc']:.1f} % ({where}): "
+    def acc(a: dict) -> str:  # a single seed has no spread to show
+        return (f"{100 * a['mean_test_acc']:.1f} ± {100 * a['std_test_acc']:.1f} %" if len(a["runs"]) > 1
+                else f"{100 * a['mean_test_acc']:.1f} %")
+
+    head = (f"{arm} reaches {acc(results['arms'][arm])} against the {row['baseline']}'s {acc(base)} ({where}): "
             f"{100 * row['delta']:+.1f} points")
     if row["n"] < 2:
         return head + "; one seed cannot say whether that is more than seed noise."
