@@ -323,7 +323,10 @@ def run_all(names: list[str] | None = None, profile: str | Profile | None = None
         done = store / job.id / "run.json"
         folder = Path(out_dir) if out_dir is not None else results_dir()
         if job.seed == 0 and done.exists() and not checkpoint_path(folder, job.experiment, job.arm, prof.name).exists():
-            record_checkpoint(job, json.loads(done.read_text()), store, out_dir)
+            try:
+                record_checkpoint(job, json.loads(done.read_text()), store, out_dir)
+            except FileNotFoundError as err:  # a committed run record whose weights stayed on another machine
+                print(f"  warning: no checkpoint recorded for {job.label}: {err}", file=log, flush=True)
     merge_ready()
     done_s: list[float] = []
     cores = os.cpu_count() or 1
