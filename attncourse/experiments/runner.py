@@ -259,7 +259,11 @@ def merge_experiment(name: str, profile: Profile, seeds: list[int], arms: list[s
                             "flops": count_flops(model, sample), "runs": runs}
         seed0 = next((r for j, r in records.items() if j.arm == arm and j.seed == 0), None)
         if seed0 is not None:
-            record_checkpoint(Job(name, arm, 0, profile), seed0, store, folder)
+            try:
+                record_checkpoint(Job(name, arm, 0, profile), seed0, store, folder)
+            except FileNotFoundError as err:  # the results stand; the picture model must be re-trained elsewhere
+                import warnings
+                warnings.warn(f"merge {name}: no checkpoint recorded for {arm}: {err}", stacklevel=2)
     out["wall_s"] = sum(r["wall_s"] for r in records.values())  # this session's share of each run (resumed runs: less)
     out["train_s"] = sum(sum(r["history"]["seconds"]) for r in records.values())  # every epoch's training time
     folder.mkdir(parents=True, exist_ok=True)
