@@ -114,3 +114,25 @@ def test_interrupted_write_leaves_the_old_checkpoint_intact(tmp_path):
         save_checkpoint(path, {"bad": Boom()})
     assert load_checkpoint(path)["step"] == 1
     assert len(list(tmp_path.iterdir())) == 1 + len(leftovers)
+
+
+def test_speed_settings_follow_bf16_detection_and_explicit_choices(monkeypatch):
+    import attncourse.train as train_mod
+    from attncourse.train import bf16_supported, speed_settings
+
+    monkeypatch.delenv("ATTNCOURSE_BF16", raising=False)
+    monkeypatch.setattr(train_mod, "_cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    assert bf16_supported("cpu") and speed_settings("cpu") == {"amp": True, "channels_last": True}
+    monkeypatch.setattr(train_mod, "_cpu_flags", lambda: {"avx2", "avx512f"})
+    assert not bf16_supported("cpu") and speed_settings("cpu") == {"amp": False, "channels_last": True}
+    monkeypatch.setenv("ATTNCOURSE_BF16", "1")  # the override wins over detection
+    assert bf16_supported("cpu")
+    assert speed_settings("cpu", amp=False, channels_last=False) == {"amp": False, "channels_last": False}
+    monkeypatch.setenv("ATTNCOURSE_BF16", "0")
+    assert not bf16_supported("cpu")
+
+
+def test_fit_records_its_speed_settings(easy_task):
+    torch.manual_seed(0)
+    hist = fit(small_net(easy_task), easy_task, epochs=1, batch_size=128, amp=False, channels_last=True, progress=False)
+    assert hist.settings == {"device": "cpu", "amp_bf16": False, "channels_last": True}
