@@ -10,4 +10,4 @@ from .runner import __all__ as _runner_all
 __all__ = [*_core_all, *_recorded_all, *_runner_all]
 
 # Each module registers its experiments on import.
-from . import foundation, inception, senet, nonlocal_, cbam  # noqa: E402,F401
+from . import foundation, inception, senet, nonlocal_, cbam, danet, branch, sta  # noqa: E402,F401

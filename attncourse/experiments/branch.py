@@ -1,0 +1,1 @@
+"""Experiments of module branch (registered on import)."""

@@ -1,0 +1,1 @@
+"""Experiments of module danet (registered on import)."""

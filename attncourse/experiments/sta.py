@@ -1,0 +1,1 @@
+"""Experiments of module sta (registered on import)."""
