@@ -12,7 +12,6 @@ Speed choices (measured in ``benchmarks/train_throughput.py``):
 """
 from __future__ import annotations
 
-import math
 import os
 import sys
 import tempfile
@@ -26,6 +25,8 @@ from torch import nn
 
 from .config import pick_device, seed_everything
 from .data import DigitTask, float_images
+from .objectives import auxiliary_loss, iter_outputs, objective_for, progress_modules
+from .speed import autocast as _autocast, bf16_supported, memory_format as _memory_format, speed_settings
 
 __all__ = ["History", "fit", "evaluate", "predict", "random_translate", "save_checkpoint", "load_checkpoint", "progress_bar",
            "bf16_supported", "speed_settings"]
@@ -39,9 +40,11 @@ class History:
     train_loss: list = field(default_factory=list)
     train_acc: list = field(default_factory=list)
     test_loss: list = field(default_factory=list)
-    test_acc: list = field(default_factory=list)
+    test_acc: list = field(default_factory=list)  # the primary test metric per epoch (see ``metric``)
     lr: list = field(default_factory=list)
     seconds: list = field(default_factory=list)
+    metric: str = "accuracy"  # what test_acc holds: the task kind's primary metric (accuracy, miou, map, ...)
+    test_metrics: list = field(default_factory=list)  # every test metric of every epoch (dicts)
     settings: dict = field(default_factory=dict)  # how it was trained: device, bf16 autocast, channels_last
 
     def as_dict(self) -> dict:
@@ -59,7 +62,8 @@ class History:
         if not self.epoch:
             return "History(empty)"
         return (f"History({len(self.epoch)} epochs: train loss {self.train_loss[-1]:.3f}, "
-                f"test acc {self.final_test_acc:.3f}, {sum(self.seconds):.1f}s)")
+                f"test {'acc' if self.metric == 'accuracy' else self.metric} {self.final_test_acc:.3f}, "
+                f"{sum(self.seconds):.1f}s)")
 
 
 # --------------------------------------------------------------------------- progress bars
@@ -111,55 +115,6 @@ def random_translate(x: torch.Tensor, max_shift: int, generator: torch.Generator
     return F.grid_sample(x, grid.to(x.dtype), mode="nearest", padding_mode="zeros", align_corners=False)
 
 
-# --------------------------------------------------------------------------- speed settings
-def _cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
-def bf16_supported(device: torch.device | str) -> bool:
-    """Whether ``device`` computes bfloat16 natively, so bf16 autocast is a speed-up and not a slow emulation.
-
-    CUDA: compute capability ≥ 8.0 (Ampere and later). CPU: the ``avx512_bf16`` or ``amx_bf16`` flag (Linux
-    ``/proc/cpuinfo``), or ARM's ``bf16`` feature. Anything else (MPS, older CPUs, other OSes): ``False``.
-    ``ATTNCOURSE_BF16=0`` or ``1`` overrides the detection.
-    """
-    forced = os.environ.get("ATTNCOURSE_BF16")
-    if forced in {"0", "1"}:
-        return forced == "1"
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16", "bf16"})
-    return False
-
-
-def speed_settings(device, amp: bool | None = None, channels_last: bool | None = None) -> dict:
-    """The ``amp`` (bf16 autocast) and ``channels_last`` choices :func:`fit` makes on ``device``.
-
-    ``None`` means automatic: bf16 where :func:`bf16_supported`, channels_last on CUDA and CPU.
-    """
-    device = torch.device(device)
-    return {"amp": bf16_supported(device) if amp is None else bool(amp),
-            "channels_last": device.type in ("cuda", "cpu") if channels_last is None else bool(channels_last)}
-
-
-def _autocast(device: torch.device, enabled: bool = True):
-    """bf16 autocast on ``device`` when ``enabled`` (weights stay float32; losses are computed in float32)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and device.type in ("cuda", "cpu"))
-
-
-def _memory_format(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
-
-
 # --------------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512, device=None, amp: bool | None = None,
@@ -169,18 +124,9 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512, device=Non
     ``amp`` / ``channels_last``: as in :func:`fit` (default automatic). The model is restored to the
     mode it was in.
     """
-    device = pick_device(device) if device is not None else next(model.parameters()).device
-    speed = speed_settings(device, amp, channels_last)
-    was_training = model.training
-    model.eval()
-    out = []
-    try:
-        for i in range(0, len(x), batch_size):
-            xb = float_images(x[i:i + batch_size].to(device, non_blocking=True))
-            with _autocast(device, speed["amp"]):
-                out.append(model(_memory_format(xb, speed["channels_last"])).float().cpu())
-    finally:
-        model.train(was_training)
+    device = pick_device(device) if device is not None else None
+    out = [o.float().cpu() for _, o in iter_outputs(model, x, batch_size, device=device, amp=amp,
+                                                     channels_last=channels_last)]
     return torch.cat(out) if out else torch.empty(0)
 
 
@@ -224,8 +170,15 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
 def fit(model: nn.Module, task: DigitTask, *, epochs: int = 10, batch_size: int = 128, lr: float = 3e-3,
         weight_decay: float = 5e-4, max_shift: int = 2, seed: int = 0, device=None, amp: bool | None = None,
         channels_last: bool | None = None, progress: bool | None = None, checkpoint: str | os.PathLike | None = None,
-        desc: str | None = None) -> History:
+        desc: str | None = None, objective=None) -> History:
     """Train ``model`` on ``task`` with AdamW and a one-cycle schedule; evaluate on the test split every epoch.
+
+    One loop for every kind of task: the task's :class:`~attncourse.objectives.Objective` (found by
+    ``task.kind``, or given as ``objective``) supplies the batches, augmentation, loss and test metrics —
+    classification (accuracy), segmentation (mIoU), metric learning (mAP). The history's ``test_acc`` holds the
+    objective's primary metric, named in ``history.metric``; ``history.test_metrics`` holds all of them.
+    Submodules' ``aux_loss`` tensors are added to the loss, and ``set_training_progress(p)`` is called on
+    submodules that have it before every step (see :mod:`attncourse.objectives`).
 
     The task's tensors are moved to ``device`` once (default: :func:`~attncourse.config.pick_device`).
     ``amp``: bf16 autocast (default: where the hardware has bf16, :func:`bf16_supported`); ``channels_last``:
@@ -239,6 +192,7 @@ def fit(model: nn.Module, task: DigitTask, *, epochs: int = 10, batch_size: int 
         raise ValueError(f"fit: epochs must be >= 1, got {epochs}")
     if batch_size < 1:
         raise ValueError(f"fit: batch_size must be >= 1, got {batch_size}")
+    objective = objective if objective is not None else objective_for(task)
     device = pick_device(device)
     speed = speed_settings(device, amp, channels_last)
     amp, channels_last = speed["amp"], speed["channels_last"]
@@ -247,11 +201,12 @@ def fit(model: nn.Module, task: DigitTask, *, epochs: int = 10, batch_size: int 
     if channels_last:
         model.to(memory_format=torch.channels_last)
     data = task.to(device)
-    n = len(data.x_train)
-    steps_per_epoch = math.ceil(n / batch_size)
+    steps_per_epoch = objective.steps_per_epoch(data, batch_size)
+    total_steps = epochs * steps_per_epoch
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.25)
-    history, start_epoch = History(), 0
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps, pct_start=0.25)
+    progress_hooks = progress_modules(model)
+    history, start_epoch = History(metric=objective.metric), 0
 
     if checkpoint is not None and Path(checkpoint).exists():
         state = load_checkpoint(checkpoint, map_location=device)
@@ -270,37 +225,42 @@ def fit(model: nn.Module, task: DigitTask, *, epochs: int = 10, batch_size: int 
     for epoch in range(start_epoch, epochs):
         model.train()
         t0 = time.perf_counter()
-        perm = torch.randperm(n, generator=gen).to(device)
         loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device)
-        for i in range(0, n, batch_size):
-            idx = perm[i:i + batch_size]
-            xb = float_images(data.x_train[idx])
-            yb = data.y_train[idx]
-            xb = random_translate(xb, max_shift, gen)
+        hits = torch.zeros((), device=device)
+        seen = counted = 0
+        for step, idx in enumerate(objective.batches(data, batch_size, gen)):
+            for hook in progress_hooks:
+                hook((epoch * steps_per_epoch + step) / total_steps)
+            xb, yb = objective.augment(float_images(data.x_train[idx]), data.y_train[idx], max_shift, gen)
             with _autocast(device, amp):
-                logits = model(_memory_format(xb, channels_last))
-                loss = F.cross_entropy(logits.float(), yb)
+                out = model(_memory_format(xb, channels_last))
+            loss = objective.loss(out, yb)
+            extra = auxiliary_loss(model)
+            if extra is not None:
+                loss = loss + extra
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             loss_sum += loss.detach() * len(idx)
-            correct += (logits.detach().argmax(1) == yb).sum()
+            seen += len(idx)
+            h, c = objective.train_hits(out, yb)
+            hits += h
+            counted += c
             bar.update(1)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - t0
-        test_loss, test_acc = evaluate(model, data.x_test, data.y_test, batch_size=max(512, batch_size), amp=amp,
-                                       channels_last=channels_last)
+        metrics = objective.evaluate(model, data, batch_size=max(512, batch_size), amp=amp, channels_last=channels_last)
         history.epoch.append(epoch + 1)
-        history.train_loss.append(loss_sum.item() / n)
-        history.train_acc.append(correct.item() / n)
-        history.test_loss.append(test_loss)
-        history.test_acc.append(test_acc)
+        history.train_loss.append(loss_sum.item() / max(seen, 1))
+        history.train_acc.append(hits.item() / max(counted, 1))
+        history.test_loss.append(metrics["loss"])
+        history.test_acc.append(metrics[objective.metric])
+        history.test_metrics.append(dict(metrics))
         history.lr.append(sched.get_last_lr()[0])
         history.seconds.append(seconds)
-        bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}", test_acc=f"{test_acc:.3f}", refresh=False)
+        bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}", test=f"{metrics[objective.metric]:.3f}", refresh=False)
         if checkpoint is not None:
             save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                          "scheduler": sched.state_dict(), "history": history.as_dict(),

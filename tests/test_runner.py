@@ -56,13 +56,13 @@ def test_plan_puts_first_seeds_first_then_completes_experiments_in_order():
 
 
 def test_a_stopped_job_resumes_and_equals_an_uninterrupted_one(tmp_path, monkeypatch):
-    import attncourse.train as train_mod
+    from attncourse.objectives import Classification
 
     job = Job("foundations_baseline", "baseline", 0, TINY)
     reference = run_job(job, tmp_path / "ref")
 
     calls = {"n": 0}
-    real_evaluate = train_mod.evaluate
+    real_evaluate = Classification.evaluate
 
     def crash_on_second_epoch(*a, **kw):
         calls["n"] += 1
@@ -70,12 +70,12 @@ def test_a_stopped_job_resumes_and_equals_an_uninterrupted_one(tmp_path, monkeyp
             raise KeyboardInterrupt("stopped")
         return real_evaluate(*a, **kw)
 
-    monkeypatch.setattr(train_mod, "evaluate", crash_on_second_epoch)
+    monkeypatch.setattr(Classification, "evaluate", crash_on_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         run_job(job, tmp_path / "store")
     folder = tmp_path / "store" / job.id
     assert (folder / "train.pt").exists() and not (folder / "run.json").exists()
-    monkeypatch.setattr(train_mod, "evaluate", real_evaluate)
+    monkeypatch.setattr(Classification, "evaluate", real_evaluate)
     resumed = run_job(job, tmp_path / "store")
     assert resumed["history"]["test_acc"] == pytest.approx(reference["history"]["test_acc"])
     assert resumed["history"]["train_loss"] == pytest.approx(reference["history"]["train_loss"])

@@ -53,14 +53,14 @@ def test_random_translate_shifts_each_sample_by_an_integer():
 
 
 def test_checkpoint_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, easy_task, monkeypatch):
-    import attncourse.train as train_mod
+    from attncourse.objectives import Classification
 
     torch.manual_seed(0)
     reference = small_net(easy_task)
     h_ref = fit(reference, easy_task, epochs=3, batch_size=128, progress=False)
 
     ckpt = tmp_path / "run.pt"
-    real_evaluate, calls = train_mod.evaluate, []
+    real_evaluate, calls = Classification.evaluate, []
 
     def crash_in_epoch_3(*args, **kwargs):
         calls.append(1)
@@ -70,10 +70,10 @@ def test_checkpoint_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, e
 
     torch.manual_seed(0)
     net = small_net(easy_task)
-    monkeypatch.setattr(train_mod, "evaluate", crash_in_epoch_3)
+    monkeypatch.setattr(Classification, "evaluate", crash_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
         fit(net, easy_task, epochs=3, batch_size=128, progress=False, checkpoint=ckpt)
-    monkeypatch.setattr(train_mod, "evaluate", real_evaluate)
+    monkeypatch.setattr(Classification, "evaluate", real_evaluate)
     assert load_checkpoint(ckpt)["epoch"] == 2
 
     resumed = small_net(easy_task)  # a fresh process would start from new weights; the checkpoint restores them
@@ -117,13 +117,13 @@ def test_interrupted_write_leaves_the_old_checkpoint_intact(tmp_path):
 
 
 def test_speed_settings_follow_bf16_detection_and_explicit_choices(monkeypatch):
-    import attncourse.train as train_mod
+    import attncourse.speed as speed_mod
     from attncourse.train import bf16_supported, speed_settings
 
     monkeypatch.delenv("ATTNCOURSE_BF16", raising=False)
-    monkeypatch.setattr(train_mod, "_cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    monkeypatch.setattr(speed_mod, "_cpu_flags", lambda: {"avx2", "avx512_bf16"})
     assert bf16_supported("cpu") and speed_settings("cpu") == {"amp": True, "channels_last": True}
-    monkeypatch.setattr(train_mod, "_cpu_flags", lambda: {"avx2", "avx512f"})
+    monkeypatch.setattr(speed_mod, "_cpu_flags", lambda: {"avx2", "avx512f"})
     assert not bf16_supported("cpu") and speed_settings("cpu") == {"amp": False, "channels_last": True}
     monkeypatch.setenv("ATTNCOURSE_BF16", "1")  # the override wins over detection
     assert bf16_supported("cpu")

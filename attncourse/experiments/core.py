@@ -14,7 +14,7 @@ from torch import nn
 from ..data import DigitTask
 
 __all__ = ["Experiment", "BackboneArm", "NetArm", "arm_spec", "register_experiment", "list_experiments", "get_experiment",
-           "summarize", "effects", "verdict", "EXPERIMENTS"]
+           "summarize", "effects", "verdict", "metric_label", "EXPERIMENTS"]
 
 EXPERIMENTS: dict[str, "Experiment"] = {}
 
@@ -136,6 +136,16 @@ def effects(results: dict, baseline: str | None = None) -> list[dict]:
     return rows
 
 
+METRIC_NAMES = {"accuracy": "", "miou": "mIoU", "map": "mAP"}
+
+
+def metric_label(results: dict) -> str:
+    """How the results' primary metric is named after a percentage: ``""`` for accuracy, ``" mIoU"``, ``" mAP"``, …"""
+    metric = results.get("metric", "accuracy")
+    name = METRIC_NAMES.get(metric, metric)
+    return f" {name}" if name else ""
+
+
 def verdict(results: dict, arm: str, baseline: str | None = None) -> str:
     """One sentence, computed from ``results``, saying whether ``arm`` beat the baseline by more than 2 spreads."""
     row = next((r for r in effects(results, baseline) if r["arm"] == arm), None)
@@ -143,9 +153,11 @@ def verdict(results: dict, arm: str, baseline: str | None = None) -> str:
         raise ValueError(f"verdict: no arm {arm!r} in {results.get('experiment')!r}; arms: {list(results['arms'])}")
     base = results["arms"][row["baseline"]]
     where = f"{results['profile']} profile, {row['n']} seed(s), {results['device']}"
+    unit = metric_label(results)
+
     def acc(a: dict) -> str:  # a single seed has no spread to show
-        return (f"{100 * a['mean_test_acc']:.1f} ± {100 * a['std_test_acc']:.1f} %" if len(a["runs"]) > 1
-                else f"{100 * a['mean_test_acc']:.1f} %")
+        return (f"{100 * a['mean_test_acc']:.1f} ± {100 * a['std_test_acc']:.1f} %{unit}" if len(a["runs"]) > 1
+                else f"{100 * a['mean_test_acc']:.1f} %{unit}")
 
     head = (f"{arm} reaches {acc(results['arms'][arm])} against the {row['baseline']}'s {acc(base)} ({where}): "
             f"{100 * row['delta']:+.1f} points")

@@ -178,7 +178,7 @@ def _train_job(job: Job, folder: Path, device, progress, threads) -> dict:
     t0 = time.perf_counter()
     hist = fit(model, task, epochs=job.epochs, batch_size=job.profile.batch_size, seed=job.seed, device=device,
                progress=progress, checkpoint=folder / "train.pt", desc=job.label, **exp.fit_kwargs)
-    record = {"job": job.id, "spec": job.spec(), "seed": job.seed, "final_test_acc": hist.final_test_acc,
+    record = {"job": job.id, "spec": job.spec(), "seed": job.seed, "metric": hist.metric, "final_test_acc": hist.final_test_acc,
               "best_test_acc": hist.best_test_acc, "wall_s": time.perf_counter() - t0,
               "train_s": sum(hist.seconds), "device": device_name(device), "torch": torch.__version__,
               "git_commit": _git_commit(), "settings": hist.settings, "history": hist.as_dict(),
@@ -243,6 +243,7 @@ def merge_experiment(name: str, profile: Profile, seeds: list[int], arms: list[s
     task = make_task(exp.task, profile.with_(n_train=16, n_test=16), seed=0, **exp.task_kwargs)  # for shapes only
     first = next(iter(records.values()))
     out = {"experiment": name, "description": exp.description, "module": exp.module, "task": exp.task,
+           "metric": first.get("metric", "accuracy"),
            "task_info": dict(task.info), "profile": profile.name, "epochs": jobs[0].epochs,
            "n_train": profile.n_train, "n_test": profile.n_test, "batch_size": profile.batch_size, "seeds": seeds,
            "device": first["device"], "torch": first["torch"], "python": platform.python_version(),

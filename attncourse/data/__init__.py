@@ -14,6 +14,7 @@ what a plain CNN of the baseline's receptive field can and cannot see.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 from functools import lru_cache
 
 import numpy as np
@@ -43,6 +44,7 @@ class DigitTask:
     sources_train: torch.Tensor  # int64 [N, k]: indices into load_digits() used by each sample
     sources_test: torch.Tensor
     info: dict = field(default_factory=dict)
+    kind: ClassVar[str] = "classification"  # the task kind: fit trains it with attncourse.objectives.get_objective(kind)
 
     @property
     def in_channels(self) -> int:
@@ -347,10 +349,23 @@ TASKS = {
 }
 
 
+def _import_task_module(name: str) -> None:
+    """Tasks of other families live in ``attncourse/data/<name>.py``, which adds them to :data:`TASKS` on import."""
+    import importlib
+
+    try:
+        importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as err:
+        if err.name != f"{__name__}.{name}":
+            raise
+
+
 def make_task(name: str, profile=None, seed: int = 0, **kwargs) -> DigitTask:
     """Build a task by name, sized by a :class:`~attncourse.config.Profile` (default: the active one)."""
-    from .config import get_profile
+    from ..config import get_profile
 
+    if name not in TASKS and isinstance(name, str) and name.isidentifier():
+        _import_task_module(name)
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; available tasks: {', '.join(sorted(TASKS))}")
     profile = get_profile(profile) if not hasattr(profile, "n_train") else profile
