@@ -1,0 +1,7 @@
+"""Evaluation metrics beyond accuracy, each written once and tested against a brute-force reference.
+
+* :mod:`attncourse.metrics.segmentation` — confusion matrix, per-class IoU, mIoU, pixel accuracy;
+* :mod:`attncourse.metrics.reid` — CMC rank-k and mAP for re-identification.
+
+Import the submodule you need; the task kinds in :mod:`attncourse.objectives` use them for their test metrics.
+"""
