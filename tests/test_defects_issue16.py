@@ -142,3 +142,28 @@ def test_eca_default_kernel_is_unchanged():
     with pytest.raises(ValueError, match="gamma"):
         ECABlock(16, gamma=0)
     assert math.isclose(sum(p.numel() for p in ECABlock(256).parameters()), 5)
+
+
+def test_cbam_spatial_bn_momentum_is_the_official_one():
+    from attncourse.blocks import create_block
+
+    for name in ("cbam", "cbam_spatial_first", "cbam_parallel"):
+        assert create_block(name, 16, reduction=4).spatial.bn.momentum == 0.01
+    assert create_block("spatial_attention", 16).bn.momentum == 0.01
+    assert create_block("cbam", 16, reduction=4, bn_momentum=0.1).spatial.bn.momentum == 0.1
+    with pytest.raises(ValueError, match="SpatialAttention: bn_momentum"):
+        create_block("spatial_attention", 16, bn_momentum=0)
+
+
+def test_a_block_revision_retires_runs_recorded_before_the_change(monkeypatch):
+    from attncourse.blocks import mixed
+    from attncourse.config import PROFILES
+    from attncourse.experiments import Job, arm_spec, get_experiment
+
+    exp = get_experiment("cbam_order")
+    before = {arm: Job("cbam_order", arm, 0, PROFILES["full"]).id for arm in exp.arms}
+    assert "revision=1" in arm_spec(exp.arms["channel_spatial"]) and "revision" not in arm_spec(exp.arms["baseline"])
+    monkeypatch.setattr(mixed.CBAM, "spec_revision", 2)
+    after = {arm: Job("cbam_order", arm, 0, PROFILES["full"]).id for arm in exp.arms}
+    changed = {arm for arm in exp.arms if before[arm] != after[arm]}
+    assert changed == {"channel_spatial", "spatial_channel", "parallel"}  # spatial_only is SpatialAttention's own

@@ -15,6 +15,10 @@ backbone in :mod:`attncourse.models` where the paper puts it:
 ``stages`` (optional) names the 1-based stages that get the block by default — e.g. BAM sits at the
 stage boundaries, after stages 1 and 2, where the resolution is about to halve.
 
+A block class whose *default* training behaviour changes (an init, a momentum) gets a ``spec_revision``
+class attribute (default 0) that is bumped with the change: recorded experiment runs are identified by it
+(:func:`attncourse.experiments.arm_spec`), so the old runs are retrained instead of reused.
+
 Blocks that compute an attention map expose ``attention_maps(x) -> dict[str, Tensor]``, which
 :mod:`attncourse.viz` draws. It is a picture of the model as it predicts: no grad, eval mode, and the
 block's modes are restored afterwards, so it never moves BatchNorm statistics (:func:`picture_helper`).

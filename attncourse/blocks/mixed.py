@@ -33,6 +33,8 @@ Facts taken from the papers and their official code (the code here is written fr
 * Both the official code and timm follow the spatial 7×7 conv (no bias) with BatchNorm, which the
   paper does not mention; ``norm=True`` keeps it. The official ResNet initialises that BN's scale to
   zero, so every spatial map starts as exactly 0.5 — attention starts neutral (:meth:`reset_parameters`).
+  That BN has ``momentum=0.01`` in the official code (PyTorch's default is 0.1): its running statistics
+  average over about the last 100 steps. ``bn_momentum=`` chooses.
 * The paper (Sec. 4.1, Table 3) finds channel→spatial slightly better than spatial→channel and than
   the two in parallel. It does not say how the parallel maps were combined; here ``"parallel"``
   computes both maps from the same input and multiplies them: ``y = x · Mc(x) · Ms(x)`` — the same
@@ -146,6 +148,8 @@ class SpatialAttention(GateBlock):
         kernel_size: odd size of the conv over the 2-channel descriptor (the paper: 7, which beat 3).
         order: ``"max_mean"`` (official code) or ``"mean_max"`` (timm) — which descriptor comes first.
         norm: BatchNorm after the conv, as the official code and timm (then the conv has no bias).
+        bn_momentum: that BatchNorm's running-statistics momentum: 0.01 as the official code (PyTorch's default
+            is 0.1).
         reduction, reduced_channels: accepted so a backbone can pass the same kwargs to every block; unused.
 
     Shape flow: ``[N, C, H, W] → descriptor [N, 2, H, W] → conv (padding k//2) [N, 1, H, W] → BN → σ → x · Ms``.
@@ -153,9 +157,10 @@ class SpatialAttention(GateBlock):
     """
 
     map_name = "spatial"
+    spec_revision = 1  # 1: BN momentum 0.01 as the official code (was PyTorch's 0.1); see attncourse.blocks
 
     def __init__(self, channels: int | None = None, kernel_size: int = 7, order: str = "max_mean", norm: bool = True,
-                 reduction: float | None = None, reduced_channels: int | None = None):
+                 reduction: float | None = None, reduced_channels: int | None = None, bn_momentum: float = 0.01):
         super().__init__()
         name = type(self).__name__
         if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
@@ -166,7 +171,9 @@ class SpatialAttention(GateBlock):
         _check_choice(name, "order", order, SPATIAL_ORDERS)
         self.channels, self.kernel_size, self.order = channels, kernel_size, order
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=not norm)
-        self.bn = nn.BatchNorm2d(1) if norm else None
+        if not (isinstance(bn_momentum, (int, float)) and 0 < bn_momentum <= 1):
+            raise ValueError(f"{name}: bn_momentum must be a number in (0, 1] (official CBAM: 0.01), got {bn_momentum!r}")
+        self.bn = nn.BatchNorm2d(1, momentum=float(bn_momentum)) if norm else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -205,7 +212,8 @@ class CBAM(nn.Module):
 
     Args:
         channels, reduction, reduced_channels, bias: of the :class:`ChannelAttention` (``r = 16`` in the paper).
-        kernel_size, spatial_order, norm: of the :class:`SpatialAttention` (``k = 7``, ``"max_mean"``).
+        kernel_size, spatial_order, norm, bn_momentum: of the :class:`SpatialAttention` (``k = 7``, ``"max_mean"``,
+            BN momentum 0.01).
         order: ``"channel_spatial"`` (the paper's block: ``y = x'·Ms(x')`` with ``x' = x·Mc(x)``),
             ``"spatial_channel"`` (``y = x'·Mc(x')`` with ``x' = x·Ms(x)``) or ``"parallel"``
             (``y = x · Mc(x) · Ms(x)``, both maps from the same input — see the module docstring).
@@ -214,15 +222,17 @@ class CBAM(nn.Module):
     (``placement="residual"``), as in the official ``BasicBlock``/``Bottleneck``.
     """
 
+    spec_revision = SpatialAttention.spec_revision  # it trains what its spatial half trains
+
     def __init__(self, channels: int, reduction: float = 16, kernel_size: int = 7, order: str = "channel_spatial",
                  reduced_channels: int | None = None, spatial_order: str = "max_mean", bias: bool = True,
-                 norm: bool = True):
+                 norm: bool = True, bn_momentum: float = 0.01):
         super().__init__()
         _check_choice(type(self).__name__, "order", order, CBAM_ORDERS)
         reduced_width(type(self).__name__, channels, reduction, reduced_channels)  # errors name CBAM, not its halves
         self.channels, self.order = channels, order
         self.channel = ChannelAttention(channels, reduction, reduced_channels, bias=bias)
-        self.spatial = SpatialAttention(channels, kernel_size, spatial_order, norm)
+        self.spatial = SpatialAttention(channels, kernel_size, spatial_order, norm, bn_momentum=bn_momentum)
 
     def reset_parameters(self) -> None:
         self.channel.reset_parameters()

@@ -78,11 +78,16 @@ def arm_spec(builder) -> str:
     """What an arm trains, as a stable string: the ``repr`` of a :class:`BackboneArm` / :class:`NetArm`.
 
     A baseline (``attention="none"``) ignores its attention keywords, so they are dropped: the baseline of
-    every experiment on the same task and recipe is one and the same run.
+    every experiment on the same task and recipe is one and the same run. A block class whose default training
+    behaviour changed says so with a ``spec_revision`` attribute (e.g. CBAM's spatial BN momentum, revision 1);
+    it enters the spec, so runs recorded before the change are not mistaken for runs of the new code.
     """
     if isinstance(builder, BackboneArm):
+        from ..blocks import get_block_spec
+
         kwargs = {} if builder.attention == "none" else dict(sorted(builder.attention_kwargs.items()))
-        return f"BackboneArm({builder.attention!r}, {kwargs!r})"
+        revision = getattr(get_block_spec(builder.attention).factory, "spec_revision", 0)
+        return f"BackboneArm({builder.attention!r}, {kwargs!r}" + (f", revision={revision})" if revision else ")")
     if isinstance(builder, NetArm):
         return repr(builder)
     raise TypeError(f"arm builder {builder!r} has no stable description; use BackboneArm or NetArm")
