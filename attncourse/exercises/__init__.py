@@ -6,6 +6,9 @@ Each course module keeps its exercises in ``mNN_<topic>.py`` in this folder (``m
     from attncourse.exercises import check, score_summary
     check("00.channel_stat", channel_stat)
     score_summary("00.")
+
+Predict-first and interpret questions are registered with :func:`register_question` (see :mod:`.core`)
+and checked with the same ``check(key, answer)``; ``score_summary`` counts them apart.
 """
 from __future__ import annotations
 
@@ -16,7 +19,9 @@ import warnings
 
 from .core import (EXERCISES, NOT_IMPLEMENTED_HINT, CaseResult, Exercise, check, compare_gradient, compare_number_cases, compare_numbers,
                    compare_tensors, describe_exception, deterministic, grade, join_hints, list_exercises, match_mistakes,
-                   MLPWeights, gradient_flow, mlp_readings, register_exercise, reset_scores, run_case, score_summary, seeded_generator)
+                   MLPWeights, gradient_flow, mlp_readings, register_exercise, reset_scores, run_case, score_summary, seeded_generator,
+                   NOT_ANSWERED_HINT, QUESTIONS, Question, bucket, list_questions, recorded, recorded_gain, recorded_note,
+                   register_question)
 
 __all__ = [
     "check", "grade", "score_summary", "list_exercises", "reset_scores", "register_exercise", "EXERCISES",
@@ -24,6 +29,8 @@ __all__ = [
     "join_hints", "MLPWeights", "mlp_readings", "gradient_flow", "compare_gradient",
     "describe_exception",
     "seeded_generator", "deterministic", "NOT_IMPLEMENTED_HINT", "EXERCISE_MODULES",
+    "Question", "QUESTIONS", "register_question", "list_questions", "NOT_ANSWERED_HINT", "bucket", "recorded",
+    "recorded_gain", "recorded_note",
 ]
 
 _MODULE_NAME = re.compile(r"m\d\d_\w+")

@@ -35,6 +35,21 @@ Fair checkers (issue 17; ``tests/test_exercises_fairness.py`` holds every regist
   output is the value cases' to report, once;
 * every new exercise adds at least two correct answers in different styles and three named mistakes
   to ``FAIRNESS`` in that test file (the suite fails for an exercise without an entry).
+
+Questions (predict first, interpret after) are registered apart, with :func:`register_question`, and
+counted apart from the exercises' points: a *choice* question takes one letter, a *number* question a
+number within a tolerance. An answer that depends on a recorded experiment is a function that reads it
+(``answer=lambda: ...ac.load_results(...)...``), never a typed-in value::
+
+    register_question("02.predict_gain", title="Predict: how much does SE add?", when="predict",
+                      choices={"a": "less than 1 point", "b": "1 to 5 points", "c": "more than 5 points"},
+                      answer=lambda: bucket(gain_from_recorded_results()),
+                      explanation=lambda correct: f"... measured: ... so ({correct}) ...")
+
+The learner writes ``answer = "b"`` and runs ``check("02.predict_gain", answer)``: ``check`` prints
+whether it is right, then the explanation (only once an answer is given; ``None`` means not yet
+answered). :func:`score_summary` lists questions in their own table with their own total, and
+:func:`grade` scores them like exercises (one case, ``"answer"``) so a grader needs nothing new to run them.
 """
 from __future__ import annotations
 
@@ -57,9 +72,12 @@ __all__ = [
     "list_exercises", "reset_scores", "run_case", "compare_tensors", "compare_numbers", "compare_number_cases",
     "match_mistakes", "join_hints", "MLPWeights", "mlp_readings", "gradient_flow", "compare_gradient",
     "tensor_type_hint", "describe_exception", "seeded_generator", "deterministic", "NOT_IMPLEMENTED_HINT",
+    "Question", "QUESTIONS", "register_question", "list_questions", "NOT_ANSWERED_HINT", "bucket", "recorded",
+    "recorded_gain", "recorded_note",
 ]
 
 NOT_IMPLEMENTED_HINT = "not implemented yet (the stub still raises NotImplementedError)"
+NOT_ANSWERED_HINT = "not answered yet (the answer is still None)"
 _MAX_HINT = 300  # characters; longer exception messages are cut
 
 
@@ -92,6 +110,7 @@ class Exercise:
 EXERCISES: dict[str, Exercise] = {}
 _REFERENCE_CASES: dict[str, list[str]] = {}  # key -> case names the reference solution produces
 _SCOREBOARD: dict[str, tuple[float, float]] = {}  # key -> (best earned, total) in this session
+_QUESTION_BOARD: dict[str, tuple[float, float]] = {}  # the same for questions, kept apart
 
 
 def register_exercise(key: str, *, title: str, points: float, solution: Any, expects: str = "callable"):
@@ -106,6 +125,9 @@ def register_exercise(key: str, *, title: str, points: float, solution: Any, exp
         raise ValueError(f"register_exercise({key!r}): points must be positive, got {points!r}")
     if expects not in ("callable", "any"):
         raise ValueError(f"register_exercise({key!r}): expects must be 'callable' or 'any', got {expects!r}")
+
+    if key in QUESTIONS:
+        raise ValueError(f"register_exercise: {key!r} is already registered as a question")
 
     def decorator(checker: Callable[[Any], Iterable[CaseResult]]):
         old = EXERCISES.get(key)
@@ -578,13 +600,13 @@ def gradient_flow(forward: Callable[[torch.Tensor], Any], inputs: Iterable[torch
 # grading
 # --------------------------------------------------------------------------------------------------
 def _close_keys(key: Any) -> list[str]:
-    return difflib.get_close_matches(str(key), list(EXERCISES), n=3, cutoff=0.5)
+    return difflib.get_close_matches(str(key), list(EXERCISES) + list(QUESTIONS), n=3, cutoff=0.5)
 
 
 def _unknown_key_message(key: Any) -> str:
     close = _close_keys(key)
     hint = f"; did you mean {', '.join(repr(k) for k in close)}?" if close else ""
-    return f"unknown exercise {key!r}{hint} (list_exercises() shows them all)"
+    return f"unknown exercise {key!r}{hint} (list_exercises() and list_questions() show them all)"
 
 
 def _reference_cases(ex: Exercise) -> list[str]:
@@ -606,11 +628,15 @@ def grade(key: str, learner: Any) -> tuple[float, float, list[CaseResult]]:
 
     Silent and never raises. A case that raises inside the checker (outside :func:`run_case`) fails,
     and so do the cases that did not run after it. Points are ``points × passed / cases``.
+    A question key (:func:`register_question`) gives one case, ``"answer"``, worth the question's points.
     """
     try:
+        if isinstance(key, str) and key in QUESTIONS:
+            return _grade_question(QUESTIONS[key], learner)
         return _grade(key, learner)
     except Exception as err:  # a bug in a checker must not reach the learner as a traceback
-        total = float(EXERCISES[key].points) if isinstance(key, str) and key in EXERCISES else 0.0
+        item = (EXERCISES.get(key) or QUESTIONS.get(key)) if isinstance(key, str) else None
+        total = float(item.points) if item is not None else 0.0
         return 0.0, total, [CaseResult("checker", False, f"internal checker error, please report it: {describe_exception(err)}")]
 
 
@@ -668,8 +694,13 @@ _MISSING = object()
 
 
 def check(key: str, learner: Any = _MISSING) -> float:
-    """Check ``learner`` against exercise ``key``; print ✅/❌ per case and the points. Never raises."""
+    """Check ``learner`` against exercise ``key``; print ✅/❌ per case and the points. Never raises.
+
+    For a question ``key`` ``learner`` is the answer (a letter or a number; ``None``: not answered yet):
+    prints whether it is right and, once answered, the explanation."""
     try:
+        if isinstance(key, str) and key in QUESTIONS:
+            return _check_question(QUESTIONS[key], learner)
         if not isinstance(key, str) or key not in EXERCISES:
             _say(f"❌ {_unknown_key_message(key)}")
             return _Points(0.0)
@@ -701,7 +732,12 @@ def check(key: str, learner: Any = _MISSING) -> float:
 
 
 class Scoreboard(dict):
-    """``{key: (best earned, total)}`` returned by :func:`score_summary` (Jupyter does not echo it)."""
+    """``{key: (best earned, total)}`` returned by :func:`score_summary` (Jupyter does not echo it).
+
+    It holds the exercises; ``board.questions`` is a second ``Scoreboard`` with the questions, counted apart.
+    """
+
+    questions: "Scoreboard"
 
     @property
     def earned(self) -> float:
@@ -715,33 +751,272 @@ class Scoreboard(dict):
         pass
 
 
-def score_summary(prefix: str | None = None) -> Scoreboard:
-    """Print and return the best score of each exercise checked in this session.
-
-    With ``prefix`` (e.g. ``"00."``) only those exercises are shown, and the ones not checked yet are
-    listed with 0 points, so a module's summary shows what is left.
-    """
-    board = Scoreboard({k: v for k, v in _SCOREBOARD.items() if prefix is None or k.startswith(prefix)})
+def _board(scores: dict, keys: list[str], registry: dict, prefix: str | None) -> Scoreboard:
+    board = {k: v for k, v in scores.items() if prefix is None or k.startswith(prefix)}
     if prefix is not None:
-        for k in list_exercises(prefix):
-            board.setdefault(k, (0.0, EXERCISES[k].points))
-    board = Scoreboard(sorted(board.items()))
-    if not board:
-        _say("No exercises checked yet in this session.")
-        return board
+        for k in keys:
+            board.setdefault(k, (0.0, registry[k].points))
+    return Scoreboard(sorted(board.items()))
+
+
+def _print_board(board: Scoreboard, scores: dict, total_label: str) -> None:
     width = max(len(k) for k in board) + 2
     for k, (earned, total) in board.items():
-        mark = "✅" if earned >= total else ("—" if k not in _SCOREBOARD else "❌")
+        mark = "✅" if earned >= total else ("—" if k not in scores else "❌")
         _say(f"{mark} {k:<{width}}{_fmt(earned):>6} / {_fmt(total)}")
-    _say(f"   {'Total':<{width}}{_fmt(board.earned):>6} / {_fmt(board.total)}")
+    _say(f"   {total_label:<{width}}{_fmt(board.earned):>6} / {_fmt(board.total)}")
+
+
+def score_summary(prefix: str | None = None) -> Scoreboard:
+    """Print and return the best score of each exercise checked in this session, and of each question apart.
+
+    With ``prefix`` (e.g. ``"00."``) only those exercises and questions are shown, and the ones not checked
+    yet are listed with 0 points, so a module's summary shows what is left. The returned board holds the
+    exercises (its ``earned`` and ``total`` are the exercise points); ``board.questions`` the questions.
+    """
+    board = _board(_SCOREBOARD, list_exercises(prefix) if prefix is not None else [], EXERCISES, prefix)
+    board.questions = _board(_QUESTION_BOARD, list_questions(prefix) if prefix is not None else [], QUESTIONS, prefix)
+    if not board and not board.questions:
+        _say("No exercises checked yet in this session.")
+        return board
+    if board:
+        _print_board(board, _SCOREBOARD, "Total")
+    if board.questions:
+        _say("Questions (predict and interpret; counted apart from the exercises):")
+        _print_board(board.questions, _QUESTION_BOARD, "Questions total")
     return board
 
 
 def reset_scores() -> None:
-    """Forget the session's scoreboard."""
+    """Forget the session's scoreboard (exercises and questions)."""
     _SCOREBOARD.clear()
+    _QUESTION_BOARD.clear()
 
 
 def list_exercises(prefix: str | None = None) -> list[str]:
     """The registered exercise keys (those starting with ``prefix``, e.g. ``"00."``), sorted."""
     return sorted(k for k in EXERCISES if prefix is None or k.startswith(prefix))
+
+
+# --------------------------------------------------------------------------------------------------
+# questions: predict first, interpret after (counted apart from the exercises)
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class Question:
+    """A registered question with a definite answer: one of ``choices`` (``kind == "choice"``) or a number
+    within ``tolerance`` (``kind == "number"``).
+
+    ``answer`` is the correct letter or number, or a function of no arguments returning it — the form to
+    use whenever the answer depends on recorded results (it reads them each time it is asked).
+    ``explanation`` is a string, or a function taking the correct answer and returning one; it is shown
+    once the learner has answered. ``when`` says where it stands in the notebook: ``"predict"`` (before an
+    experiment or a computation) or ``"interpret"`` (after it).
+    """
+
+    key: str
+    title: str
+    kind: str
+    when: str
+    answer: Any
+    explanation: Any
+    choices: dict[str, str] | None = None
+    tolerance: float = 0.0
+    points: float = 1.0
+    unit: str = ""
+
+    def correct(self) -> Any:
+        """The correct letter or number (computing it when ``answer`` is a function)."""
+        value = self.answer() if callable(self.answer) else self.answer
+        if self.kind == "choice":
+            if value not in (self.choices or {}):
+                raise ValueError(f"question {self.key!r}: the answer {value!r} is not one of its choices")
+            return value
+        number = _as_number(value)
+        if number is None:
+            raise ValueError(f"question {self.key!r}: the answer {value!r} is not a number")
+        return number
+
+    def explain(self, correct: Any) -> str:
+        """The explanation, given the correct answer."""
+        return str(self.explanation(correct) if callable(self.explanation) else self.explanation)
+
+    def describe(self, value: Any) -> str:
+        """``"b (1 to 5 points)"`` for a choice, ``"12.5 %"`` for a number."""
+        if self.kind == "choice":
+            return f"{value} ({self.choices[value]})" if value in (self.choices or {}) else repr(value)
+        text = _num(value) if isinstance(value, (int, float)) else repr(value)
+        return f"{text} {self.unit}".strip()
+
+
+QUESTIONS: dict[str, Question] = {}
+
+
+def register_question(key: str, *, title: str, answer: Any, explanation: Any, choices: dict[str, str] | None = None,
+                      tolerance: float | None = None, when: str = "predict", points: float = 1, unit: str = "") -> Question:
+    """Register a question under ``key`` (e.g. ``"02.predict_gain"``) and return it.
+
+    Give ``choices`` (``{"a": "text", "b": "text", …}``: lower-case letters) for a choice question, or
+    ``tolerance`` (absolute, ≥ 0) for a number question — exactly one of the two. ``answer`` and
+    ``explanation`` may be functions (see :class:`Question`); a fixed ``answer`` is validated now.
+    Registering the same key again with the same title and form replaces it (a reloaded module);
+    anything else under a taken key raises ``ValueError``.
+    """
+    if not isinstance(key, str) or not re.fullmatch(r"[0-9A-Za-z_]+(\.[0-9A-Za-z_]+)+", key):
+        raise ValueError(f"register_question: key must look like '00.name', got {key!r}")
+    if key in EXERCISES:
+        raise ValueError(f"register_question: {key!r} is already registered as an exercise")
+    if not (isinstance(points, (int, float)) and points > 0):
+        raise ValueError(f"register_question({key!r}): points must be positive, got {points!r}")
+    if when not in ("predict", "interpret"):
+        raise ValueError(f"register_question({key!r}): when must be 'predict' or 'interpret', got {when!r}")
+    if (choices is None) == (tolerance is None):
+        raise ValueError(f"register_question({key!r}): give either choices (a choice question) or tolerance "
+                         "(a number question)")
+    if choices is not None:
+        if (not isinstance(choices, dict) or len(choices) < 2
+                or not all(isinstance(k, str) and re.fullmatch(r"[a-z]", k) for k in choices)):
+            raise ValueError(f"register_question({key!r}): choices must map two or more lower-case letters to texts")
+        kind = "choice"
+    else:
+        if not isinstance(tolerance, (int, float)) or isinstance(tolerance, bool) or not tolerance >= 0:
+            raise ValueError(f"register_question({key!r}): tolerance must be a number ≥ 0, got {tolerance!r}")
+        kind = "number"
+    q = Question(key, title, kind, when, answer, explanation, dict(choices) if choices else None,
+                 float(tolerance or 0.0), float(points), unit)
+    if not callable(answer):
+        q.correct()  # raises ValueError for a fixed answer that is not a choice or not a number
+    old = QUESTIONS.get(key)
+    if old is not None and (old.title, old.kind, old.choices) != (q.title, q.kind, q.choices):
+        raise ValueError(f"question {key!r} is already registered (as {old.title!r})")
+    QUESTIONS[key] = q
+    return q
+
+
+def list_questions(prefix: str | None = None) -> list[str]:
+    """The registered question keys (those starting with ``prefix``, e.g. ``"00."``), sorted."""
+    return sorted(k for k in QUESTIONS if prefix is None or k.startswith(prefix))
+
+
+def _as_number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, torch.Tensor) or isinstance(value, np.ndarray):
+        if value.size == 1 if isinstance(value, np.ndarray) else value.numel() == 1:
+            value = value.item()
+        else:
+            return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, str):
+        try:
+            value = float(value.strip().replace(",", "").replace("_", ""))
+        except ValueError:
+            return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _read_answer(q: Question, given: Any) -> tuple[Any, str]:
+    """``(normalised answer, "")`` or ``(None, why it is not an answer)``."""
+    if given is None or given is Ellipsis or given is _MISSING:
+        return None, NOT_ANSWERED_HINT
+    if q.kind == "choice":
+        letters = ", ".join(q.choices)
+        if isinstance(given, str):
+            text = given.strip().lower().strip("()[]. ")
+            if text in q.choices:
+                return text, ""
+            for letter, option in q.choices.items():
+                if text == option.strip().lower().rstrip("."):
+                    return letter, ""
+        return None, f"answer with one of the letters {letters} (a string, e.g. \"{next(iter(q.choices))}\"), got {given!r}"
+    number = _as_number(given)
+    if number is None:
+        return None, f"answer with a number, got {given!r}"
+    return number, ""
+
+
+def _is_right(q: Question, mine: Any, correct: Any) -> bool:
+    if q.kind == "choice":
+        return mine == correct
+    return abs(mine - correct) <= q.tolerance + 1e-12 * max(1.0, abs(correct))
+
+
+def _grade_question(q: Question, given: Any) -> tuple[float, float, list[CaseResult]]:
+    mine, why = _read_answer(q, given)
+    if mine is None:
+        return 0.0, q.points, [CaseResult("answer", False, why)]
+    try:
+        correct = q.correct()
+    except Exception as err:  # e.g. the recorded results it reads are missing
+        return 0.0, q.points, [CaseResult("answer", False, f"cannot be checked here: {describe_exception(err)}")]
+    if _is_right(q, mine, correct):
+        return q.points, q.points, [CaseResult("answer", True)]
+    within = f" (± {_num(q.tolerance)})" if q.kind == "number" and q.tolerance else ""
+    return 0.0, q.points, [CaseResult("answer", False, f"you answered {q.describe(mine)}; the answer is "
+                                                       f"{q.describe(correct)}{within}")]
+
+
+def _check_question(q: Question, given: Any) -> float:
+    _say(f"{q.key} — {q.title} (question: counted apart from the exercises)")
+    earned, total, (res,) = _grade_question(q, given)
+    mine, why = _read_answer(q, given)
+    if mine is None:
+        what = f"one of {', '.join(q.choices)}" if q.kind == "choice" else "a number"
+        _say(f"  ❓ {why}: set your answer ({what}) and run this cell again" if why == NOT_ANSWERED_HINT
+             else f"  ❌ {why}")
+    elif res.passed:
+        _say(f"  ✅ {q.describe(mine)}")
+    else:
+        _say(f"  ❌ {res.hint}")
+    if mine is not None and not res.hint.startswith("cannot be checked"):
+        _say(f"  Why: {q.explain(q.correct())}")
+    _say(f"Question points: {_fmt(earned)} / {_fmt(total)}")
+    best = _QUESTION_BOARD.get(q.key, (0.0, total))[0]
+    _QUESTION_BOARD[q.key] = (max(best, earned), total)
+    return _Points(earned)
+
+
+def bucket(value: float, edges: Iterable[float], letters: str = "abcdefghij") -> str:
+    """The letter of the interval ``value`` falls in: ``edges`` ascending, ``value < edges[0]`` → ``"a"``,
+    ``edges[0] ≤ value < edges[1]`` → ``"b"``, …, ``value ≥ edges[-1]`` → the last letter.
+
+    For choice questions whose options are ranges ("less than 1 point", "1 to 5 points", …) and whose answer
+    is computed from recorded results: ``answer=lambda: bucket(gain, [1, 5])``.
+    """
+    edges = list(edges)
+    if any(b <= a for a, b in zip(edges, edges[1:])):
+        raise ValueError(f"bucket: edges must be ascending, got {edges}")
+    return letters[sum(1 for e in edges if value >= e)]
+
+
+def recorded(name: str) -> dict:
+    """The recorded full-profile results of experiment ``name`` (``attncourse.load_results``), or a
+    ``LookupError`` saying how to make them — for question answers that read recorded results."""
+    from ..experiments import load_results  # experiments sit above exercises: imported when asked, not at import
+
+    res = load_results(name)
+    if res is None:
+        raise LookupError(f"no recorded results of {name!r} (make them with: python -m attncourse run-all "
+                          f"--only {name} --profile full)")
+    return res
+
+
+def recorded_gain(name: str, arm: str, baseline: str | None = None) -> float:
+    """``arm``'s mean test accuracy minus ``baseline``'s (default: the first arm), in percentage points,
+    from the recorded results of experiment ``name``."""
+    res = recorded(name)
+    arms = res["arms"]
+    base = baseline if baseline is not None else next(iter(arms))
+    for a in (arm, base):
+        if a not in arms:
+            raise LookupError(f"no arm {a!r} in the recorded results of {name!r}; arms: {list(arms)}")
+    return 100 * (arms[arm]["mean_test_acc"] - arms[base]["mean_test_acc"])
+
+
+def recorded_note(name: str) -> str:
+    """Where the recorded results of ``name`` come from, for an explanation: ``"full profile, 3 seeds, cpu (…)"``."""
+    res = recorded(name)
+    n = len(res.get("seeds", []))
+    return f"{res['profile']} profile, {n} seed{'s' if n != 1 else ''}, {res['device']}"

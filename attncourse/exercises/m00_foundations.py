@@ -8,6 +8,9 @@ key                points  the learner writes
 ``00.conv_params``    2    ``conv_params(c_in, c_out, k, bias=True)``: parameters of a ``k×k`` ``nn.Conv2d``
 ``00.conv_flops``     2    ``conv_flops(c_in, c_out, k, h, w)``: FLOPs of that convolution on an ``h×w`` map
 =================  ======  =====================================================================
+
+Questions (counted apart, 1 point each): ``00.predict_pairs_growth`` (number), ``00.interpret_channel_weights``
+(choice), ``00.predict_baseline_acc`` (choice, read from the recorded ``foundations_baseline`` run).
 """
 from __future__ import annotations
 
@@ -15,8 +18,8 @@ import random
 
 import torch
 
-from .core import (compare_gradient, compare_number_cases, compare_tensors, register_exercise, run_case,
-                   seeded_generator, tensor_type_hint)
+from .core import (bucket, compare_gradient, compare_number_cases, compare_tensors, recorded, recorded_note,
+                   register_exercise, register_question, run_case, seeded_generator, tensor_type_hint)
 
 __all__ = ["channel_stat", "reweight", "conv_params", "conv_flops"]
 
@@ -282,3 +285,43 @@ def _check_conv_flops(learner):
     yield run_case("3×3 convolutions", _case_conv_flops, learner, list(_flop_configs(rng, 5, k=3)))
     yield run_case("non-square maps, k in {3, 5, 7}", _case_conv_flops, learner, list(_flop_configs(rng, 5)))
     yield run_case("20 random convolutions", _case_conv_flops, learner, list(_flop_configs(rng, 20)))
+
+
+# --------------------------------------------------------------------------------------------------
+# questions (predict first, interpret after; counted apart from the exercises)
+# --------------------------------------------------------------------------------------------------
+register_question(
+    "00.predict_pairs_growth", title="Predict: how fast does the pairwise matrix grow?", when="predict",
+    tolerance=0, answer=16,
+    explanation="A map of h×w has N = h·w positions and the matrix has N² entries. Doubling h and w multiplies "
+                "N by 4 and N² by 4² = 16. That quadratic growth is why self-attention needs small maps or the "
+                "cheaper forms of module 04.")
+
+register_question(
+    "00.interpret_channel_weights", title="Interpret: what do channel weights of shape [N, C, 1, 1] change?",
+    when="interpret",
+    choices={"a": "which positions of the image count more",
+             "b": "how much each channel counts, the same at every position of that channel",
+             "c": "how much each image of the batch counts in the loss",
+             "d": "the kernel weights of the next convolution"},
+    answer="b",
+    explanation="The weights have one number per image and channel and size 1 along H and W, so broadcasting "
+                "multiplies every position of channel c by the same number. Channel attention chooses *what* "
+                "(which features), never *where*; a map of shape [N, 1, H, W] would choose where.")
+
+
+def _baseline_acc() -> float:
+    return 100 * recorded("foundations_baseline")["arms"]["baseline"]["mean_test_acc"]
+
+
+register_question(
+    "00.predict_baseline_acc", title="Predict: how well does the plain baseline read cluttered digits?",
+    when="predict",
+    choices={"a": "below 50 %", "b": "50 to 80 %", "c": "80 to 95 %", "d": "95 % or more"},
+    answer=lambda: bucket(_baseline_acc(), [50, 80, 95]),
+    explanation=lambda correct: (
+        f"The recorded baseline reached {_baseline_acc():.1f} % test accuracy "
+        f"({recorded_note('foundations_baseline')}); chance is 10 % with ten classes. A plain convolutional "
+        "network already reads most digits among the clutter: what is left is the room spatial attention "
+        "(module 05) has to show a gain in, and why a gain of a point or two must be compared with the "
+        "seed-to-seed spread before it counts."))

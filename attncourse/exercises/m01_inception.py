@@ -7,6 +7,9 @@ key                   points  the learner writes
 ``01.flops_saving``      1    ``flops_saving(c_in, c_reduce, c_out, k)``: naive k×k FLOPs ÷ reduced-branch FLOPs
 ``01.reduce_expand``     3    ``ReduceExpand(c_in, c_reduce, c_out, k)``: 1×1 conv-BN-ReLU → k×k conv-BN-ReLU
 ====================  ======  ======================================================================
+
+Questions (counted apart, 1 point each): ``01.predict_5x5_saving`` (number), ``01.interpret_flops_vs_time``
+(choice), ``01.predict_arm_spread`` (choice, read from the recorded ``inception_multiscale`` run).
 """
 from __future__ import annotations
 
@@ -16,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import (compare_number_cases, compare_numbers, compare_tensors, gradient_flow, register_exercise, run_case,
-                   seeded_generator)
+from .core import (bucket, compare_number_cases, compare_numbers, compare_tensors, gradient_flow, recorded, recorded_note,
+                   register_exercise, register_question, run_case, seeded_generator)
 
 __all__ = ["branch_flops", "flops_saving", "ReduceExpand"]
 
@@ -294,3 +297,62 @@ def _check_reduce_expand(learner):
         yield run_case(f"behaviour {cfg}, training mode", _case_re_behaviour, learner, *cfg, True)
     yield run_case(f"behaviour {_RE_CONFIGS[1]}, eval mode", _case_re_behaviour, learner, *_RE_CONFIGS[1], False)
     yield run_case("gradients reach the input and every parameter", _case_re_grad, learner)
+
+
+# --------------------------------------------------------------------------------------------------
+# questions (predict first, interpret after; counted apart from the exercises)
+# --------------------------------------------------------------------------------------------------
+def _saving_3a_5x5() -> float:
+    """GoogLeNet 3a's 5×5 branch (192 channels in, 16 after the 1×1 reduction, 32 out): naive ÷ reduced FLOPs."""
+    c_in, c_reduce, c_out, k = 192, 16, 32, 5
+    return (c_in * c_out * k * k) / (c_in * c_reduce + c_reduce * c_out * k * k)
+
+
+register_question(
+    "01.predict_5x5_saving", title="Predict: how much does the 1×1 reduction save in GoogLeNet's 3a 5×5 branch?",
+    when="predict", tolerance=0.5, answer=_saving_3a_5x5, unit="×",
+    explanation=lambda correct: (
+        "Per output position the naive 5×5 convolution from 192 to 32 channels needs 192·32·25 = 153,600 "
+        "multiply-adds; the reduced branch needs 192·16 = 3,072 for the 1×1 and 16·32·25 = 12,800 for the 5×5, "
+        f"15,872 in all: {correct:.1f}× fewer. The saving is about C_in / c_reduce when the k×k term dominates: "
+        "the expensive k² taps now see 16 channels instead of 192."))
+
+
+def _arm_accs() -> dict[str, float]:
+    return {arm: 100 * a["mean_test_acc"] for arm, a in recorded("inception_multiscale")["arms"].items()}
+
+
+def _spread_explanation(correct: str) -> str:
+    accs = _arm_accs()
+    listed = ", ".join(f"{arm} {acc:.1f} %" for arm, acc in accs.items())
+    gap = max(accs.values()) - min(accs.values())
+    text = f"Recorded test accuracy ({recorded_note('inception_multiscale')}): {listed}; best minus worst {gap:.1f} points. "
+    if correct == "a":
+        return text + ("All three arms are close to the ceiling, so this task leaves little room for several "
+                       "receptive fields side by side to show a gain; a gap this small is within what a different "
+                       "seed could change, so it says nothing about which arm is better.")
+    return text + ("The arms differ by more than a point: compare the gap with the seed-to-seed spread (one seed "
+                   "gives none) before reading it as an effect of the multi-branch design.")
+
+
+register_question(
+    "01.predict_arm_spread", title="Predict: how far apart do plain, Inception and SE-Inception end up?",
+    when="predict",
+    choices={"a": "less than 1 point between the best and the worst arm", "b": "1 to 5 points",
+             "c": "more than 5 points"},
+    answer=lambda: bucket(max(_arm_accs().values()) - min(_arm_accs().values()), [1, 5]),
+    explanation=_spread_explanation)
+
+register_question(
+    "01.interpret_flops_vs_time", title="Interpret: why are equal-FLOP networks not equally fast?", when="interpret",
+    choices={"a": "the FLOP counter leaves out pooling, batch norm, ReLU and concatenation, and time also goes to "
+                  "moving memory and launching many small operations",
+             "b": "the FLOP counter counts a multiply-add as one FLOP instead of two",
+             "c": "the 1×1 convolutions are not counted",
+             "d": "the timer measures the backward pass too"},
+    answer="a",
+    explanation="FLOPs count the multiply-adds of convolutions and matrix products only. Four branches mean four "
+                "separate convolutions on small tensors, a pooling pass, batch norms and ReLUs, and a concatenation "
+                "that copies every output: each reads and writes memory and costs a call, none counts as a FLOP. "
+                "On a small network those overheads are a large part of the time, so the same FLOPs in more, "
+                "smaller pieces run slower.")

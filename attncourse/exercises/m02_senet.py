@@ -8,6 +8,9 @@ key                      points  the learner writes
 ``02.se_resnet_block``      3    ``se_resnet_forward(x, branch, se, shortcut)``: SE before the add
 ``02.eca_kernel_size``      2    ``eca_kernel_size(channels, gamma=2, beta=1)``: ECA's adaptive k
 =======================  ======  ===================================================================
+
+Questions (counted apart, 1 point each): ``02.predict_se_gain`` and ``02.interpret_task_contrast`` (choices,
+read from the recorded ``senet_channel_cue`` and ``senet_cluttered`` runs).
 """
 from __future__ import annotations
 
@@ -16,8 +19,9 @@ import math
 import torch
 from torch import nn
 
-from .core import (_close, compare_gradient, compare_number_cases, compare_numbers, compare_tensors, gradient_flow,
-                   match_mistakes, mlp_readings, register_exercise, run_case, seeded_generator, tensor_type_hint)
+from .core import (_close, bucket, compare_gradient, compare_number_cases, compare_numbers, compare_tensors, gradient_flow,
+                   match_mistakes, mlp_readings, recorded_gain, recorded_note, register_exercise, register_question, run_case,
+                   seeded_generator, tensor_type_hint)
 
 __all__ = ["squeeze", "Excitation", "se_resnet_forward", "eca_kernel_size"]
 
@@ -493,3 +497,45 @@ def _check_eca(learner):
     yield run_case("small widths 16, 32, 64, 128", _case_eca, learner, [16, 32, 64, 128])
     yield run_case("widths that are not powers of two", _case_eca, learner, [24, 48, 96, 200, 720, 1500])
     yield run_case("other gamma and beta", _case_eca_gamma, learner)
+
+
+# --------------------------------------------------------------------------------------------------
+# questions (predict first, interpret after; counted apart from the exercises)
+# --------------------------------------------------------------------------------------------------
+def _se_gain_explanation(correct: str) -> str:
+    gain = recorded_gain("senet_channel_cue", "se", "baseline")
+    return (f"Recorded ({recorded_note('senet_channel_cue')}): SE changes the test accuracy by {gain:+.1f} points. "
+            "Which channel holds the digit that decides the label changes from image to image, and the mark is "
+            "only visible as a global statistic. A plain convolution adds the channels with the same fixed weights "
+            "for every image, so it cannot switch to the marked one; SE computes the channel weights from globally "
+            "pooled statistics of the image itself, which is exactly that switch.")
+
+
+register_question(
+    "02.predict_se_gain", title="Predict: how much does SE add on the channel-cue task?", when="predict",
+    choices={"a": "less than 1 point (no real gain)", "b": "1 to 5 points", "c": "5 to 15 points",
+             "d": "15 points or more"},
+    answer=lambda: bucket(recorded_gain("senet_channel_cue", "se", "baseline"), [1, 5, 15]),
+    explanation=_se_gain_explanation)
+
+
+def _task_contrast() -> str:
+    cue = recorded_gain("senet_channel_cue", "se", "baseline")
+    clutter = recorded_gain("senet_cluttered", "se", "baseline")
+    return "c" if abs(cue - clutter) <= 2 else ("a" if cue > clutter else "b")
+
+
+def _task_contrast_explanation(correct: str) -> str:
+    cue = recorded_gain("senet_channel_cue", "se", "baseline")
+    clutter = recorded_gain("senet_cluttered", "se", "baseline")
+    return (f"SE's gain over its baseline: {cue:+.1f} points on channel-cue ({recorded_note('senet_channel_cue')}), "
+            f"{clutter:+.1f} on cluttered digits ({recorded_note('senet_cluttered')}). SE multiplies every position "
+            "of a channel by the same weight: it can choose *which* channels to read, the need of the channel-cue "
+            "task, but it cannot keep the digit and drop the clutter when both light up the same channels at "
+            "different places — a *where* problem, for spatial attention (module 05).")
+
+
+register_question(
+    "02.interpret_task_contrast", title="Interpret: on which task does SE gain more?", when="interpret",
+    choices={"a": "channel-cue digits", "b": "cluttered digits", "c": "about the same (within 2 points)"},
+    answer=_task_contrast, explanation=_task_contrast_explanation)

@@ -12,6 +12,9 @@ key                        points  the learner writes
 Shapes follow seed 000's walk-through: θ, φ, g come flattened as ``[B, d, N]`` (channels first, positions
 last, as ``conv(x).flatten(2)`` gives them); ``N`` query positions, ``M`` key positions (``M = N`` unless φ
 and g are sub-sampled; the checks use ``M ≠ N`` so that a transposed answer cannot pass by accident).
+
+Questions (counted apart, 1 point each): ``04.predict_affinity_size`` (number), ``04.predict_baseline_pairs``
+(choice, read from the recorded ``nonlocal_pairs`` run), ``04.interpret_one_layer`` (choice).
 """
 from __future__ import annotations
 
@@ -20,8 +23,8 @@ import copy as _copy
 import torch
 from torch import nn
 
-from .core import (CaseResult, compare_tensors, match_mistakes, register_exercise, run_case, seeded_generator,
-                   tensor_type_hint)
+from .core import (CaseResult, bucket, compare_tensors, match_mistakes, recorded, recorded_note, register_exercise,
+                   register_question, run_case, seeded_generator, tensor_type_hint)
 
 __all__ = ["embedded_gaussian_affinity", "NonLocalOutput", "dot_product_nonlocal", "gc_context"]
 
@@ -378,3 +381,43 @@ def _check_gc(learner):
     for b, c, h, w, seed in [(2, 5, 4, 6, 0), (1, 3, 7, 3, 1), (3, 8, 5, 5, 2)]:
         yield run_case(f"x [{b}, {c}, {h}, {w}], logits [{b}, 1, {h}, {w}] -> [{b}, {c}, 1, 1]", _case_gc, learner,
                        b, c, h, w, seed)
+
+
+# --------------------------------------------------------------------------------------------------
+# questions (predict first, interpret after; counted apart from the exercises)
+# --------------------------------------------------------------------------------------------------
+register_question(
+    "04.predict_affinity_size", title="Predict: how big is the affinity matrix of one 40×40 map?", when="predict",
+    tolerance=0.01, answer=(40 * 40) ** 2 / 1e6, unit="million entries",
+    explanation="A 40×40 map has N = 1,600 positions; the affinity pairs every position with every other: "
+                "N² = 2,560,000 entries per image (and per head), about 10 MB in float32 — for a batch of 32, "
+                "about 330 MB. Section 5 measures what this costs.")
+
+
+def _pairs_acc(arm: str) -> float:
+    return 100 * recorded("nonlocal_pairs")["arms"][arm]["mean_test_acc"]
+
+
+register_question(
+    "04.predict_baseline_pairs", title="Predict: how does the plain CNN do on long-range pairs?", when="predict",
+    choices={"a": "below 60 % (near chance: 50 % for two classes)", "b": "60 to 85 %", "c": "85 % or more"},
+    answer=lambda: bucket(_pairs_acc("baseline"), [60, 85]),
+    explanation=lambda correct: (
+        f"Recorded ({recorded_note('nonlocal_pairs')}): the baseline reaches {_pairs_acc('baseline'):.1f} %, the "
+        f"non-local network {_pairs_acc('nonlocal'):.1f} %. The two digits never fall in one receptive field of "
+        "the baseline, and its global pooling followed by a linear classifier cannot compare them; one non-local "
+        "block lets every position read every other, so the comparison can happen inside the network."))
+
+register_question(
+    "04.interpret_one_layer", title="Interpret: what lets one non-local block relate the two digits?",
+    when="interpret",
+    choices={"a": "it makes the network deeper, so the receptive field grows",
+             "b": "each output position is a weighted sum over all positions, with weights computed from the input",
+             "c": "its 1×1 convolutions see a larger neighbourhood than a 3×3 convolution",
+             "d": "batch norm after W mixes information across the batch"},
+    answer="b",
+    explanation="y_i = Σ_j f(x_i, x_j) g(x_j) / C(x) sums over *every* position j, so a query on the left digit "
+                "can take features from the right digit in a single layer, however far apart they are; the "
+                "weights f depend on the content, which is what the attention map of section 9 shows. Depth grows a "
+                "CNN's receptive field only a few pixels per layer, 1×1 convolutions see one position, and batch "
+                "norm does not relate positions of one image.")

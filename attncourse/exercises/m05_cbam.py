@@ -13,6 +13,9 @@ A decision about ``05.spatial_descriptor``: the official code stacks ``[max, mea
 ``[mean, max]``. The order only decides which input slice of the following 7×7 conv sees which
 descriptor; a SAM trained from scratch learns the same functions either way, so both orders earn
 full marks. (It matters only when copying trained weights between the two codes.)
+
+Questions (counted apart, 1 point each): ``05.predict_cbam_gain`` (choice, read from the recorded ``cbam_order``
+run) and ``05.interpret_untrained_map`` (choice).
 """
 from __future__ import annotations
 
@@ -20,7 +23,8 @@ import torch
 from torch import nn
 
 from .core import (CaseResult, _close, compare_gradient, compare_numbers, compare_tensors, gradient_flow,
-                   match_mistakes, mlp_readings, register_exercise, run_case, seeded_generator, tensor_type_hint)
+                   match_mistakes, mlp_readings, recorded, recorded_gain, recorded_note, register_exercise,
+                   register_question, run_case, seeded_generator, tensor_type_hint)
 
 __all__ = ["ChannelAttentionMap", "spatial_descriptor", "cbam_basic_block", "bam_attention"]
 
@@ -429,3 +433,43 @@ def _case_bam(learner, n: int, c: int, h: int, w: int) -> str | None:
 def _check_bam(learner):
     for shape in [(2, 8, 5, 5), (1, 4, 3, 7), (3, 16, 6, 4)]:
         yield run_case(f"x {list(shape)}, Mc [N, C, 1, 1], Ms [N, 1, H, W]", _case_bam, learner, *shape)
+
+
+# --------------------------------------------------------------------------------------------------
+# questions (predict first, interpret after; counted apart from the exercises)
+# --------------------------------------------------------------------------------------------------
+def _cbam_gain() -> float:
+    return recorded_gain("cbam_order", "channel_spatial", "baseline")
+
+
+def _cbam_gain_explanation(correct: str) -> str:
+    gain = _cbam_gain()
+    verdict = {"a": "better than the baseline", "b": "within a point of the baseline",
+               "c": "worse than the baseline"}[correct]
+    base = 100 * recorded("cbam_order")["arms"]["baseline"]["mean_test_acc"]
+    return (f"Recorded ({recorded_note('cbam_order')}): the plain baseline reaches {base:.1f} %, and CBAM in the "
+            f"paper's order (channel → spatial) changes that by {gain:+.1f} points: {verdict}. A paper's ImageNet "
+            "gain does not carry over by itself to a small network on a small task, and a difference of a point or "
+            "two must be compared with the seed-to-seed spread before it counts as an effect of the block.")
+
+
+register_question(
+    "05.predict_cbam_gain", title="Predict: CBAM (channel → spatial) against the plain baseline on cluttered digits",
+    when="predict",
+    choices={"a": "more than 1 point better", "b": "within 1 point", "c": "more than 1 point worse"},
+    answer=lambda: "a" if _cbam_gain() > 1 else ("c" if _cbam_gain() < -1 else "b"),
+    explanation=_cbam_gain_explanation)
+
+register_question(
+    "05.interpret_untrained_map", title="Interpret: why is the untrained CBAM spatial map exactly 0.5 everywhere?",
+    when="interpret",
+    choices={"a": "the batch norm after the 7×7 convolution starts with scale 0, so the map is σ(0) = 0.5",
+             "b": "the 7×7 convolution starts with all-zero weights and no bias",
+             "c": "the channel-wise max and mean cancel each other",
+             "d": "the sigmoid saturates on large inputs"},
+    answer="a",
+    explanation="The official CBAM code puts a batch norm after the 7×7 convolution, and the package follows its "
+                "initialisation: BN scale γ = 0 and shift 0, so whatever the convolution computes, the map is "
+                "σ(0) = 0.5 at every position. The spatial module starts by scaling all positions alike (it cannot "
+                "prefer the digit yet); training moves γ away from 0 and lets the map choose where. The 7×7 "
+                "weights themselves are random (Kaiming), not zero.")
