@@ -66,6 +66,24 @@ register_experiment(Experiment(
 ))
 
 
+# --------------------------------------------------------------------------- does clutter limit the baseline?
+#: clutter levels of the dose-response control: 0 fragments (clean digits) and 24 (four times mixed_compare's 6)
+CLUTTER_DOSES = {"clutter_none": 0, "clutter_heavy": 24}
+DOSE_ARMS = {"baseline": "none", "cbam": "cbam", "spatial_only": "spatial_attention"}
+
+for _name, _n in CLUTTER_DOSES.items():
+    register_experiment(Experiment(
+        name=_name,
+        description=(f"Cluttered digits with {_n} clutter fragments (mixed_compare has 6): does the clutter limit the "
+                     "baseline, and does a spatial gate's advantage grow with it? Baseline, CBAM and the spatial "
+                     f"module alone, r={MIXED_REDUCTION}, the same recipe as cbam_order."),
+        task="cluttered_digits",
+        task_kwargs={"n_clutter": _n},
+        arms={arm: BackboneArm(block, {"reduction": MIXED_REDUCTION}) for arm, block in DOSE_ARMS.items()},
+        module="05_cbam",
+    ))
+
+
 # --------------------------------------------------------------------------- looking at the spatial maps
 def spatial_maps(model, images) -> list:
     """The spatial map ``Ms`` of every attention block in ``model`` that has one, for ``images`` ``[N, C, H, W]``.
