@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .experiments.core import effects
+from .experiments.core import effects, metric_label
 from .experiments.recorded import results_dir
 
 __all__ = ["render_results_page"]
@@ -19,12 +19,17 @@ HEADER = """# Results
 
 Every table on this page is written by `python -m attncourse report` from the results that
 `python -m attncourse run-all --profile full` records in `attncourse/recorded/` (they ship with the package). Each
-table says on which device and with which profile its numbers were measured. Accuracy is the final-epoch test
-accuracy, mean ± sample standard deviation over seeds. *Δ* is the difference to the experiment's baseline (its
+table says on which device and with which profile its numbers were measured. Each table's metric is the final-epoch
+test value of its task's primary metric (accuracy; mIoU for segmentation; mAP for re-identification), mean ± sample
+standard deviation over seeds. *Δ* is the difference to the experiment's baseline (its
 first arm) in points; *Δ / spread* divides it by the larger of the two arms' seed standard deviations, and an arm
 **clears** when it is better by more than 2 spreads (never with a single seed, which has no spread: such tables are
 a first look, not evidence yet). *+params* is the parameter cost over the baseline.
 """
+
+
+def _metric_name(res: dict) -> str:
+    return metric_label(res).strip() or "accuracy"
 
 
 def _experiment_table(res: dict, name: str) -> list[str]:
@@ -36,7 +41,8 @@ def _experiment_table(res: dict, name: str) -> list[str]:
              f"Task `{res['task']}`, {res['n_train']} training / {res['n_test']} test images, {res['epochs']} epochs, "
              f"batch {res['batch_size']}, seeds {res['seeds']}, {res['profile']} profile. Device: {res['device']}; "
              f"torch {res['torch']}; commit `{res['git_commit'][:12]}`; file `attncourse/recorded/{name}`.{speed}", "",
-             "| arm | test accuracy (%) | per seed (%) | Δ (points) | Δ / spread | clears | params | +params | FLOPs / image |",
+             f"| arm | test {_metric_name(res)} (%) | per seed (%) | Δ (points) | Δ / spread | clears | params | +params | "
+             "FLOPs / input |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in effects(res):
         a = res["arms"][row["arm"]]

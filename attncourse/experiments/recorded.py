@@ -151,7 +151,8 @@ def load_or_train(experiment: str, arm: str, task=None, *, profile: str = "full"
         if verbose:
             p = model.provenance
             print(f"Loaded the recorded {experiment}/{arm} model: {p.get('profile')} profile, seed {p.get('seed')}, "
-                  f"test accuracy {100 * p.get('final_test_acc', float('nan')):.1f} %, trained on {p.get('device')}.")
+                  f"test {p.get('metric', 'accuracy')} {100 * p.get('final_test_acc', float('nan')):.1f} %, "
+                  f"trained on {p.get('device')}.")
         return model
     except (FileNotFoundError, CheckpointMismatch) as err:
         reason = str(err)

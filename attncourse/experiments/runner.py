@@ -220,7 +220,8 @@ def record_checkpoint(job: Job, record: dict, store=None, out_dir=None) -> Path:
     prov = {"experiment": job.experiment, "arm": job.arm, "seed": job.seed, "profile": job.profile.name,
             "arm_spec": record["spec"]["arm"], "task": exp.task, "task_shape": shape, "epochs": job.epochs,
             "device": record["device"], "torch": record["torch"], "git_commit": record["git_commit"],
-            "settings": record["settings"], "final_test_acc": record["final_test_acc"], "finished": record["finished"],
+            "settings": record["settings"], "metric": record.get("metric", "accuracy"),
+            "final_test_acc": record["final_test_acc"], "finished": record["finished"],
             "job": record["job"]}
     return save_trained(target, model, prov)
 
