@@ -1,0 +1,99 @@
+"""Metric learning through the one fit: P×K batches, batch-hard triplet loss, re-ID evaluation, end to end."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from attncourse.data.digit_tracklets import digit_tracklets
+from attncourse.metrics.reid import reid_metrics
+from attncourse.objectives import get_objective
+from attncourse.objectives.metric import MetricLearning, batch_hard_triplet, pk_groups, reid_evaluate
+from attncourse.train import fit
+
+
+class ToyReID(nn.Module):
+    """The convention: (logits, embedding) in training, the embedding in eval."""
+
+    def __init__(self, in_features: int, num_classes: int, dim: int = 32):
+        super().__init__()
+        self.embed = nn.Sequential(nn.Flatten(2), nn.Linear(in_features, dim))
+        self.classifier = nn.Linear(dim, num_classes)
+
+    def forward(self, x):
+        e = self.embed(x).mean(1)  # [N, T, D] → [N, D]
+        return (self.classifier(e), e) if self.training else e
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return digit_tracklets(384, 192, seed=0)
+
+
+def test_the_metric_kind_is_found_by_the_task():
+    assert isinstance(get_objective("metric"), MetricLearning) and get_objective("metric").metric == "map"
+
+
+def test_pk_groups_visit_every_identity_once_with_k_each():
+    labels = torch.tensor([0] * 5 + [1] * 4 + [2] * 2 + [3] * 4 + [4] * 4)
+    g = torch.Generator().manual_seed(0)
+    groups = pk_groups(labels, 2, 4, g)
+    assert len(groups) == 2  # 5 identities in groups of 2: the last incomplete group is dropped
+    seen = []
+    for idx in groups:
+        ids = labels[idx]
+        assert len(idx) == 8 and len(ids.unique()) == 2 and (ids.bincount()[ids.unique()] == 4).all()
+        seen += ids.unique().tolist()
+    assert len(set(seen)) == 4
+    big = [idx for idx in pk_groups(labels, 5, 4, torch.Generator().manual_seed(1))][0]
+    assert len(big) == 20 and len(set(big[labels[big] == 0].tolist())) == 4  # ≥ K members: without replacement
+    assert torch.equal(torch.cat(pk_groups(labels, 2, 4, torch.Generator().manual_seed(3))),
+                       torch.cat(pk_groups(labels, 2, 4, torch.Generator().manual_seed(3))))
+
+
+def test_batch_hard_triplet_equals_loops():
+    g = torch.Generator().manual_seed(0)
+    emb = torch.randn(12, 5, generator=g)
+    y = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 3, 4, 4, 4])  # identity 3 has no positive: not an anchor
+    unit = emb / emb.norm(dim=1, keepdim=True)
+    terms = []
+    for a in range(12):
+        pos = [float((unit[a] - unit[p]).norm()) for p in range(12) if p != a and y[p] == y[a]]
+        neg = [float((unit[a] - unit[n]).norm()) for n in range(12) if y[n] != y[a]]
+        if pos and neg:
+            terms.append(max(0.0, max(pos) - min(neg) + 0.3))
+    assert batch_hard_triplet(emb, y, 0.3).item() == pytest.approx(sum(terms) / len(terms), abs=1e-5)
+    assert batch_hard_triplet(emb[:3], y[:3]).item() == 0.0  # one identity: no negatives
+
+
+def test_loss_needs_logits_and_embedding():
+    with pytest.raises(ValueError, match=r"\(logits, embedding\)"):
+        MetricLearning().loss(torch.zeros(4, 3), torch.zeros(4, dtype=torch.long))
+
+
+def test_evaluate_equals_the_metrics_on_embeddings(tiny):
+    torch.manual_seed(0)
+    model = ToyReID(32 * 16, tiny.num_classes).eval()
+    out = reid_evaluate(model, tiny, amp=False)  # float32, like the reference below
+    with torch.no_grad():
+        emb = model(tiny.float_images(tiny.x_test))
+    emb = emb / emb.norm(dim=1, keepdim=True)
+    q = tiny.query_test
+    ref = reid_metrics(torch.cdist(emb[q], emb[~q]), tiny.y_test[q], tiny.y_test[~q], tiny.cam_test[q],
+                       tiny.cam_test[~q])
+    for key in ("map", "rank1", "rank5", "rank10", "n_queries"):
+        assert out[key] == pytest.approx(ref[key], abs=1e-6), key
+    assert out["n_queries"] == int(q.sum()) and out["loss"] >= 0
+
+
+def test_fit_trains_metric_learning_end_to_end(tiny):
+    torch.manual_seed(0)
+    model = ToyReID(32 * 16, tiny.num_classes)
+    objective = get_objective("metric")
+    hist = fit(model, tiny, epochs=4, batch_size=64, lr=3e-3, max_shift=1, progress=False, device="cpu", seed=0)
+    assert hist.metric == "map" and len(hist.test_acc) == 4
+    assert {"loss", "map", "rank1", "rank5", "rank10"} <= set(hist.test_metrics[-1])
+    assert hist.test_acc == [m["map"] for m in hist.test_metrics]
+    assert objective.steps_per_epoch(tiny, 64) == tiny.num_classes // 4  # P = 64 // (4 frames · K=4) = 4
+    assert hist.train_loss[-1] < hist.train_loss[0]  # identity + triplet loss go down
+    assert 0 < hist.test_acc[-1] <= 1
