@@ -1,0 +1,142 @@
+"""The segmentation kind: loss with the ignore index and upsampling, augmentation that moves the labels,
+streamed evaluation equal to a whole-split reference, and fit end to end on a tiny digit_scenes task."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attncourse.data.digit_scenes import IGNORE_INDEX, digit_scenes
+from attncourse.metrics.segmentation import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
+from attncourse.objectives import get_objective
+from attncourse.train import fit
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return digit_scenes(96, 24, seed=0)
+
+
+@pytest.fixture(scope="module")
+def objective():
+    return get_objective("segmentation")
+
+
+class Oracle(nn.Module):
+    """Outputs the truth one-hot (from a lookup of the test images), at 1/`stride` resolution when asked."""
+
+    def __init__(self, task, stride=1):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(()))
+        self.table = {bytes(x.numpy().tobytes()): y for x, y in zip(task.x_test, task.y_test)}
+        self.stride = stride
+
+    def forward(self, x):
+        ys = [self.table[bytes((x[i] * 255).round().to(torch.uint8).numpy().tobytes())] for i in range(len(x))]
+        y = torch.stack(ys).long()
+        y[y == IGNORE_INDEX] = 0
+        out = F.one_hot(y, 11).permute(0, 3, 1, 2).float() * 10 + self.w
+        return out[..., ::self.stride, ::self.stride] if self.stride > 1 else out
+
+
+def test_the_kind_is_registered(objective, tiny):
+    assert objective.kind == "segmentation" == tiny.kind and objective.metric == "miou"
+
+
+def test_loss_is_cross_entropy_over_non_ignored_pixels_after_upsampling(objective):
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 11, (2, 8, 8), generator=g).to(torch.uint8)
+    y[0, :4] = IGNORE_INDEX
+    coarse = torch.randn(2, 11, 4, 4, generator=g)
+    up = F.interpolate(coarse, size=(8, 8), mode="bilinear", align_corners=False)
+    keep = y != IGNORE_INDEX
+    manual = -up.log_softmax(1).gather(1, y.long().clamp(max=10)[:, None])[:, 0][keep].mean()
+    assert objective.loss(coarse, y).item() == pytest.approx(manual.item(), rel=1e-5)
+    hits, count = objective.train_hits(coarse, y)
+    assert count == int(keep.sum()) and int(hits) == int((up.argmax(1) == y.long())[keep].sum())
+    everything_ignored = torch.full_like(y, IGNORE_INDEX)
+    coarse.requires_grad_(True)
+    loss = objective.loss(coarse, everything_ignored)
+    loss.backward()
+    assert loss.item() == 0 and torch.isfinite(coarse.grad).all()
+
+
+def test_augmentation_moves_the_labels_with_the_image(objective, tiny):
+    x = tiny.float_images(tiny.x_train[:16])
+    y = tiny.y_train[:16]
+    xs, ys = objective.augment(x, y, 3, torch.Generator().manual_seed(1))
+    assert xs.shape == x.shape and ys.shape == y.shape and ys.dtype == y.dtype
+    assert not torch.equal(xs, x)
+    assert set(ys.unique().tolist()) <= set(y.unique().tolist()) | {0}
+    for i in range(16):  # find each sample's shift from the image, then check the labels moved by the same
+        found = False
+        for dy in range(-3, 4):
+            for dx in range(-3, 4):
+                shifted = torch.zeros_like(x[i, 0])
+                shifted[max(dy, 0):48 + min(dy, 0), max(dx, 0):48 + min(dx, 0)] = \
+                    x[i, 0][max(-dy, 0):48 + min(-dy, 0), max(-dx, 0):48 + min(-dx, 0)]
+                if torch.equal(shifted, xs[i, 0]):
+                    lab = torch.zeros_like(y[i])
+                    lab[max(dy, 0):48 + min(dy, 0), max(dx, 0):48 + min(dx, 0)] = \
+                        y[i][max(-dy, 0):48 + min(-dy, 0), max(-dx, 0):48 + min(-dx, 0)]
+                    assert torch.equal(lab, ys[i])
+                    found = True
+        assert found
+    assert objective.augment(x, y, 0, None)[1] is y
+
+
+def test_evaluate_streams_to_the_whole_split_reference(objective, tiny):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 11, 3, padding=1), nn.AvgPool2d(4)).eval()  # a coarse, random model
+    got = objective.evaluate(model, tiny, batch_size=7, amp=False, channels_last=False)
+    with torch.no_grad():
+        logits = F.interpolate(model(tiny.float_images(tiny.x_test)), size=(48, 48), mode="bilinear", align_corners=False)
+    y = tiny.y_test.long()
+    pred = logits.argmax(1)
+    cm = confusion_matrix(pred, y, 11)
+    assert got["miou"] == pytest.approx(mean_iou(cm), abs=1e-12)
+    assert got["pixel_accuracy"] == pytest.approx(pixel_accuracy(cm), abs=1e-12)
+    assert got["loss"] == pytest.approx(F.cross_entropy(logits, y, ignore_index=IGNORE_INDEX).item(), rel=1e-5)
+    for size, name in ((1, "small"), (2, "large")):
+        mask = tiny.size_test == size
+        iou = iou_per_class(confusion_matrix(pred[mask], y[mask], 11))[1:]
+        expected = float(iou[~iou.isnan()].mean())
+        assert got[f"miou_{name}"] == pytest.approx(expected, abs=1e-12)
+        assert got[f"accuracy_{name}"] == pytest.approx(float((pred[mask] == y[mask]).double().mean()), abs=1e-12)
+    assert len(got["iou"]) == 11
+
+
+@pytest.mark.parametrize("stride", [1, 4])
+def test_a_perfect_model_scores_one(objective, tiny, stride):
+    got = objective.evaluate(Oracle(tiny, stride), tiny, batch_size=10, amp=False, channels_last=False)
+    if stride == 1:
+        assert got["miou"] == 1.0 and got["pixel_accuracy"] == 1.0 and got["miou_large"] == 1.0
+    else:  # a 4× coarser map loses the thin parts: still far above chance, below perfect
+        assert 0.3 < got["miou"] < 1.0
+
+
+def tiny_fcn():
+    return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                         nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                         nn.Conv2d(32, 32, 3, padding=2, dilation=2), nn.BatchNorm2d(32), nn.ReLU(),
+                         nn.Conv2d(32, 11, 1))
+
+
+def test_fit_trains_a_segmentation_model_end_to_end(tiny):
+    torch.manual_seed(0)
+    model = tiny_fcn()
+    hist = fit(model, tiny, epochs=4, batch_size=16, lr=1e-2, progress=False, device="cpu", seed=0)
+    assert hist.metric == "miou" and len(hist.test_acc) == 4
+    assert hist.test_acc == [m["miou"] for m in hist.test_metrics]
+    assert {"loss", "miou", "pixel_accuracy", "iou", "miou_small", "miou_large"} <= set(hist.test_metrics[-1])
+    assert hist.train_loss[-1] < hist.train_loss[0]
+    # better than labelling everything background: that scores IoU = (background share) for background and 0
+    # for every digit class present, so its mIoU is that share over the number of classes present
+    y = tiny.y_test
+    present = len(set(y.unique().tolist()) - {IGNORE_INDEX})
+    all_background = float((y == 0).sum() / (y != IGNORE_INDEX).sum()) / present
+    assert hist.test_acc[-1] > max(all_background, hist.test_acc[0])
+    assert all(math.isfinite(v) for v in hist.test_acc)
