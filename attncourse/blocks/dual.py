@@ -1,5 +1,166 @@
-"""Dual attention (DANet): position attention (PAM) and channel attention (CAM) in parallel.
+"""Dual attention (DANet): a position attention module (PAM) and a channel attention module (CAM).
 
-Fu et al., "Dual Attention Network for Scene Segmentation", CVPR 2019, arXiv:1809.02983.
-The blocks of module 06 are registered here.
+Paper: **Dual Attention Network for Scene Segmentation** — Fu, Liu, Tian, Li, Bao, Fang, Lu, CVPR 2019,
+arXiv:1809.02983. The facts below follow the paper and the authors' code (``junfu1115/DANet``,
+``encoding/nn/da_att.py``).
+
+**PAM** (``PositionAttention``, registered ``"danet_pam"``) — self-attention over the ``N = H·W`` positions::
+
+    x              [B, C, H, W]
+    Q, K = 1×1 conv(x)               → [B, C/8, H, W] each          V = 1×1 conv(x) → [B, C, H, W]
+    E = Qᵀ K                         → [B, N, N]   energy, NO 1/√d scale
+    S = softmax(E) over the keys     → [B, N, N]   row i: where position i looks
+    out = V · Sᵀ                     → [B, C, N] → [B, C, H, W]
+    y = γ · out + x                  γ a learned scalar, 0 at init: the block starts as the identity
+
+**CAM** (``ChannelSelfAttention``, registered ``"danet_cam"``) — self-attention over the channels, no convs::
+
+    A = x.view(B, C, N)              → [B, C, N]
+    E = A Aᵀ                         → [B, C, C]   channel affinity
+    S = softmax(max_j E − E) per row → [B, C, C]   as the authors' code
+    out = S · A                      → [B, C, N] → [B, C, H, W]
+    y = γ · out + x                  γ = 0 at init
+
+``softmax(max(E) − E)`` equals ``softmax(−E)``: softmax is unchanged by adding the same number to a whole
+row, and ``max_j E_ij`` is the same number for every entry of row ``i``. Subtracting it only keeps the
+exponents ≤ 0 … except that they already are, as ``max − E ≥ 0``; what it does is make the *largest*
+input of ``exp`` equal to ``max − min``: the authors call it a trick against overflow. Note the minus sign:
+a channel attends most to the channels it is *least* similar to — the code's behaviour, kept here.
+
+Efficient PAM: ``F.scaled_dot_product_attention(q, k, v, scale=1.0)`` with q/k/v contiguous
+``[B, 1, N, d]`` tokens (``scale=1.0`` because PAM has no scale; SDPA's default would be ``d**-0.5``); the
+naive form builds the ``N × N`` matrix explicitly. Both compute the same function
+(``tests/test_blocks_dual.py`` checks it in float64 to 1e-5).
+
+Public-code deviations worth knowing: a popular collection of attention modules
+(``xmu-xiaoma666/External-Attention-pytorch``, ``DANet.py``) calls a ``DAModule`` "DANet" but builds its
+position branch from a generic scaled multi-head self-attention (with ``1/√d``) and its channel branch from
+a scaled softmax over the plain ``A Aᵀ`` — neither the ``max − E`` energy nor the γ = 0 residual; it is a
+different block. The segmentation head that puts the two modules in parallel is
+:class:`attncourse.segmentation_models.DualHead`.
 """
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import register_block
+from ._common import check_input, picture_helper, reduced_width
+
+__all__ = ["PositionAttention", "ChannelSelfAttention", "PAM", "CAM", "pam_naive", "cam_naive", "DANET_PAPER"]
+
+DANET_PAPER = "Dual Attention Network for Scene Segmentation (arXiv:1809.02983)"
+IMPLEMENTATIONS = ("efficient", "naive")
+
+
+def _tokens(t: torch.Tensor) -> torch.Tensor:
+    """``[B, d, H, W] → [B, 1, N, d]``, contiguous in ``d`` (so SDPA's fused kernels may run)."""
+    return t.flatten(2).transpose(1, 2).contiguous().unsqueeze(1)
+
+
+def pam_naive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The PAM aggregation written out: ``(V·Sᵀ as [B, C, H, W], S [B, N, N])`` with ``S = softmax(QᵀK)``."""
+    b, c, h, w = v.shape
+    energy = torch.bmm(q.flatten(2).transpose(1, 2), k.flatten(2))  # [B, N, N]
+    attention = energy.softmax(dim=-1)
+    out = torch.bmm(v.flatten(2), attention.transpose(1, 2))  # [B, C, N]
+    return out.view(b, c, h, w), attention
+
+
+def cam_naive(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The CAM aggregation: ``(S·A as [B, C, H, W], S [B, C, C])`` with ``S = softmax(max(E) − E)``, ``E = A Aᵀ``."""
+    b, c, h, w = x.shape
+    a = x.reshape(b, c, h * w)
+    energy = torch.bmm(a, a.transpose(1, 2))  # [B, C, C]
+    energy = energy.amax(dim=-1, keepdim=True) - energy
+    attention = energy.softmax(dim=-1)
+    return torch.bmm(attention, a).view(b, c, h, w), attention
+
+
+@register_block("danet_pam", placement="stage", family="dual", paper=DANET_PAPER + "; position attention module")
+class PositionAttention(nn.Module):
+    """DANet's position attention module (PAM).
+
+    Args:
+        channels: input (and output) channels ``C``.
+        reduction: query/key width ``C // reduction`` (the paper's 8), at least 1.
+        reduced_channels: explicit query/key width (overrides ``reduction``).
+        implementation: ``"efficient"`` (SDPA, ``scale=1.0``) or ``"naive"`` (the explicit ``N × N`` matrix).
+
+    Shape: ``[B, C, H, W] → [B, C, H, W]``. ``attention_maps(x)`` returns ``{"position": S [B, N, N]}``.
+    """
+
+    def __init__(self, channels: int, reduction: float = 8, reduced_channels: int | None = None,
+                 implementation: str = "efficient"):
+        super().__init__()
+        name = type(self).__name__
+        d = reduced_width(name, channels, reduction, reduced_channels)
+        if implementation not in IMPLEMENTATIONS:
+            raise ValueError(f"{name}: implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
+        self.channels, self.inner_channels, self.implementation = channels, d, implementation
+        self.query = nn.Conv2d(channels, d, 1)
+        self.key = nn.Conv2d(channels, d, 1)
+        self.value = nn.Conv2d(channels, channels, 1)
+        self.gamma = nn.Parameter(torch.zeros(1))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """PyTorch's default conv initialisation (as the authors' code); γ = 0 so the block starts as the identity."""
+        for conv in (self.query, self.key, self.value):
+            conv.reset_parameters()
+        nn.init.zeros_(self.gamma)
+
+    def aggregate(self, x: torch.Tensor) -> torch.Tensor:
+        """``V · softmax(QᵀK)ᵀ`` as a map ``[B, C, H, W]`` (no γ, no residual)."""
+        q, k, v = self.query(x), self.key(x), self.value(x)
+        if self.implementation == "naive":
+            return pam_naive(q, k, v)[0]
+        b, c, h, w = v.shape
+        out = F.scaled_dot_product_attention(_tokens(q), _tokens(k), _tokens(v), scale=1.0)  # [B, 1, N, C]
+        return out.squeeze(1).transpose(1, 2).reshape(b, c, h, w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(self, x, self.channels)
+        return self.gamma.to(x.dtype) * self.aggregate(x).to(x.dtype) + x
+
+    @picture_helper
+    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{"position": S}``, ``S [B, N, N]``: row ``i`` is where position ``i`` (row-major) looks."""
+        check_input(self, x, self.channels)
+        return {"position": pam_naive(self.query(x), self.key(x), self.value(x))[1]}
+
+
+@register_block("danet_cam", placement="stage", family="dual", paper=DANET_PAPER + "; channel attention module")
+class ChannelSelfAttention(nn.Module):
+    """DANet's channel attention module (CAM): channel self-attention without convolutions.
+
+    Args:
+        channels: input (and output) channels ``C``.
+
+    Shape: ``[B, C, H, W] → [B, C, H, W]``. ``attention_maps(x)`` returns ``{"channel": S [B, C, C]}``.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        reduced_width(type(self).__name__, channels, 1)  # validates channels
+        self.channels = channels
+        self.gamma = nn.Parameter(torch.zeros(1))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """γ = 0: the block starts as the identity."""
+        nn.init.zeros_(self.gamma)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(self, x, self.channels)
+        return self.gamma.to(x.dtype) * cam_naive(x)[0].to(x.dtype) + x
+
+    @picture_helper
+    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{"channel": S}``, ``S [B, C, C]``: row ``c`` is how channel ``c`` mixes the others."""
+        check_input(self, x, self.channels)
+        return {"channel": cam_naive(x)[1]}
+
+
+PAM, CAM = PositionAttention, ChannelSelfAttention
