@@ -1,0 +1,170 @@
+"""Backbones for module 07 (branch attention): a ResNet whose 3×3 conv is *replaced* by a branch conv, and the
+deep stack of the Highway demonstration.
+
+:class:`BranchResNet` is :class:`attncourse.models.AttnResNet`'s skeleton (stem, three stages of basic blocks,
+widths 16/32/64, GAP, linear) with the second 3×3 conv of every basic block built by name::
+
+    x → conv3×3 (stride) → BN → ReLU → CONV (C → C, "plain" | "sk" | "condconv" | "dynamic_conv" | "split_attn")
+      → BN → (+ shortcut(x)) → ReLU
+
+so the arms of the experiment differ only in that conv, at (nearly) the same FLOPs; nothing is added.
+
+:class:`DeepStack` is ``stem → depth × layer → GAP → linear`` with either highway layers or the same layers
+without gates (``y = ReLU(conv(x))``, the gate's parameters removed), and no normalisation anywhere.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .blocks import create_block
+from .blocks._common import check_input, positive_int
+from .blocks.branch import Highway, SKAttention, SplitAttention
+from .models import conv_bn
+
+__all__ = ["BRANCH_CONVS", "BranchBasicBlock", "BranchResNet", "DeepStack", "branch_weights"]
+
+#: the convs a :class:`BranchResNet` can use in place of its 3×3 conv (``"plain"`` is ``nn.Conv2d``)
+BRANCH_CONVS = ("plain", "sk", "condconv", "dynamic_conv", "split_attn")
+
+
+def _make_conv(conv: str, channels: int, kwargs: dict) -> nn.Module:
+    if conv not in BRANCH_CONVS:
+        raise ValueError(f"BranchResNet: conv must be one of {BRANCH_CONVS}, got {conv!r}")
+    if conv == "plain":
+        if kwargs:
+            raise ValueError(f"BranchResNet: the plain conv takes no conv_kwargs, got {kwargs}")
+        return nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+    return create_block(conv, channels, **kwargs)
+
+
+class BranchBasicBlock(nn.Module):
+    """A basic block whose second 3×3 conv is ``conv`` (a branch conv or the plain one), followed by BN."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, conv: str = "plain", conv_kwargs: dict | None = None):
+        super().__init__()
+        self.conv1 = conv_bn(cin, cout, 3, stride)
+        self.conv2 = _make_conv(conv, cout, dict(conv_kwargs or {}))
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Identity() if stride == 1 and cin == cout else conv_bn(cin, cout, 1, stride)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act(self.conv1(x))
+        return self.act(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class BranchResNet(nn.Module):
+    """:class:`~attncourse.models.AttnResNet`'s skeleton with the 3×3 conv of every block chosen by name.
+
+    Args:
+        in_channels, num_classes, widths, depths: as ``AttnResNet``.
+        conv: one of :data:`BRANCH_CONVS`.
+        conv_kwargs: keyword arguments of that conv (e.g. ``{"groups": 2}`` for SK at the plain conv's cost).
+
+    ``[N, Cin, H, W] → [N, 16, H, W] → [N, 32, H/2, W/2] → [N, 64, H/4, W/4] → GAP → [N, classes]``.
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, widths=(16, 32, 64), depths=(1, 1, 1),
+                 conv: str = "plain", conv_kwargs: dict | None = None):
+        super().__init__()
+        if len(widths) != len(depths) or not widths:
+            raise ValueError(f"BranchResNet: widths {widths} and depths {depths} must be non-empty and the same length")
+        self.conv_name = conv
+        self.stem = nn.Sequential(conv_bn(in_channels, widths[0], 3, 1), nn.ReLU(inplace=True))
+        stages, cin = [], widths[0]
+        for i, (w, d) in enumerate(zip(widths, depths), start=1):
+            stages.append(nn.Sequential(*[
+                BranchBasicBlock(cin if j == 0 else w, w, 1 if i == 1 or j > 0 else 2, conv, conv_kwargs)
+                for j in range(d)]))
+            cin = w
+        self.stages = nn.Sequential(*stages)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Kaiming-normal (fan-out) for the backbone's convs, as ``AttnResNet``; branch convs their own init."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        for m in self.modules():
+            if m is not self and hasattr(m, "reset_parameters") and m.__module__.startswith("attncourse.blocks"):
+                m.reset_parameters()
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(self, x, self.stem[0][0].in_channels)
+        return self.stages(self.stem(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+@torch.no_grad()
+def branch_weights(model: nn.Module, x: torch.Tensor, branch: int = -1) -> dict[str, torch.Tensor]:
+    """Per sample, the mean attention weight on branch ``branch`` (default: the last, the largest receptive
+    field) of every SK unit / split-attention conv in ``model``, keyed by the unit's module name.
+
+    Returns ``{name: [N]}`` (averaged over channels). Runs in eval mode through forward hooks and restores the
+    model's mode: a picture of the trained model, no statistics move.
+    """
+    captured: dict[str, torch.Tensor] = {}
+    handles = []
+    for name, m in model.named_modules():
+        if isinstance(m, SKAttention):  # its output is the weights [N, M, C, 1, 1]
+            handles.append(m.register_forward_hook(
+                lambda mod, inp, out, key=name.removesuffix(".attn"): captured.__setitem__(key, out.flatten(2))))
+        elif isinstance(m, SplitAttention):  # fc2's output → the radix softmax → [N, R, C]
+            handles.append(m.fc2.register_forward_hook(
+                lambda mod, inp, out, key=name, sa=m: captured.__setitem__(
+                    key, sa.rsoftmax(out).reshape(out.shape[0], sa.radix, sa.out_channels))))
+    if not handles:
+        raise ValueError(f"branch_weights: {type(model).__name__} has no SK unit or split-attention conv")
+    was_training = model.training
+    model.eval()
+    try:
+        model(x)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return {name: w[:, branch].float().mean(1) for name, w in captured.items()}
+
+
+class _PlainLayer(nn.Module):
+    """``y = ReLU(conv(x) + b)`` — a highway layer's transform without the gate (same init as ``Highway``)."""
+
+    def __init__(self, channels: int, kernel_size: int = 3):
+        super().__init__()
+        self.channels = channels
+        self.transform = nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.kaiming_normal_(self.transform.weight, mode="fan_in", nonlinearity="relu")
+        nn.init.zeros_(self.transform.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.transform(x))
+
+
+class DeepStack(nn.Module):
+    """``stem conv3×3 (stride 2) → ReLU → depth × layer → GAP → linear``; ``gated`` picks highway layers or
+    the same layers without gates. No normalisation, so depth alone decides whether the stack trains.
+
+    ``[N, Cin, H, W] → [N, width, H/2, W/2] → … → [N, width] → [N, classes]``.
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 16, depth: int = 30,
+                 gated: bool = True, gate_bias: float = -2.0):
+        super().__init__()
+        positive_int("DeepStack", "depth", depth)
+        positive_int("DeepStack", "width", width)
+        self.gated, self.depth = bool(gated), depth
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, stride=2, padding=1), nn.ReLU(inplace=True))
+        self.layers = nn.Sequential(*[Highway(width, gate_bias=gate_bias) if gated else _PlainLayer(width)
+                                      for _ in range(depth)])
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(self, x, self.stem[0].in_channels)
+        return self.head(self.layers(self.stem(x)))
