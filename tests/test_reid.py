@@ -97,3 +97,46 @@ def test_fit_trains_metric_learning_end_to_end(tiny):
     assert objective.steps_per_epoch(tiny, 64) == tiny.num_classes // 4  # P = 64 // (4 frames · K=4) = 4
     assert hist.train_loss[-1] < hist.train_loss[0]  # identity + triplet loss go down
     assert 0 < hist.test_acc[-1] <= 1
+
+
+# --------------------------------------------------------------------------- the re-ID models and the experiment
+@pytest.mark.parametrize("head", ["tap", "temporal_attention", "sta"])
+def test_reid_net_convention_and_shapes(head):
+    from attncourse.reid_models import ReIDNet
+
+    torch.manual_seed(0)
+    net = ReIDNet(1, 7, head=head)
+    x = torch.rand(3, 4, 1, 32, 16)
+    logits, emb = net.train()(x)
+    assert logits.shape == (3, 7) and emb.shape == (3, 128)
+    assert (getattr(net.temporal, "aux_loss", None) is not None) == (head == "sta")
+    assert net.eval()(x).shape == (3, 128)
+    assert net.frame_features(x).shape == (3, 4, 64, 8, 4)
+    assert net.clip_features(x).shape == (3, net.temporal.out_channels, 8, 4)
+    with pytest.raises(ValueError, match=r"ReIDNet.*\[N, T, C, H, W\]"):
+        net(torch.rand(3, 4, 32, 16))
+    with pytest.raises(ValueError, match="ReIDNet: expected 1 channels"):
+        net(torch.rand(3, 4, 2, 32, 16))
+
+
+def test_reid_net_in_channels_last_equals_contiguous():
+    from attncourse.reid_models import ReIDNet
+
+    torch.manual_seed(0)
+    net = ReIDNet(1, 5, head="sta").eval()
+    x = torch.rand(2, 4, 1, 32, 16)
+    ref = net(x)
+    net.to(memory_format=torch.channels_last)
+    torch.testing.assert_close(net(x), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_sta_experiment_is_registered_and_trains_through_fit(tiny):
+    from attncourse.experiments import get_experiment
+
+    exp = get_experiment("sta_tracklets")
+    assert list(exp.arms) == ["tap", "temporal_attention", "sta"] and exp.task == "digit_tracklets"
+    torch.manual_seed(0)
+    model = exp.arms["sta"](tiny)
+    assert model.classifier.out_features == tiny.num_classes and model.stem[0][0].in_channels == 1
+    hist = fit(model, tiny, epochs=1, batch_size=64, progress=False, device="cpu", seed=0)
+    assert hist.metric == "map" and 0 <= hist.test_acc[0] <= 1 and hist.train_loss[0] > 0

@@ -1,1 +1,33 @@
-"""Experiments of module sta (registered on import)."""
+"""Experiments of module 08 (STA) on the digit-tracklets task.
+
+``sta_tracklets``: video re-identification of individual handwritten digits (:mod:`attncourse.data.digit_tracklets`:
+4-frame tracklets of 32×16 frames, 3 cameras, jitter, clutter, and frames partly or wholly occluded by a grey
+obstacle). Every arm is :class:`~attncourse.reid_models.ReIDNet` — the course backbone (AttnResNet widths
+16/32/64, no attention inside) on each frame, then a clip head, global pooling and a 128-d embedding — trained
+with identity cross-entropy plus a batch-hard triplet loss on P×K batches (:mod:`attncourse.objectives.metric`);
+the test metric is mAP (rank-1/5/10 beside it) on queries against a gallery of other cameras. Arms:
+
+* ``tap`` — temporal average pooling (the baseline; first, so effects are measured against it);
+* ``temporal_attention`` — one learned weight per frame (softmax over frames);
+* ``sta`` — STA, K = 4 horizontal regions, the inter-frame regulariser with weight 0.1.
+
+Record it with ``python -m attncourse run-all --only sta_tracklets --profile full``.
+"""
+from __future__ import annotations
+
+from ..reid_models import ReIDNet
+from .core import Experiment, NetArm, register_experiment
+
+HEADS = ("tap", "temporal_attention", "sta")
+
+register_experiment(Experiment(
+    name="sta_tracklets",
+    description=("Digit tracklets (video re-ID of individual handwritten digits: 4 frames of 32×16, 3 cameras, jitter, "
+                 "clutter, frames partly or wholly occluded): the course backbone on every frame, then temporal "
+                 "average pooling (TAP) vs temporal attention pooling vs STA (K=4 regions, inter-frame regulariser); "
+                 "identity cross-entropy + batch-hard triplet loss on P×K batches; test mAP and CMC on queries "
+                 "against a gallery of other cameras."),
+    task="digit_tracklets",
+    arms={head: NetArm(ReIDNet, {"head": head}) for head in HEADS},
+    module="08_sta",
+))
