@@ -140,3 +140,88 @@ def test_fit_trains_a_segmentation_model_end_to_end(tiny):
     all_background = float((y == 0).sum() / (y != IGNORE_INDEX).sum()) / present
     assert hist.test_acc[-1] > max(all_background, hist.test_acc[0])
     assert all(math.isfinite(v) for v in hist.test_acc)
+
+
+# --------------------------------------------------------------------------- the models of module 06
+from attncourse.data.digit_scenes import FCN_RECEPTIVE_FIELD  # noqa: E402
+from attncourse.segmentation_models import HEADS, SegNet, predict_labels, receptive_field  # noqa: E402
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_every_head_outputs_logits_at_output_stride_4(head):
+    torch.manual_seed(0)
+    model = SegNet(1, 11, head).train()
+    out = model(torch.rand(3, 1, 48, 48))
+    assert out.shape == (3, 11, 12, 12)
+    out.sum().backward()
+    assert all(p.grad is not None for n, p in model.named_parameters() if "gamma" not in n)
+
+
+def test_the_receptive_field_is_what_the_task_promises():
+    """Measured: the input pixels that influence one output logit (positive weights, so nothing cancels)."""
+    model = SegNet(1, 11, "fcn").eval()
+    assert receptive_field(model) == FCN_RECEPTIVE_FIELD == 35
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.abs() + 0.01)
+    x = torch.rand(1, 1, 64, 64, requires_grad=True)
+    model(x)[0, 0, 8, 8].backward()
+    rows = x.grad[0, 0].abs().sum(1).nonzero().flatten()
+    cols = x.grad[0, 0].abs().sum(0).nonzero().flatten()
+    assert int(rows[-1] - rows[0]) + 1 == 35 == int(cols[-1] - cols[0]) + 1
+    # PAM and CAM widen it to the whole map: an input pixel far away changes the logit once γ ≠ 0
+    danet = SegNet(1, 11, "danet").eval()
+    with torch.no_grad():
+        for m in danet.modules():
+            if hasattr(m, "gamma"):
+                m.gamma.fill_(1.0)
+    x = torch.rand(1, 1, 64, 64, requires_grad=True)
+    danet(x)[0, :, 0, 0].sum().backward()
+    assert x.grad[0, 0, 40:, 40:].abs().sum() > 0
+
+
+def test_danet_at_init_is_two_plain_branches_summed():
+    torch.manual_seed(0)
+    model = SegNet(1, 11, "danet").eval()
+    x = torch.rand(2, 1, 48, 48)
+    feats = model.backbone(x)
+    plain = [b.project(b.reduce(feats)) for b in model.head.branches]  # attention skipped
+    assert_close = torch.testing.assert_close
+    assert_close(model(x), model.head.classifier(plain[0] + plain[1]))
+
+
+def test_bad_input_and_bad_head():
+    with pytest.raises(ValueError, match="SegNet"):
+        SegNet(1, 11, "fcn")(torch.rand(2, 3, 48, 48))
+    with pytest.raises(ValueError, match="head"):
+        SegNet(1, 11, "aspp")
+
+
+def test_predict_labels_and_the_experiment(tiny):
+    from attncourse.experiments import get_experiment
+
+    exp = get_experiment("danet_scenes")
+    assert list(exp.arms) == ["fcn", "pam", "cam", "danet", "cbam_series"] and exp.task == "digit_scenes"
+    model = exp.arms["danet"](tiny)
+    labels = predict_labels(model, tiny.x_test[:5])
+    assert labels.shape == (5, 48, 48) and labels.dtype == torch.int64 and int(labels.max()) < 11
+
+
+def test_pictures(tiny):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from attncourse.viz_segmentation import show_channel_affinity, show_pam_attention, show_segmentation
+
+    model = SegNet(1, 11, "danet")
+    pred = predict_labels(model, tiny.x_test[:3])
+    fig = show_segmentation(tiny.x_test[:3], tiny.y_test[:3], pred, classes=tiny.classes)
+    assert len(fig.axes) == 9
+    feats = model.head.branches[0].reduce(model.backbone(tiny.float_images(tiny.x_test[:1])))
+    s = model.head.branches[0].attention.attention_maps(feats)["position"][0]
+    assert len(show_pam_attention(tiny.x_test[0], s, [(2, 3), (9, 9)], (12, 12)).axes) == 2
+    c = model.head.branches[1].attention.attention_maps(feats)["channel"][0]
+    assert show_channel_affinity(c).axes
+    plt.close("all")

@@ -1,1 +1,34 @@
-"""Experiments of module danet (registered on import)."""
+"""Experiments of module 06 (DANet) on the digit-scenes segmentation task.
+
+``danet_scenes``: 48×48 scenes of one large digit (36–44 px, larger than the FCN's 35-px receptive field)
+and 2–3 small ones (9–14 px); every pixel is labelled background, a digit class, or ignored (soft edges,
+overlaps). The metric is mIoU (``attncourse.objectives.segmentation``), with mIoU by digit size.
+
+Every arm is :class:`~attncourse.segmentation_models.SegNet`: the same dilated FCN backbone (output stride 4,
+widths 16/32/64) and a head at 16 channels that differs only in its attention:
+
+* ``fcn`` — no attention (the baseline);
+* ``pam`` — DANet's position attention module in the branch;
+* ``cam`` — DANet's channel attention module in the branch;
+* ``danet`` — both, in two parallel branches whose outputs are summed (the paper's head);
+* ``cbam_series`` — CBAM (channel gate, then spatial gate, in series; r = 4) in the branch.
+
+Record it with ``python -m attncourse run-all --only danet_scenes --profile full`` (resumable).
+"""
+from __future__ import annotations
+
+from ..segmentation_models import SegNet
+from .core import Experiment, NetArm, register_experiment
+
+#: arm name → SegNet head
+ARMS = {"fcn": "fcn", "pam": "pam", "cam": "cam", "danet": "danet", "cbam_series": "cbam_series"}
+
+register_experiment(Experiment(
+    name="danet_scenes",
+    description=("Digit scenes (48×48, one large digit beyond the FCN's 35-px receptive field and 2-3 small digits; "
+                 "per-pixel labels, mIoU): a dilated FCN (output stride 4) with a plain head vs + PAM vs + CAM vs "
+                 "DANet (PAM ∥ CAM, summed) vs a CBAM-in-series head."),
+    task="digit_scenes",
+    arms={arm: NetArm(SegNet, {"head": head}) for arm, head in ARMS.items()},
+    module="06_danet",
+))
