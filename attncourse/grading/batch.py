@@ -271,17 +271,20 @@ def _grade_exercise(run: Slot, key: str, expr: str, sub: dict, reg: dict) -> Non
         run.stop() if run.peer is not None and run.peer.broken else None
         return
     peer = run.peer
-    try:
-        answer = peer.decode(reply.get("result"), [])
-    except Exception as err:  # noqa: BLE001
-        row["note"] = f"the worker's answer for `{expr}` was not readable ({type(err).__name__})"
-        return
     with _GRADE_LOCK:
+        try:
+            answer = peer.decode(reply.get("result"), [])
+        except Exception as err:  # noqa: BLE001
+            row["note"] = f"the worker's answer for `{expr}` was not readable ({type(err).__name__})"
+            return
         peer.broken = ""
         peer.deadline = time.monotonic() + limit + 5
         t0 = time.monotonic()
         earned, total, results = core.grade(key, answer)
         took = time.monotonic() - t0
+    if any(str(r.hint).startswith("KeyboardInterrupt") for r in results):
+        sub["flags"].append("timeout")
+        sub["notes"].append(f"grading {key}: the learner's code hit the time limit ({limit:g}s for the exercise)")
     if peer.broken:
         why = peer.broken
         row["note"] = f"grading {key} stopped: the learner's code {why} ({limit:g}s for the exercise)"
@@ -314,6 +317,9 @@ def grade_notebooks(paths: list, *, timeout: float = 600.0, grade_timeout: float
                     gpu: bool = False, progress=None, refused: list | None = None, hide: list | None = None) -> dict:
     """Grade notebooks; return the report (what the JSON holds). Never raises for a bad submission."""
     reg = registry()
+    import torch._subclasses  # noqa: F401  (torch's lazy imports are not thread-safe: done here, once)
+
+    from . import remote  # noqa: F401
     mode = sandbox.detect_mode()
     if mode == "sequential":
         jobs = 1

@@ -205,6 +205,10 @@ def main() -> int:
     os.set_inheritable(wfd, False)
     _limits(memory_mb)
     signal.signal(signal.SIGALRM, _alarm)
+    import numpy  # noqa: F401  (imported before any learner code: a cell's time limit never cuts an import of these)
+    import torch
+
+    torch.set_num_threads(1)
     p = WorkerPeer(rfd, wfd)
     p.shell = _make_shell()
     wire.send(wfd, {"op": "hello", "pid": os.getpid()})
