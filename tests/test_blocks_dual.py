@@ -82,6 +82,25 @@ def test_pam_efficient_equals_naive_equals_reference_in_float64(b, h, w, c, seed
     assert_close(naive(x), ref, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("pad", [1, None])
+def test_pam_padded_and_unpadded_sdpa_equal_the_reference(pad):
+    """Zero-padding q and k to C (so a fused SDPA kernel can run) is exact."""
+    eff = randomized(PositionAttention(32, pad_from_tokens=pad).double(), 5)
+    x = torch.randn(2, 32, 5, 7, dtype=torch.float64)
+    assert_close(eff(x), pam_reference(eff, x), rtol=1e-5, atol=1e-5)
+    assert PositionAttention(32).pad_from_tokens == 1024
+
+
+def test_padding_lets_a_fused_kernel_run_on_large_maps():
+    from attncourse.blocks.nonlocal_ import sdpa_backends
+
+    q, v = torch.randn(1, 1, 64, 4), torch.randn(1, 1, 64, 32)
+    padded = torch.nn.functional.pad(q, (0, 28))
+    plain, wide = sdpa_backends(q, q, v, 1.0), sdpa_backends(padded, padded, v, 1.0)
+    assert set(plain) <= set(wide)
+    assert "FLASH_ATTENTION" in wide and "FLASH_ATTENTION" not in plain  # PyTorch's CPU flash kernel: equal widths only
+
+
 def test_pam_uses_no_scale():
     """With SDPA's default scale (1/√d) the output differs: the block must pass scale=1.0."""
     import torch.nn.functional as F

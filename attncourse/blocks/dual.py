@@ -28,9 +28,16 @@ input of ``exp`` equal to ``max − min``: the authors call it a trick against o
 a channel attends most to the channels it is *least* similar to — the code's behaviour, kept here.
 
 Efficient PAM: ``F.scaled_dot_product_attention(q, k, v, scale=1.0)`` with q/k/v contiguous
-``[B, 1, N, d]`` tokens (``scale=1.0`` because PAM has no scale; SDPA's default would be ``d**-0.5``); the
+``[B, 1, N, ·]`` tokens (``scale=1.0`` because PAM has no scale; SDPA's default would be ``d**-0.5``); the
 naive form builds the ``N × N`` matrix explicitly. Both compute the same function
-(``tests/test_blocks_dual.py`` checks it in float64 to 1e-5).
+(``tests/test_blocks_dual.py`` checks it in float64 to 1e-5). One more fact matters for memory: PAM's
+queries and keys are ``C/8`` wide but its values ``C`` wide, and the fused CPU kernel (flash attention)
+only runs when all three have the same width — otherwise only the math kernel can, which materialises the
+``N × N`` matrix like the naive form (``sdpa_backends`` shows it). On maps of at least ``pad_from_tokens``
+positions (default 1024, i.e. 32×32) the efficient path therefore zero-pads q and k to ``C``: the zeros add
+nothing to ``qᵀk`` (exact), the fused kernel runs in O(N) memory, at the price of computing ``qᵀk`` over
+``C`` instead of ``C/8`` numbers (``benchmarks/pam_memory.py`` measures both). Smaller maps keep the
+unpadded call, whose ``N × N`` matrix is small.
 
 Public-code deviations worth knowing: a popular collection of attention modules
 (``xmu-xiaoma666/External-Attention-pytorch``, ``DANet.py``) calls a ``DAModule`` "DANet" but builds its
@@ -87,18 +94,21 @@ class PositionAttention(nn.Module):
         reduction: query/key width ``C // reduction`` (the paper's 8), at least 1.
         reduced_channels: explicit query/key width (overrides ``reduction``).
         implementation: ``"efficient"`` (SDPA, ``scale=1.0``) or ``"naive"`` (the explicit ``N × N`` matrix).
+        pad_from_tokens: from this many positions on, the efficient path zero-pads q and k to ``C`` so a fused
+            SDPA kernel can run (see the module docstring); ``None`` never pads.
 
     Shape: ``[B, C, H, W] → [B, C, H, W]``. ``attention_maps(x)`` returns ``{"position": S [B, N, N]}``.
     """
 
     def __init__(self, channels: int, reduction: float = 8, reduced_channels: int | None = None,
-                 implementation: str = "efficient"):
+                 implementation: str = "efficient", pad_from_tokens: int | None = 1024):
         super().__init__()
         name = type(self).__name__
         d = reduced_width(name, channels, reduction, reduced_channels)
         if implementation not in IMPLEMENTATIONS:
             raise ValueError(f"{name}: implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
         self.channels, self.inner_channels, self.implementation = channels, d, implementation
+        self.pad_from_tokens = pad_from_tokens
         self.query = nn.Conv2d(channels, d, 1)
         self.key = nn.Conv2d(channels, d, 1)
         self.value = nn.Conv2d(channels, channels, 1)
@@ -117,7 +127,10 @@ class PositionAttention(nn.Module):
         if self.implementation == "naive":
             return pam_naive(q, k, v)[0]
         b, c, h, w = v.shape
-        out = F.scaled_dot_product_attention(_tokens(q), _tokens(k), _tokens(v), scale=1.0)  # [B, 1, N, C]
+        qt, kt, vt = _tokens(q), _tokens(k), _tokens(v)  # [B, 1, N, d], [B, 1, N, d], [B, 1, N, C]
+        if self.pad_from_tokens is not None and h * w >= self.pad_from_tokens and qt.shape[-1] < c:
+            qt, kt = F.pad(qt, (0, c - qt.shape[-1])), F.pad(kt, (0, c - kt.shape[-1]))  # exact: zeros add 0 to qᵀk
+        out = F.scaled_dot_product_attention(qt, kt, vt, scale=1.0)  # [B, 1, N, C]
         return out.squeeze(1).transpose(1, 2).reshape(b, c, h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

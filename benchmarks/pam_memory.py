@@ -1,0 +1,162 @@
+"""Forward+backward time and peak memory of DANet's position attention module: efficient vs naive.
+
+Both arms are :class:`attncourse.blocks.dual.PositionAttention` with identical weights (query/key width
+C/8, no scale, γ·out + x) and compute the same function on the same input:
+
+* ``efficient``  the block's default: SDPA with ``scale=1.0`` on contiguous q/k/v, q and k zero-padded from
+                 C/8 to C wide so that a fused kernel (CPU flash attention) can run — no N×N matrix;
+* ``sdpa_unpadded`` the same SDPA call without the padding (q/k C/8 wide, v C wide): only the math kernel
+                 accepts unequal widths, and it materialises the N×N matrix;
+* ``naive``      the explicit ``N × N`` energy and attention matrices (``torch.bmm`` + ``softmax``), as the
+                 authors' code.
+
+Time: median (and fastest) of ``--repeats`` forward+backward passes after ``--warmup``, the arms taking
+turns so a shared machine's load hits both alike. Memory: :func:`attncourse.cost.peak_memory` of one
+forward+backward (CPU: profiler allocation events; CUDA: the allocator's peak), above what was live before.
+
+    python benchmarks/pam_memory.py                        # 64×64 and 96×96 maps, batch 2, 64 channels
+    python benchmarks/pam_memory.py --sizes 64 96 128 --device cuda
+
+Writes ``results/pam_memory_<device>.md`` and ``.json`` (``--no-write`` to skip).
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import statistics
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from attention_blocks import _cpu_model, _mb, _s, _slug, mem_fwd_bwd  # noqa: E402
+
+from attncourse.blocks.dual import PositionAttention  # noqa: E402
+from attncourse.blocks.nonlocal_ import sdpa_backends  # noqa: E402
+from attncourse.config import device_name  # noqa: E402
+from attncourse.cost import measure_latency  # noqa: E402
+
+ARMS = ("efficient", "sdpa_unpadded", "naive")
+
+
+def build(arm: str, channels: int, seed: int = 0) -> PositionAttention:
+    torch.manual_seed(seed)
+    block = PositionAttention(channels, implementation="naive" if arm == "naive" else "efficient",
+                              pad_from_tokens=None if arm == "sdpa_unpadded" else 1)
+    with torch.no_grad():
+        block.gamma.fill_(0.5)  # a trained-looking γ: the attention path counts in the output and the gradient
+    return block
+
+
+def render(env: dict, rows: list[dict]) -> str:
+    by = {(r["size"], r["arm"]): r for r in rows}
+    cpu = env["device_type"] == "cpu"
+    lines = [f"# DANet position attention (PAM): forward+backward time and peak memory ({env['device']})", "",
+             f"- device: {env['device']} — {env['cpu']}" if cpu else f"- device: {env['device']}",
+             f"- torch {env['torch']}, Python {env['python']}, {env['threads']} threads, dtype {env['dtype']}",
+             f"- date: {env['date']}",
+             f"- input: batch {env['batch']}, {env['channels']} channels, square maps; PAM with query/key width "
+             f"{env['inner']} (C/8), no scale, γ = 0.5, identical weights in both arms",
+             f"- time: median and fastest of the repeats (n per row, arms taking turns) after {env['warmup']} warm-up "
+             f"pass(es); memory: `attncourse.cost.peak_memory` of one forward+backward "
+             f"({'profiler allocation events' if cpu else 'CUDA allocator peak'})",
+             "- SDPA backends able to run: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in env["sdpa_backends"].items()),
+             ]
+    if env.get("note"):
+        lines.append(f"- note: {env['note']}")
+    lines += ["", "| map | tokens N | arm | time: median (fastest) | peak memory | faster than naive: median (fastest) "
+              "| less memory than naive |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ref = by.get((r["size"], "naive"))
+        r["speedup_vs_naive"] = ref["median_ms"] / r["median_ms"] if ref else None
+        r["speedup_vs_naive_fastest"] = ref["min_ms"] / r["min_ms"] if ref else None
+        r["memory_ratio_vs_naive"] = ref["peak_mem_bytes"] / r["peak_mem_bytes"] if ref and r["peak_mem_bytes"] else None
+        if r["arm"] == "naive":
+            ts = ms = "1 (reference)"
+        else:
+            ts = f"{r['speedup_vs_naive']:.2f}× ({r['speedup_vs_naive_fastest']:.2f}×)" if ref else ""
+            ms = f"{r['memory_ratio_vs_naive']:.1f}×" if r["memory_ratio_vs_naive"] else ""
+        lines.append(f"| {r['size']}×{r['size']} | {r['tokens']:,} | {r['arm']} | {_s(r['median_ms'])} "
+                     f"({_s(r['min_ms'])}), n={r['repeats']} | {_mb(r['peak_mem_bytes'])} | {ts} | {ms} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[64, 96], help="square map sizes H = W")
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--channels", type=int, default=64)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--device", default=None, help="cpu | cuda (default: CUDA when present)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--note", default="", help="a note stored with the table (e.g. 'CPU shared with other jobs')")
+    p.add_argument("--out-dir", default=str(ROOT / "results"))
+    p.add_argument("--no-write", action="store_true")
+    args = p.parse_args(argv)
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = getattr(torch, args.dtype)
+    inner = build("efficient", args.channels).inner_channels
+    env = {"device": device_name(device), "device_type": device.type, "torch": torch.__version__,
+           "python": platform.python_version(), "threads": torch.get_num_threads(), "cpu": _cpu_model(),
+           "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "batch": args.batch,
+           "channels": args.channels, "dtype": args.dtype, "warmup": args.warmup, "note": args.note, "inner": inner}
+    print(f"# PAM, forward+backward — {env['device']} ({env['cpu']}), torch {env['torch']}, {env['threads']} threads")
+    t = torch.randn(args.batch, 1, 256, inner, device=device, dtype=dtype)
+    v = torch.randn(args.batch, 1, 256, args.channels, device=device, dtype=dtype)
+    wide = torch.nn.functional.pad(t, (0, args.channels - inner))
+    env["sdpa_backends"] = {"q/k zero-padded to C (efficient)": sdpa_backends(wide, wide, v, 1.0),
+                            "q/k C/8 wide (sdpa_unpadded)": sdpa_backends(t, t, v, 1.0)}
+
+    rows = []
+    for size in args.sizes:
+        x = torch.randn(args.batch, args.channels, size, size, device=device, dtype=dtype)
+        models = {arm: build(arm, args.channels).to(device=device, dtype=dtype).train() for arm in ARMS}
+        with torch.no_grad():
+            outs = {arm: m(x).float() for arm, m in models.items()}
+        tol = 1e-4 if dtype == torch.float32 else 5e-2
+        for arm in ARMS:
+            torch.testing.assert_close(outs[arm], outs["naive"], atol=tol, rtol=tol)
+        del outs
+        times = {arm: [] for arm in models}
+        for m in models.values():
+            measure_latency(m, x, warmup=args.warmup, repeats=1, backward=True)
+        for _ in range(args.repeats):
+            for arm, m in models.items():
+                times[arm] += measure_latency(m, x, warmup=0, repeats=1, backward=True)["times_ms"]
+        for arm, m in models.items():
+            mem = mem_fwd_bwd(m, x)
+            ts = times[arm]
+            rows.append({"size": size, "tokens": size * size, "arm": arm, "median_ms": statistics.median(ts),
+                         "min_ms": min(ts), "max_ms": max(ts), "times_ms": ts, "repeats": args.repeats,
+                         "peak_mem_bytes": mem})
+            print(f"{size:>4}×{size:<4} {arm:10s} {_s(rows[-1]['median_ms']):>10} (min {_s(min(ts))}, n={args.repeats}) "
+                  f"peak {_mb(mem):>10}", flush=True)
+            gc.collect()
+        del models, x
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    table = render(env, rows)
+    print()
+    print(table)
+    if not args.no_write:
+        out = Path(args.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        stem = out / f"pam_memory_{_slug(device)}"
+        stem.with_suffix(".md").write_text(table)
+        stem.with_suffix(".json").write_text(json.dumps({"env": env, "rows": rows}, indent=1))
+        print(f"wrote {stem.with_suffix('.md')} and .json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
