@@ -4,6 +4,7 @@ Every function returns a matplotlib ``Figure`` (Jupyter shows it; call ``plt.clo
 """
 from __future__ import annotations
 
+import html
 import math
 
 import matplotlib.pyplot as plt
@@ -11,8 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["show_images", "plot_history", "overlay_attention", "plot_results", "results_table", "plot_channel_weights",
-           "plot_cost"]
+__all__ = ["show_images", "plot_history", "overlay_attention", "plot_results", "results_table", "table",
+           "plot_channel_weights", "plot_cost"]
 
 
 def _to_numpy_images(x) -> np.ndarray:
@@ -131,15 +132,29 @@ class _HTMLTable:
         self.header, self.rows, self.caption = header, rows, caption
 
     def _repr_html_(self):
-        cap = f"<caption style='caption-side:bottom'>{self.caption}</caption>" if self.caption else ""
-        th = "".join(f"<th>{h}</th>" for h in self.header)
-        body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in self.rows)
+        esc = lambda v: html.escape(str(v))
+        cap = f"<caption style='caption-side:bottom'>{esc(self.caption)}</caption>" if self.caption else ""
+        th = "".join(f"<th>{esc(h)}</th>" for h in self.header)
+        body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in self.rows)
         return f"<table>{cap}<thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
     def __repr__(self):
         widths = [max(len(str(r[i])) for r in [self.header, *self.rows]) for i in range(len(self.header))]
         fmt = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths))
         return "\n".join([fmt(self.header), *map(fmt, self.rows)] + ([self.caption] if self.caption else []))
+
+
+def table(header, rows, caption: str = ""):
+    """A table for a notebook: HTML in Jupyter, Colab and on the website, aligned text in a console.
+
+    Use it instead of ``display(Markdown("| a | b |..."))``: the website renders a ``text/markdown`` output as
+    CommonMark, which has no tables, so such a table shows there as one paragraph of pipes.
+    """
+    rows = [list(r) for r in rows]
+    header = list(header)
+    if any(len(r) != len(header) for r in rows):
+        raise ValueError(f"table: every row needs {len(header)} cells, like the header {header}")
+    return _HTMLTable(header, rows, caption)
 
 
 def results_table(results: dict):

@@ -7,7 +7,11 @@ text. So:
   never in MyST ``{dropdown}`` fences, and no solution code is visible outside such a block;
 - every notebook ends with a plain-Markdown "## References" cell naming each work its ``{cite}`` roles cite;
 - nbval markers are cell tags, not comments at the top of learner-facing cells;
-- the Colab badge image is served with the site, not fetched from colab.research.google.com.
+- the Colab badge image is served with the site, not fetched from colab.research.google.com;
+- committed outputs are clean: no progress-bar residue, no empty output boxes, no widget that needs a CDN or a
+  live kernel, no markdown table in an output (the site renders ``text/markdown`` outputs as CommonMark, which has
+  no tables: they showed as a paragraph of pipes);
+- exercises and questions are marked by headings the site draws a box around (``book/_static/course.css``).
 
 What counts as a *solution*: the notebooks give every exercise a stub code cell whose body raises
 ``NotImplementedError`` (followed by a ``check("...")`` cell); its solution is markdown code that defines the
@@ -187,3 +191,87 @@ def test_site_has_a_favicon_and_no_thebe():
     # live-code button, so the extension is left out of the explicit extension list.
     extensions = config["sphinx"]["config"]["extensions"]
     assert "sphinx_thebe" not in extensions and "myst_nb" in extensions and "sphinxcontrib.bibtex" in extensions
+
+
+# ---- committed outputs ---------------------------------------------------------------------------
+PROGRESS = re.compile(r"\d+%\|[^\n]*\||\d+/\d+ \[\d+:\d+|it/s\]|s/it\]")
+WIDGET = "application/vnd.jupyter.widget-view+json"
+MD_TABLE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)+\|?\s*$", re.M)
+
+
+def _text(value):
+    return "".join(value) if isinstance(value, list) else str(value)
+
+
+def output_problems(path):
+    """Every committed output that renders badly somewhere, as ``'cell N: what'``."""
+    found = []
+    for n, cell in enumerate(json.loads(path.read_text(encoding="utf-8"))["cells"]):
+        for out in cell.get("outputs", []):
+            kind = out.get("output_type")
+            if kind == "stream":
+                text = _text(out.get("text", ""))
+                if not text.strip():
+                    found.append(f"cell {n}: an empty {out.get('name')} output box")
+                if PROGRESS.search(text) or "\r" in text:
+                    found.append(f"cell {n}: progress-bar residue in {out.get('name')}: {text.strip()[:60]!r}")
+            elif kind in ("display_data", "execute_result"):
+                data = out.get("data", {})
+                if not data or all(not _text(v).strip() for v in data.values()):
+                    found.append(f"cell {n}: an empty {kind} output box")
+                if WIDGET in data:
+                    found.append(f"cell {n}: a widget (needs a live kernel and CDN scripts; use a static figure)")
+                if MD_TABLE.search(_text(data.get("text/markdown", ""))):
+                    found.append(f"cell {n}: a markdown table in an output (shows as pipes on the site; use "
+                                 "ac.viz.table or HTML)")
+                if list(data) == ["text/plain"] and re.fullmatch(r"<(Figure|IPython\.core\.display\.\w+) .*>",
+                                                                   _text(data["text/plain"]).strip()):
+                    found.append(f"cell {n}: an output showing only an object's repr")
+    return found
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_committed_outputs_are_clean(path):
+    problems = output_problems(path)
+    assert not problems, f"{path.name}:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_no_markdown_tables_or_widgets_in_code(path):
+    """The two patterns behind pipes on the site and a blank slider offline are not used in the sources."""
+    code = [(i, src(c)) for i, c in enumerate(cells(path, "code"))]
+    bad = [i for i, s in code if re.search(r"display\(\s*Markdown\(|ipywidgets|\binteract\(", s)]
+    assert not bad, f"{path.name}: code cells {bad} print a markdown table or use a widget"
+
+
+def test_output_scan_catches_each_defect(tmp_path):
+    """The scan fails on each defect it is meant to catch (so the test above cannot pass vacuously)."""
+    outputs = [
+        {"output_type": "stream", "name": "stderr", "text": "  40%|####      | 4/10 [00:01<00:02, 3.1it/s]"},
+        {"output_type": "stream", "name": "stdout", "text": "\n"},
+        {"output_type": "display_data", "metadata": {}, "data": {}},
+        {"output_type": "display_data", "metadata": {}, "data": {WIDGET: {"model_id": "x"}, "text/plain": "IntSlider"}},
+        {"output_type": "display_data", "metadata": {},
+         "data": {"text/markdown": "| a | b |\n|---|---|\n| 1 | 2 |", "text/plain": "<IPython.core.display.Markdown object>"}},
+    ]
+    nb = {"cells": [{"cell_type": "code", "source": "", "metadata": {}, "outputs": [o]} for o in outputs],
+          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    path = tmp_path / "bad.ipynb"
+    path.write_text(json.dumps(nb))
+    problems = output_problems(path)
+    for n, what in enumerate(["progress-bar", "empty stdout", "empty display_data", "a widget", "markdown table"]):
+        assert any(p.startswith(f"cell {n}:") and what.split()[-1] in p for p in problems), (what, problems)
+
+
+def test_exercise_and_question_headings_get_a_box_on_the_site():
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    css_files = config["sphinx"]["config"].get("html_css_files", [])
+    assert "course.css" in css_files
+    css = (ROOT / "book" / "_static" / "course.css").read_text()
+    for prefix in ("exercise-", "predict-first-", "interpret-"):
+        assert f'section[id^="{prefix}"]' in css
+    for path in NOTEBOOKS:
+        headings = [h for c in cells(path, "markdown") for h in re.findall(r"^### (.+)$", src(c), re.M)]
+        stubs = sum("raise NotImplementedError" in src(c) for c in cells(path, "code"))
+        boxed = [h for h in headings if re.match(r"(Exercise \d+|Predict first|Interpret) — ", h)]
+        assert sum(h.startswith("Exercise ") for h in boxed) >= min(stubs, 1), f"{path.name}: exercise headings {headings}"
