@@ -9,8 +9,8 @@ widths 16/32/64, GAP, linear) with the second 3×3 conv of every basic block bui
 
 so the arms of the experiment differ only in that conv, at (nearly) the same FLOPs; nothing is added.
 
-:class:`DeepStack` is ``stem → depth × layer → GAP → linear`` with either highway layers or the same layers
-without gates (``y = ReLU(conv(x))``, the gate's parameters removed), and no normalisation anywhere.
+:class:`DeepStack` is the Highway papers' deep fully connected network (``flatten → FC → depth × layer → linear``)
+with either highway layers or the same layers without gates (``y = ReLU(W x + b)``), and no normalisation.
 """
 from __future__ import annotations
 
@@ -133,7 +133,7 @@ def branch_weights(model: nn.Module, x: torch.Tensor, branch: int = -1) -> dict[
 class _PlainLayer(nn.Module):
     """``y = ReLU(conv(x) + b)`` — a highway layer's transform without the gate (same init as ``Highway``)."""
 
-    def __init__(self, channels: int, kernel_size: int = 3):
+    def __init__(self, channels: int, kernel_size: int = 1):
         super().__init__()
         self.channels = channels
         self.transform = nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2)
@@ -148,23 +148,29 @@ class _PlainLayer(nn.Module):
 
 
 class DeepStack(nn.Module):
-    """``stem conv3×3 (stride 2) → ReLU → depth × layer → GAP → linear``; ``gated`` picks highway layers or
-    the same layers without gates. No normalisation, so depth alone decides whether the stack trains.
+    """The Highway papers' deep fully connected network: ``flatten → FC to width → ReLU → depth × layer → linear``,
+    every layer a highway layer (``gated``) or the same layer without its gate, no normalisation anywhere.
 
-    ``[N, Cin, H, W] → [N, width, H/2, W/2] → … → [N, width] → [N, classes]``.
+    The FC layers are 1×1 convs on a ``[N, width, 1, 1]`` map, so the highway layers are the registered
+    :class:`~attncourse.blocks.branch.Highway` block with ``kernel_size=1``.
+    ``[N, Cin, H, W] → [N, Cin·H·W, 1, 1] → [N, width, 1, 1] → … → [N, classes]``.
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 16, depth: int = 30,
-                 gated: bool = True, gate_bias: float = -2.0):
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 32, depth: int = 40,
+                 gated: bool = True, gate_bias: float = -3.0, image_size: tuple[int, int] = (24, 24)):
         super().__init__()
         positive_int("DeepStack", "depth", depth)
         positive_int("DeepStack", "width", width)
-        self.gated, self.depth = bool(gated), depth
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, stride=2, padding=1), nn.ReLU(inplace=True))
-        self.layers = nn.Sequential(*[Highway(width, gate_bias=gate_bias) if gated else _PlainLayer(width)
+        self.gated, self.depth, self.in_channels = bool(gated), depth, in_channels
+        self.image_size = tuple(image_size)
+        n_in = in_channels * self.image_size[0] * self.image_size[1]
+        self.stem = nn.Sequential(nn.Conv2d(n_in, width, 1), nn.ReLU(inplace=True))
+        self.layers = nn.Sequential(*[Highway(width, kernel_size=1, gate_bias=gate_bias) if gated else _PlainLayer(width)
                                       for _ in range(depth)])
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(width, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(self, x, self.stem[0].in_channels)
-        return self.head(self.layers(self.stem(x)))
+        check_input(self, x, self.in_channels)
+        if tuple(x.shape[-2:]) != self.image_size:
+            raise ValueError(f"DeepStack: expected images of size {self.image_size}, got shape {tuple(x.shape)}")
+        return self.head(self.layers(self.stem(x.reshape(x.shape[0], -1, 1, 1))))

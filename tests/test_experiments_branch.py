@@ -92,3 +92,10 @@ def test_deep_stack_with_and_without_gates():
     assert y.shape == (2, 10)
     with pytest.raises(ValueError, match="DeepStack"):
         gated(torch.randn(2, 3, 24, 24))
+    with pytest.raises(ValueError, match=r"DeepStack: expected images of size \(24, 24\)"):
+        gated(torch.randn(2, 1, 20, 24))
+    # the experiment's stacks are built for its task's images
+    exp = get_experiment("highway_depth")
+    task = make_task(exp.task, "smoke", seed=0, **exp.task_kwargs)
+    for arm in exp.arms.values():
+        assert arm(task)(task.x_train[:2].float() / 255).shape == (2, 10)

@@ -16,14 +16,16 @@ replaced (nothing is added), at the plain conv's FLOPs:
 Why these task keywords, not ``multiscale_digits``' defaults: on the defaults (8–38 px, noise 0.1) the full
 profile is saturated — a plain CNN reaches ~98 % (module 01's ``inception_multiscale``, 2-core CPU, one seed), so
 no arm can show a gain. Heavier noise (``NOISE``) makes the smallest digits hard to read and the largest ones
-hard to see whole with a 25 px receptive field, and the wider range (down to 6 px) strengthens the
-size spread SK is meant to adapt to; it leaves headroom for every arm (measured before choosing: see the module's
-notebook and the results JSON). The test digits' sizes are recorded by the generator's seed, so the notebook
-can plot SK's branch weights against digit size from the trained checkpoint.
+hard to see whole with a 25 px receptive field, and the wider range (down to 6 px) widens the size spread SK is
+meant to adapt to. Measured before choosing (2-core CPU, full-profile sizes, seed 0, outside the runner): the
+``plain`` arm reaches 85.8 % here, so every arm has headroom. The test digits' sizes follow from the generator's
+seed, so the notebook can plot SK's branch weights against digit size from the trained checkpoint.
 
-``highway_depth`` — a deep stack without normalisation (:class:`~attncourse.branch_models.DeepStack`,
-``HIGHWAY_DEPTH`` layers of width 16) with and without highway gates, on small multi-scale digits (24×24): the
-gated stack trains, the same stack without gates does not move from chance.
+``highway_depth`` — the Highway papers' demonstration: a deep fully connected stack without normalisation
+(:class:`~attncourse.branch_models.DeepStack`, ``HIGHWAY_DEPTH`` layers of width 32) with and without highway gates
+(gate bias −3), on near-centred digits (20–24 px on 24×24, so a fully connected net can read them). Measured
+before choosing (2-core CPU, 2000 training images, 6 epochs, seed 0): a 2-layer plain stack reaches 82 % test
+accuracy, the 40-layer highway stack 79 %, the same 40 layers without gates 20 % (gate bias −2: 27 %).
 """
 from __future__ import annotations
 
@@ -64,12 +66,13 @@ register_experiment(Experiment(
 
 register_experiment(Experiment(
     name="highway_depth",
-    description=(f"A {HIGHWAY_DEPTH}-layer stack without normalisation on small multi-scale digits (10–22 px on 24×24): "
-                 "highway layers (gate bias −2) vs the same layers without gates."),
+    description=(f"A {HIGHWAY_DEPTH}-layer fully connected stack (width 32) without normalisation on near-centred digits "
+                 "(20–24 px on 24×24): highway layers (gate bias −3) vs the same layers without gates."),
     task="multiscale_digits",
-    task_kwargs={"canvas": 24, "digit_size": (10, 22)},
-    arms={"plain_stack": NetArm(DeepStack, {"depth": HIGHWAY_DEPTH, "gated": False}),
-          "highway_stack": NetArm(DeepStack, {"depth": HIGHWAY_DEPTH, "gated": True})},
+    task_kwargs={"canvas": 24, "digit_size": (20, 24)},
+    arms={"plain_stack": NetArm(DeepStack, {"depth": HIGHWAY_DEPTH, "gated": False, "image_size": (24, 24)}),
+          "highway_stack": NetArm(DeepStack, {"depth": HIGHWAY_DEPTH, "gated": True, "gate_bias": -3.0,
+                                              "image_size": (24, 24)})},
     epochs_scale=0.5,
     module="07_sknet",
 ))
