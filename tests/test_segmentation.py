@@ -225,3 +225,18 @@ def test_pictures(tiny):
     c = model.head.branches[1].attention.attention_maps(feats)["channel"][0]
     assert show_channel_affinity(c).axes
     plt.close("all")
+
+
+def test_size_table_reads_every_runs_final_metrics():
+    from attncourse.experiments.danet import size_table
+
+    def run(miou, large, small):
+        return {"history": {"test_metrics": [{"miou": 0.0}, {"miou": miou, "miou_large": large, "miou_small": small,
+                                                             "pixel_accuracy": 0.9}]}}
+
+    results = {"arms": {"fcn": {"runs": [run(0.5, 0.6, 0.2), run(0.7, 0.8, 0.4)]}, "danet": {"runs": [run(0.9, 0.95, 0.3)]}}}
+    fcn, danet = size_table(results)
+    assert fcn["arm"] == "fcn" and fcn["n"] == 2
+    assert fcn["miou"] == pytest.approx(0.6) and fcn["miou_std"] == pytest.approx(0.1414, abs=1e-4)
+    assert fcn["miou_large"] == pytest.approx(0.7) and fcn["miou_small"] == pytest.approx(0.3)
+    assert danet["miou_large"] == 0.95 and danet["miou_large_std"] == 0.0

@@ -32,3 +32,29 @@ register_experiment(Experiment(
     arms={arm: NetArm(SegNet, {"head": head}) for arm, head in ARMS.items()},
     module="06_danet",
 ))
+
+
+# --------------------------------------------------------------------------- mIoU by digit size
+SIZE_METRICS = ("miou", "miou_large", "miou_small", "pixel_accuracy")
+
+
+def size_table(results: dict) -> list[dict]:
+    """Per arm: mean and seed standard deviation of the final epoch's ``miou``, ``miou_large``, ``miou_small`` and
+    ``pixel_accuracy`` (from each run's recorded ``history["test_metrics"]``), and the number of seeds ``n``.
+
+    Keys ``<metric>`` and ``<metric>_std``; a metric a run did not record is ``nan``.
+    """
+    import math
+    import statistics
+
+    rows = []
+    for arm, a in results["arms"].items():
+        row = {"arm": arm, "n": len(a["runs"])}
+        for key in SIZE_METRICS:
+            values = [r["history"]["test_metrics"][-1].get(key, math.nan) for r in a["runs"]
+                      if r.get("history", {}).get("test_metrics")]
+            values = [v for v in values if v is not None]
+            row[key] = statistics.fmean(values) if values else math.nan
+            row[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        rows.append(row)
+    return rows
