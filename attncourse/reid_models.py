@@ -10,7 +10,11 @@ Shape flow (defaults ``widths=(16, 32, 64)``, 32×16 frames, ``T`` frames per tr
       → AttnResNet stem + stages (no attention inside) → [N·T, 64, 8, 4] → [N, T, 64, 8, 4]
       → clip head: TAP / temporal attention → [N, 64, 8, 4];  STA → [N, 128, 8, 4]
       → global average pool → [N, C_out] → linear → embedding [N, D]
-      training: (identity logits [N, num_classes] = linear(embedding), embedding);  eval: embedding
+      training: (identity logits [N, num_classes] = linear(BN(embedding)), embedding);  eval: embedding
+
+The identity classifier reads the batch-normalised embedding and the triplet loss the embedding itself (the
+"BNNeck" of Luo et al., "Bag of Tricks and A Strong Baseline for Deep Person Re-identification", arXiv:1903.07071),
+so the two losses do not pull one vector two ways.
 
 The frame network is :class:`attncourse.models.AttnResNet`'s stem and stages, so every arm sees frames
 through the same backbone; only the clip head differs. The output convention is the one
@@ -49,7 +53,8 @@ class ReIDNet(nn.Module):
         self.temporal = create_temporal_head(head, widths[-1], **dict(head_kwargs or {}))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.embedding = nn.Linear(self.temporal.out_channels, embedding)
-        self.classifier = nn.Linear(embedding, num_classes)
+        self.neck = nn.BatchNorm1d(embedding)  # "BNNeck": the classifier reads the normalised embedding
+        self.classifier = nn.Linear(embedding, num_classes, bias=False)
 
     def _check(self, x) -> None:
         check_tracklets(self, x, self.in_channels)
@@ -79,4 +84,4 @@ class ReIDNet(nn.Module):
 
     def forward(self, x: torch.Tensor):
         emb = self.embedding(self.pool(self.clip_features(x)).flatten(1))
-        return (self.classifier(emb), emb) if self.training else emb
+        return (self.classifier(self.neck(emb)), emb) if self.training else emb

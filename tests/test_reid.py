@@ -51,18 +51,20 @@ def test_pk_groups_visit_every_identity_once_with_k_each():
                        torch.cat(pk_groups(labels, 2, 4, torch.Generator().manual_seed(3))))
 
 
-def test_batch_hard_triplet_equals_loops():
+@pytest.mark.parametrize("normalize", [False, True])
+def test_batch_hard_triplet_equals_loops(normalize):
     g = torch.Generator().manual_seed(0)
     emb = torch.randn(12, 5, generator=g)
     y = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 3, 4, 4, 4])  # identity 3 has no positive: not an anchor
-    unit = emb / emb.norm(dim=1, keepdim=True)
+    e = emb / emb.norm(dim=1, keepdim=True) if normalize else emb
     terms = []
     for a in range(12):
-        pos = [float((unit[a] - unit[p]).norm()) for p in range(12) if p != a and y[p] == y[a]]
-        neg = [float((unit[a] - unit[n]).norm()) for n in range(12) if y[n] != y[a]]
+        pos = [float((e[a] - e[p]).norm()) for p in range(12) if p != a and y[p] == y[a]]
+        neg = [float((e[a] - e[n]).norm()) for n in range(12) if y[n] != y[a]]
         if pos and neg:
             terms.append(max(0.0, max(pos) - min(neg) + 0.3))
-    assert batch_hard_triplet(emb, y, 0.3).item() == pytest.approx(sum(terms) / len(terms), abs=1e-5)
+    got = batch_hard_triplet(emb, y, 0.3, normalize=normalize).item()
+    assert got == pytest.approx(sum(terms) / len(terms), abs=1e-5)
     assert batch_hard_triplet(emb[:3], y[:3]).item() == 0.0  # one identity: no negatives
 
 
@@ -77,7 +79,6 @@ def test_evaluate_equals_the_metrics_on_embeddings(tiny):
     out = reid_evaluate(model, tiny, amp=False)  # float32, like the reference below
     with torch.no_grad():
         emb = model(tiny.float_images(tiny.x_test))
-    emb = emb / emb.norm(dim=1, keepdim=True)
     q = tiny.query_test
     ref = reid_metrics(torch.cdist(emb[q], emb[~q]), tiny.y_test[q], tiny.y_test[~q], tiny.cam_test[q],
                        tiny.cam_test[~q])

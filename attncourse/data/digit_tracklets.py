@@ -202,7 +202,7 @@ def _render_split(plan: dict, *, frames, height, width, digit_height, shift, sca
 
 def digit_tracklets(n_train: int = 8000, n_test: int = 2000, *, seed: int = 0, frames: int = 4, height: int = 32,
                     width: int = 16, cameras: int = 3, tracklets_per_identity: int = 4, occlusion: float = 0.35,
-                    whole: float = 0.25, shift: float = 2.0, scale: float = 0.1, rotation: float = 10.0,
+                    whole: float = 0.25, shift: float = 1.0, scale: float = 0.05, rotation: float = 5.0,
                     digit_height: tuple[float, float] = (0.7, 0.85), clutter: int = 0) -> TrackletTask:
     """Tracklets of individual handwritten digits under several cameras, with jitter, occlusion and clutter.
 

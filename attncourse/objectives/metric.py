@@ -8,7 +8,8 @@ The model's convention (as in the re-ID models of :mod:`attncourse.reid_models`)
 * in **eval** mode it returns the ``embedding [N, D]`` alone: test identities are new people, so there is
   nothing to classify, only distances to rank.
 
-Distances are Euclidean between L2-normalised embeddings, in the triplet loss and in evaluation alike.
+Distances are Euclidean between the embeddings, in the triplet loss and in evaluation alike (``normalize=True``
+measures them between L2-normalised embeddings instead).
 
 Batches (Hermans, Beyer & Leibe, "In Defense of the Triplet Loss for Person Re-Identification", 2017,
 arXiv:1703.07737): each step takes ``P`` identities and ``K`` tracklets of each (``K = 4``; an identity with
@@ -55,17 +56,19 @@ def pk_groups(labels: torch.Tensor, p: int, k: int, generator: torch.Generator) 
     return out
 
 
-def _distances(emb: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
-    a = F.normalize(emb.float(), dim=1)
-    b = a if other is None else F.normalize(other.float(), dim=1)
-    sq = (2 - 2 * a @ b.T).clamp_min(1e-12)  # |a − b|² for unit vectors; the floor keeps sqrt differentiable
-    return sq.sqrt()
+def _distances(emb: torch.Tensor, other: torch.Tensor | None = None, normalize: bool = False) -> torch.Tensor:
+    a = emb.float()
+    b = a if other is None else other.float()
+    if normalize:
+        a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
+    sq = (a.square().sum(1, keepdim=True) + b.square().sum(1)[None, :] - 2 * a @ b.T).clamp_min(1e-12)
+    return sq.sqrt()  # the floor keeps sqrt differentiable where two embeddings coincide
 
 
-def batch_hard_triplet(emb: torch.Tensor, y: torch.Tensor, margin: float = MARGIN) -> torch.Tensor:
-    """Batch-hard triplet loss on L2-normalised ``emb [N, D]`` with identities ``y [N]`` (0 when no anchor has
-    both a positive and a negative)."""
-    d = _distances(emb)
+def batch_hard_triplet(emb: torch.Tensor, y: torch.Tensor, margin: float = MARGIN, normalize: bool = False) -> torch.Tensor:
+    """Batch-hard triplet loss on ``emb [N, D]`` (Euclidean; ``normalize``: between L2-normalised embeddings) with
+    identities ``y [N]`` (0 when no anchor has both a positive and a negative)."""
+    d = _distances(emb, normalize=normalize)
     same = y[:, None] == y[None, :]
     eye = torch.eye(len(y), dtype=torch.bool, device=y.device)
     pos = same & ~eye
@@ -94,7 +97,8 @@ def embed(model: nn.Module, x: torch.Tensor, batch_size: int = 256, *, amp: bool
 
 
 def reid_evaluate(model: nn.Module, task, x_test: torch.Tensor | None = None, *, batch_size: int = 256,
-                  amp: bool | None = None, channels_last: bool | None = None, margin: float = MARGIN) -> dict:
+                  amp: bool | None = None, channels_last: bool | None = None, margin: float = MARGIN,
+                  normalize: bool = False) -> dict:
     """Query/gallery evaluation: ``{"loss", "map", "rank1", "rank5", "rank10", "n_queries"}``.
 
     ``x_test`` replaces the task's test tracklets (same identities, cameras and query roles — e.g. the same
@@ -108,7 +112,7 @@ def reid_evaluate(model: nn.Module, task, x_test: torch.Tensor | None = None, *,
     if not q.any() or q.all():
         return {"loss": float("nan"), "map": float("nan"), "rank1": float("nan"), "rank5": float("nan"),
                 "rank10": float("nan"), "n_queries": 0}
-    d = _distances(emb[q], emb[~q])
+    d = _distances(emb[q], emb[~q], normalize)
     out = reid_metrics(d, y[q], y[~q], cam[q], cam[~q])
     same = y[q][:, None] == y[~q][None, :]
     valid_pos = same & ~(cam[q][:, None] == cam[~q][None, :])
@@ -128,8 +132,9 @@ class MetricLearning(Objective):
     kind = "metric"
     metric = "map"
 
-    def __init__(self, k: int = K_PER_IDENTITY, margin: float = MARGIN, triplet_weight: float = 1.0):
-        self.k, self.margin, self.triplet_weight = k, margin, triplet_weight
+    def __init__(self, k: int = K_PER_IDENTITY, margin: float = MARGIN, triplet_weight: float = 1.0,
+                 normalize: bool = False):
+        self.k, self.margin, self.triplet_weight, self.normalize = k, margin, triplet_weight, normalize
 
     def identities_per_batch(self, task, batch_size: int) -> int:
         frames = task.x_train.shape[1]
@@ -147,7 +152,8 @@ class MetricLearning(Objective):
 
     def loss(self, out, y):
         logits, emb = _split_output(out)
-        return F.cross_entropy(logits.float(), y) + self.triplet_weight * batch_hard_triplet(emb, y, self.margin)
+        return F.cross_entropy(logits.float(), y) + self.triplet_weight * batch_hard_triplet(emb, y, self.margin,
+                                                                                            self.normalize)
 
     def train_hits(self, out, y):
         logits, _ = _split_output(out)
@@ -155,7 +161,7 @@ class MetricLearning(Objective):
 
     def evaluate(self, model, task, *, batch_size=512, amp=None, channels_last=None):
         return reid_evaluate(model, task, batch_size=batch_size, amp=amp, channels_last=channels_last,
-                             margin=self.margin)
+                             margin=self.margin, normalize=self.normalize)
 
 
 register_objective(MetricLearning())
