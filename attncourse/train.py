@@ -167,6 +167,15 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
 
 
 # --------------------------------------------------------------------------- fit
+def _one_cycle(opt, lr: float, total_steps: int):
+    """One-cycle schedule with a 25 % warm-up. With very few steps (≤ 5) the warm-up is lengthened so both of
+    its phases have at least a fraction of a step (PyTorch divides by their lengths); one step uses ``lr`` flat."""
+    if total_steps < 2:
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    pct = min(0.75, max(0.25, 1.5 / total_steps))
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps, pct_start=pct)
+
+
 def fit(model: nn.Module, task: DigitTask, *, epochs: int = 10, batch_size: int = 128, lr: float = 3e-3,
         weight_decay: float = 5e-4, max_shift: int = 2, seed: int = 0, device=None, amp: bool | None = None,
         channels_last: bool | None = None, progress: bool | None = None, checkpoint: str | os.PathLike | None = None,
@@ -204,7 +213,7 @@ def fit(model: nn.Module, task: DigitTask, *, epochs: int = 10, batch_size: int 
     steps_per_epoch = objective.steps_per_epoch(data, batch_size)
     total_steps = epochs * steps_per_epoch
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps, pct_start=0.25)
+    sched = _one_cycle(opt, lr, total_steps)
     progress_hooks = progress_modules(model)
     history, start_epoch = History(metric=objective.metric), 0
 

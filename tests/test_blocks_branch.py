@@ -436,3 +436,28 @@ def test_any_map_in_eval_mode_keeps_the_shape_and_each_sample_is_independent(nam
 def test_stride_and_out_channels(make):
     y = make().eval()(torch.randn(2, 16, 9, 6))
     assert y.shape == (2, 24, 5, 3)
+
+
+def test_sk_trains_under_cpu_bf16_channels_last_where_torch_gives_nan_gradients():
+    """torch 2.14.1, x86-64 AVX512-BF16: a grouped dilated conv in channels_last under bf16 autocast gives NaN weight
+    gradients; the SK unit's branch convs compute that case in NCHW (GroupedDilatedConv2d)."""
+    from attncourse.blocks._common import GroupedDilatedConv2d
+
+    torch.manual_seed(0)
+    x = torch.randn(128, 16, 40, 40).contiguous(memory_format=torch.channels_last)
+    plain = nn.Conv2d(16, 16, 3, padding=2, dilation=2, groups=2, bias=False).to(memory_format=torch.channels_last)
+    safe = GroupedDilatedConv2d(16, 16, 3, padding=2, dilation=2, groups=2, bias=False).to(memory_format=torch.channels_last)
+    safe.load_state_dict(plain.state_dict())
+    for conv in (plain, safe):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            conv(x).float().square().mean().backward()
+    assert torch.isfinite(safe.weight.grad).all()
+    reference = nn.Conv2d(16, 16, 3, padding=2, dilation=2, groups=2, bias=False)
+    reference.load_state_dict(plain.state_dict())
+    reference(x.contiguous()).square().mean().backward()
+    torch.testing.assert_close(safe.weight.grad, reference.weight.grad, rtol=0.05, atol=1e-3)  # bf16 vs float32
+
+    sk = create_block("sk", 16, groups=2).to(memory_format=torch.channels_last).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        sk(x).float().square().mean().backward()
+    assert all(torch.isfinite(p.grad).all() for p in sk.parameters() if p.grad is not None)

@@ -1,3 +1,4 @@
+import math
 import os
 import subprocess
 import sys
@@ -136,3 +137,13 @@ def test_fit_records_its_speed_settings(easy_task):
     torch.manual_seed(0)
     hist = fit(small_net(easy_task), easy_task, epochs=1, batch_size=128, amp=False, channels_last=True, progress=False)
     assert hist.settings == {"device": "cpu", "amp_bf16": False, "channels_last": True}
+
+
+@pytest.mark.parametrize("n_train", [8, 16, 24, 40, 64])
+def test_fit_runs_with_very_few_steps(easy_task, n_train):
+    """1–5 optimisation steps in all: the one-cycle schedule must not divide by a zero-length phase."""
+    from dataclasses import replace
+
+    small = replace(easy_task, x_train=easy_task.x_train[:n_train], y_train=easy_task.y_train[:n_train])
+    hist = fit(small_net(small), small, epochs=1, batch_size=8, progress=False)
+    assert len(hist.epoch) == 1 and math.isfinite(hist.train_loss[0])
