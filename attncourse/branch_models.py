@@ -22,7 +22,8 @@ from .blocks._common import check_input, positive_int
 from .blocks.branch import Highway, SKAttention, SplitAttention
 from .models import conv_bn
 
-__all__ = ["BRANCH_CONVS", "BranchBasicBlock", "BranchResNet", "DeepStack", "branch_weights"]
+__all__ = ["BRANCH_CONVS", "BranchBasicBlock", "BranchResNet", "DeepStack", "branch_weights", "weight_by_size",
+           "size_trend"]
 
 #: the convs a :class:`BranchResNet` can use in place of its 3×3 conv (``"plain"`` is ``nn.Conv2d``)
 BRANCH_CONVS = ("plain", "sk", "condconv", "dynamic_conv", "split_attn")
@@ -128,6 +129,73 @@ def branch_weights(model: nn.Module, x: torch.Tensor, branch: int = -1) -> dict[
         for h in handles:
             h.remove()
     return {name: w[:, branch].float().mean(1) for name, w in captured.items()}
+
+
+def _ranks(v: torch.Tensor) -> torch.Tensor:
+    """Average ranks (ties share the mean of their positions), float64, 0-based."""
+    v = v.double()
+    order = torch.argsort(v, stable=True)
+    ranks = torch.empty_like(v)
+    ranks[order] = torch.arange(len(v), dtype=torch.float64)
+    uniq, inverse = torch.unique(v, return_inverse=True)
+    total = torch.zeros(len(uniq), dtype=torch.float64).index_add_(0, inverse, ranks)
+    count = torch.zeros(len(uniq), dtype=torch.float64).index_add_(0, inverse, torch.ones_like(ranks))
+    return (total / count)[inverse]
+
+
+def _pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation of ``a [N]`` with each row of ``b [..., N]`` (0 where either is constant)."""
+    a = a - a.mean()
+    b = b - b.mean(-1, keepdim=True)
+    den = a.norm() * b.norm(dim=-1)
+    return torch.where(den > 0, (b * a).sum(-1) / den.clamp_min(1e-300), torch.zeros_like(den))
+
+
+def size_trend(weights: torch.Tensor, sizes, n_permutations: int = 2000, seed: int = 0) -> dict:
+    """Does ``weights [N]`` grow with ``sizes [N]``? Spearman's rank correlation and a permutation test.
+
+    Returns ``{"rho": ρ, "p_value": p, "n": N}``: ``p`` is the two-sided permutation p-value — the share of
+    ``n_permutations`` random pairings of the same values whose |ρ| is at least the observed one (counting the observed
+    pairing, so ``p ≥ 1 / (n_permutations + 1)``). Exact for ties (average ranks), seeded, no SciPy needed.
+    """
+    w = torch.as_tensor(weights).detach().double().flatten().cpu()
+    s = torch.as_tensor(sizes).detach().double().flatten().cpu()
+    if w.shape != s.shape or len(w) < 3:
+        raise ValueError(f"size_trend: weights and sizes need the same length >= 3, got shapes {tuple(w.shape)} and "
+                         f"{tuple(s.shape)}")
+    rw, rs = _ranks(w), _ranks(s)
+    rho = float(_pearson(rs, rw[None])[0])
+    gen = torch.Generator().manual_seed(seed)
+    perms = torch.stack([rw[torch.randperm(len(rw), generator=gen)] for _ in range(n_permutations)])
+    null = _pearson(rs, perms).abs()
+    p = (1 + int((null >= abs(rho) - 1e-12).sum())) / (n_permutations + 1)
+    return {"rho": rho, "p_value": p, "n": len(w)}
+
+
+def weight_by_size(weights: torch.Tensor, sizes, edges) -> dict:
+    """Mean (and standard error) of ``weights [N]`` per bin of ``sizes [N]``; bins ``[edges[i], edges[i+1])``.
+
+    Returns ``{"centers", "mean", "sem", "count"}`` (lists, one entry per non-empty bin; ``sem`` is 0 for a bin of
+    one sample). The last bin includes its right edge.
+    """
+    w = torch.as_tensor(weights).detach().double().flatten().cpu()
+    s = torch.as_tensor(sizes).detach().double().flatten().cpu()
+    if w.shape != s.shape:
+        raise ValueError(f"weight_by_size: weights {tuple(w.shape)} and sizes {tuple(s.shape)} must have the same length")
+    edges = [float(e) for e in edges]
+    if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])):
+        raise ValueError(f"weight_by_size: edges must be increasing, at least two, got {edges}")
+    out = {"centers": [], "mean": [], "sem": [], "count": []}
+    for i, (lo, hi) in enumerate(zip(edges, edges[1:])):
+        last = i == len(edges) - 2
+        sel = w[(s >= lo) & ((s <= hi) if last else (s < hi))]
+        if len(sel) == 0:
+            continue
+        out["centers"].append((lo + hi) / 2)
+        out["mean"].append(float(sel.mean()))
+        out["sem"].append(float(sel.std() / len(sel) ** 0.5) if len(sel) > 1 else 0.0)
+        out["count"].append(len(sel))
+    return out
 
 
 class _PlainLayer(nn.Module):

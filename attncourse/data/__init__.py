@@ -314,6 +314,9 @@ def multiscale_digits(n_train: int = 6000, n_test: int = 1500, *, canvas: int = 
                       noise: float = 0.1, seed: int = 0) -> DigitTask:
     """One digit whose size varies widely (``digit_size`` px) at a random place, with pixel noise.
 
+    ``task.info["sizes_train"]`` and ``task.info["sizes_test"]`` hold the side in px of each sample's digit (lists of
+    ints, aligned with ``x_train`` / ``x_test``): module 07 plots SK's branch weights against it.
+
     Why: small digits need small filters and large ones a large receptive field; a network with
     branches of several kernel sizes (Inception) or one that selects its kernel size per input (SKNet)
     should handle the spread of scales better than a single fixed kernel size.
@@ -325,10 +328,13 @@ def multiscale_digits(n_train: int = 6000, n_test: int = 1500, *, canvas: int = 
     _require(canvas >= hi, name, "canvas", f"canvas={canvas} is smaller than the largest digit ({hi} px)")
     _require(noise >= 0, name, "noise", f"must be >= 0, got {noise}")
 
+    sizes: list[int] = []  # each sample's digit size in px, in generation order (train, then test)
+
     def make_one(rng, pool, labels):
         img = np.zeros((canvas, canvas), np.float32)
         size = int(np.exp(rng.uniform(np.log(lo), np.log(hi + 1))))
         size = min(max(size, lo), hi)
+        sizes.append(size)  # bookkeeping only: no random draw, so the images are unchanged
         k = int(rng.integers(len(pool)))
         top, left = rng.integers(0, canvas - size + 1, size=2)
         _paste_max(img, _resized_all(size)[pool[k]], int(top), int(left))
@@ -338,7 +344,10 @@ def multiscale_digits(n_train: int = 6000, n_test: int = 1500, *, canvas: int = 
     info = dict(canvas=canvas, digit_size=digit_size, noise=noise, seed=seed, attention="multi-scale / branch",
                 why=("Digit size spans a factor of ~5: a fixed 3×3 stack sees strokes of small digits and only parts "
                      "of large ones at a given depth. Multi-branch blocks combine several receptive fields."))
-    return _build(name, n_train, n_test, seed, make_one, 10, DIGIT_CLASSES, info)
+    task = _build(name, n_train, n_test, seed, make_one, 10, DIGIT_CLASSES, info)
+    # the side (px) of each sample's digit, a plain list per split (task.info stays JSON-serialisable)
+    task.info["sizes_train"], task.info["sizes_test"] = sizes[:n_train], sizes[n_train:]
+    return task
 
 
 TASKS = {
