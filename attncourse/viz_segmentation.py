@@ -1,7 +1,7 @@
 """Pictures for segmentation (module 06): image | ground truth | prediction, PAM and CAM attention.
 
 Every function returns a matplotlib ``Figure`` (Jupyter shows it; call ``plt.close(fig)`` in scripts).
-Label maps are drawn with one fixed colour per class (background black) and the ignore index in grey, so
+Label maps are drawn with one fixed colour per class (background black) and the ignore index in white, so
 the truth and the prediction columns can be compared pixel by pixel.
 """
 from __future__ import annotations
@@ -15,15 +15,15 @@ __all__ = ["label_colors", "show_segmentation", "show_pam_attention", "show_chan
 
 
 def label_colors(num_classes: int = 11) -> ListedColormap:
-    """A colour map for label maps: class 0 (background) black, classes 1.. from ``tab10``, then grey (ignore)."""
+    """A colour map for label maps: class 0 (background) black, classes 1.. from ``tab10``, then white (ignore)."""
     tab = plt.get_cmap("tab10")
-    colors = [(0, 0, 0, 1)] + [tab(i % 10) for i in range(num_classes - 1)] + [(0.6, 0.6, 0.6, 1)]
+    colors = [(0, 0, 0, 1)] + [tab(i % 10) for i in range(num_classes - 1)] + [(1, 1, 1, 1)]
     return ListedColormap(colors)
 
 
 def _labels_for_display(y, num_classes: int, ignore_index: int) -> np.ndarray:
     y = torch.as_tensor(y).long().clone()
-    y[y == ignore_index] = num_classes  # the last colour: grey
+    y[y == ignore_index] = num_classes  # the last colour: white
     return y.numpy()
 
 
@@ -45,12 +45,13 @@ def show_segmentation(images, truth, pred=None, classes=None, ignore_index: int 
         if pred is not None:
             panels.append(("prediction", _labels_for_display(pred[i], k, ignore_index), cmap, 0, k))
         for ax, (name, img, cm, lo, hi) in zip(axes[i], panels):
-            ax.imshow(img, cmap=cm, vmin=lo, vmax=hi, interpolation="nearest")
+            ax.imshow(img, cmap=cm, vmin=lo - (0 if name == "image" else 0.5), vmax=hi + (0 if name == "image" else 0.5),
+                      interpolation="nearest")
             ax.set_xticks([]), ax.set_yticks([])
             if i == 0:
                 ax.set_title(name, fontsize=9)
     if classes is not None:
-        handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(c)) for c in range(k + 1)]
+        handles = [plt.Rectangle((0, 0), 1, 1, facecolor=cmap(c), edgecolor="0.5") for c in range(k + 1)]
         fig.legend(handles, [*classes, "ignore"], loc="lower center", ncol=min(k + 1, 6), fontsize=7, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)

@@ -124,14 +124,22 @@ def test_cam_equals_the_reference_and_the_max_trick_changes_nothing(b, h, w, c, 
     assert_close(cam_naive(x)[1], torch.softmax(-energy, -1), rtol=1e-10, atol=1e-12)
 
 
-def test_the_max_trick_prevents_overflow_in_float32():
-    """Large activations: exp(−E) alone under/overflows to nan, the code's max(E) − E form stays finite."""
-    x = torch.randn(1, 4, 8, 8) * 30
+def test_what_the_max_shift_does_in_float32():
+    """By hand: exp(−E) underflows to 0/0 = nan on large, similar energies, exp(max − E) does not; the shift
+    does not bound the exponent (a large spread overflows exp(max − E)); torch's softmax is safe either way."""
+    torch.manual_seed(0)
+    x = 3 + 0.1 * torch.randn(1, 4, 8, 8)  # large, similar activations: every E_ij ≈ 580
     a = x.reshape(1, 4, -1)
     energy = a @ a.transpose(1, 2)
-    naive = torch.exp(-energy) / torch.exp(-energy).sum(-1, keepdim=True)
-    assert not torch.isfinite(naive).all()
-    s = cam_naive(x)[1]
+    by_hand = torch.exp(-energy) / torch.exp(-energy).sum(-1, keepdim=True)
+    shifted = torch.exp(energy.amax(-1, keepdim=True) - energy)
+    assert torch.isnan(by_hand).all()
+    assert_close(shifted / shifted.sum(-1, keepdim=True), cam_naive(x)[1])
+    spread = torch.randn(1, 4, 8, 8) * 30
+    a = spread.reshape(1, 4, -1)
+    energy = a @ a.transpose(1, 2)
+    assert not torch.isfinite(torch.exp(energy.amax(-1, keepdim=True) - energy)).all()
+    s = cam_naive(spread)[1]
     assert torch.isfinite(s).all() and torch.allclose(s.sum(-1), torch.ones(1, 4))
 
 

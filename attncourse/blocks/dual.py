@@ -22,10 +22,12 @@ arXiv:1809.02983. The facts below follow the paper and the authors' code (``junf
     y = γ · out + x                  γ = 0 at init
 
 ``softmax(max(E) − E)`` equals ``softmax(−E)``: softmax is unchanged by adding the same number to a whole
-row, and ``max_j E_ij`` is the same number for every entry of row ``i``. Subtracting it only keeps the
-exponents ≤ 0 … except that they already are, as ``max − E ≥ 0``; what it does is make the *largest*
-input of ``exp`` equal to ``max − min``: the authors call it a trick against overflow. Note the minus sign:
-a channel attends most to the channels it is *least* similar to — the code's behaviour, kept here.
+row, and ``max_j E_ij`` is one number per row ``i``. What the shift does in numbers: written by hand as
+``exp(·) / Σ exp(·)``, ``exp(−E)`` underflows to 0 in every entry of a row whose energies are all large (then
+0 / 0 = nan), while ``exp(max − E)`` starts from ``exp(0) = 1``; it does not bound the exponent, though
+(``max − E`` reaches ``max − min``, which overflows above ~88 in float32). PyTorch's ``softmax`` subtracts the
+row maximum of its own input internally, so with it both forms are safe. Note the minus sign: a channel puts
+most weight on the channels it is *least* similar to — the code's behaviour, kept here.
 
 Efficient PAM: ``F.scaled_dot_product_attention(q, k, v, scale=1.0)`` with q/k/v contiguous
 ``[B, 1, N, ·]`` tokens (``scale=1.0`` because PAM has no scale; SDPA's default would be ``d**-0.5``); the

@@ -120,7 +120,7 @@ def _case_cam(learner, b, c, n, seed, scale=1.0) -> str | None:
 def _check_cam(learner):
     for b, c, n, seed in [(2, 4, 10, 0), (1, 6, 3, 1), (3, 5, 7, 2)]:
         yield run_case(f"A [{b}, {c}, {n}] -> [{b}, {c}, {c}]", _case_cam, learner, b, c, n, seed)
-    yield run_case("large activations (where exp(−E) alone under- or overflows)", _case_cam, learner, 2, 4, 16, 3, 12.0)
+    yield run_case("large activations (where a hand-written exp(−E) / Σ exp(−E) gives nan)", _case_cam, learner, 2, 4, 16, 3, 12.0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -183,9 +183,10 @@ register_question(
              "b": "the attention flips: channels would attend to their most similar channels",
              "c": "the rows would no longer sum to 1"},
     answer="a",
-    explanation="max_j E_ij is one number per row i; softmax(z − m) = softmax(z) for any constant m in a row. "
-                "max(E) − E = −E + max(E), so both give the same attention. The shift only keeps the numbers "
-                "that go into exp in a safe range (PyTorch's softmax does that internally anyway).")
+    explanation="max_j E_ij is one number per row i; softmax(z + c) = softmax(z) for any constant c in a row. "
+                "max(E) − E = −E + max(E), so both give the same attention. In numbers the shift matters only for a "
+                "hand-written exp / sum (it avoids 0 / 0 when a row's energies are all large); PyTorch's softmax "
+                "subtracts the row maximum of its input internally anyway.")
 
 
 def _scenes_miou(arm: str, key: str = "mean_test_acc") -> float:
