@@ -17,6 +17,7 @@ Record it with ``python -m attncourse run-all --only danet_scenes --profile full
 """
 from __future__ import annotations
 
+from ..data.digit_scenes import digit_scenes  # noqa: F401  (registers the task in attncourse.data.TASKS)
 from ..segmentation_models import SegNet
 from .core import Experiment, NetArm, register_experiment
 
