@@ -4,7 +4,8 @@ Learner code runs only in a sandboxed worker per submission (:mod:`.sandbox`, :m
 checks run here, in the grader's own process, on proxies that call into the worker and get plain data
 back (:mod:`.peer`, :mod:`.remote`, :mod:`.wire`). Files are read defensively (:mod:`.files`), the
 notebook's source is parsed, never run, here (:mod:`.source`), and the class is orchestrated by
-:mod:`.batch`. The threat model and what was tested are in ``book/grading.md``.
+:mod:`.batch`. Predict-first and interpret questions are graded from their plain answers and reported
+in columns and a total of their own (:mod:`.questions`). The threat model and what was tested are in ``book/grading.md``.
 """
 from __future__ import annotations
 
@@ -45,8 +46,9 @@ def add_grade_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--memory-mb", type=int, default=8192, help="address-space limit of each worker in MiB (default 8192)")
     p.add_argument("--jobs", type=int, default=1, help="submissions graded in parallel (default 1; 1 in sequential mode)")
     p.add_argument("--exercises", action="append", default=None, metavar="PREFIX",
-                   help="grade the exercises whose key starts with PREFIX (e.g. 00.); repeat for several; 'all' "
-                        "for every registered one (default: every exercise of the modules the submissions check)")
+                   help="grade the exercises and questions whose key starts with PREFIX (e.g. 00.); repeat for "
+                        "several; 'all' for every registered one (default: every exercise and question of the "
+                        "modules the submissions check)")
     p.add_argument("--profile", default="smoke", help="ATTNCOURSE_PROFILE for the workers (default smoke)")
     p.add_argument("--gpu", action="store_true", help="let workers see GPUs (default: hidden)")
     p.set_defaults(func=_run_grade_command)
@@ -93,17 +95,26 @@ def _run_grade_command(args: argparse.Namespace) -> int:
 
 def _progress_line(sub: dict) -> str:
     name = sub["file"].encode("ascii", "backslashreplace").decode("ascii")
-    return (f"{name}: {sub['total']:g} / {sub['max']:g}  [{sub['status']}]  {sub['seconds']:.1f}s"
+    questions = (f"  questions {sub.get('questions_total', 0):g} / {sub['questions_max']:g}"
+                 if sub.get("questions_max") else "")
+    return (f"{name}: {sub['total']:g} / {sub['max']:g}{questions}  [{sub['status']}]  {sub['seconds']:.1f}s"
             + (f"  — {'; '.join(sub['notes'])}" if sub["notes"] else ""))
 
 
 def write_csv(report: dict, path) -> None:
-    """One row per submission: the file, each exercise's points, total, max, status, seconds, notes.
-    Cells a spreadsheet could read as formulas are neutralised; the file is replaced atomically."""
+    """One row per submission: the file, each exercise's points, total, max, then each question's points
+    (columns ``Q:<key>``), questions_total, questions_max — apart from the exercise total — and status,
+    seconds, notes. Cells a spreadsheet could read as formulas are neutralised; the file is replaced
+    atomically."""
     keys = list(report["exercises"])
+    qkeys = list(report.get("questions", {}))
     rows = [[s["file"], *(f"{s['exercises'][k]['earned']:g}" for k in keys), f"{s['total']:g}", f"{s['max']:g}",
+             *(f"{s['questions'][k]['earned']:g}" for k in qkeys),
+             *((f"{s['questions_total']:g}", f"{s['questions_max']:g}") if qkeys else ()),
              s["status"], f"{s['seconds']:.1f}", "; ".join(s["notes"])] for s in report["submissions"]]
-    files.write_atomic(path, files.csv_text(["file", *keys, "total", "max", "status", "seconds", "notes"], rows))
+    header = ["file", *keys, "total", "max", *(f"Q:{k}" for k in qkeys),
+              *(("questions_total", "questions_max") if qkeys else ()), "status", "seconds", "notes"]
+    files.write_atomic(path, files.csv_text(header, rows))
 
 
 def write_json(report: dict, path) -> None:

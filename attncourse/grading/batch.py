@@ -11,7 +11,9 @@ For each submission (a *slot*):
 3. Here: for each exercise, the worker evaluates the answer expression and hands back a proxy
    (:mod:`.remote`); the exercise's checker from :mod:`attncourse.exercises` runs **here** on that
    proxy, with ``grade_timeout`` seconds for everything the worker does for it. Nothing of the
-   checker, the reference or the comparison is ever in the worker.
+   checker, the reference or the comparison is ever in the worker. For each question the worker
+   hands back the answer's value as plain data only, graded here by the grader's own registry and
+   counted apart (:mod:`.questions`).
 4. The worker is killed and the slot checked empty; the row is built from the grader's memory. The
    reports are written once, atomically, after every slot is done.
 """
@@ -25,7 +27,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import files, sandbox, source
+from . import files, questions, sandbox, source
 
 _GRADE_LOCK = threading.Lock()  # checkers seed the global RNGs: one exercise is graded at a time
 _SEVERITY = ["failed", "review", "kernel died", "timeout", "memory", "errors"]
@@ -61,12 +63,15 @@ def registry() -> dict:
     return {k: {"title": ex.title, "points": float(ex.points)} for k, ex in sorted(EXERCISES.items())}
 
 
-def columns_for(reg: dict, calls: list[dict[str, str]], prefixes: list[str] | None) -> list[str]:
+def columns_for(reg: dict, calls: list[dict[str, str]], prefixes: list[str] | None, known=None) -> list[str]:
+    """The keys of ``reg`` to report: those with a prefix, or those of the modules whose keys (of ``known``:
+    by default ``reg``; exercises and questions together when grading) the submissions check."""
     if prefixes and any(p == "all" for p in prefixes):
         return list(reg)
     if prefixes:
         return [k for k in reg if any(k.startswith(p) for p in prefixes)]
-    modules = {k.split(".")[0] for c in calls for k in c if k in reg}
+    known = reg if known is None else known
+    modules = {k.split(".")[0] for c in calls for k in c if k in known}
     return [k for k in reg if k.split(".")[0] in modules]
 
 
@@ -125,12 +130,13 @@ class Slot:
             self.survivors += self.worker.stop()
         self.worker = self.peer = None
 
-    def request(self, header: dict, limit: float, grace: float = 10.0) -> dict:
-        """One top-level request with a time limit (in the worker) and a hard deadline (here)."""
+    def request(self, header: dict, limit: float, grace: float = 10.0, arrays: bool = False):
+        """One top-level request with a time limit (in the worker) and a hard deadline (here): its reply
+        (and the reply's raw arrays, with ``arrays=True``)."""
         self.peer.broken = ""
         self.peer.deadline = time.monotonic() + limit + grace
-        reply, _ = self.peer.request(dict(header, limit=max(0.5, limit)))
-        return reply
+        reply, arrs = self.peer.request(dict(header, limit=max(0.5, limit)))
+        return (reply, arrs) if arrays else reply
 
     def exec_cell(self, cell: str, limit: float) -> tuple[str, str]:
         """('ok' | 'error' | 'timeout' | 'dead', error text)."""
@@ -173,16 +179,19 @@ def _skipped(cell: dict) -> bool:
 
 
 def grade_one(ctx: dict, slot: int, path: Path, nb: dict | None, read_error: str, calls: dict[str, str],
-              columns: list[str], reg: dict) -> dict:
+              columns: list[str], reg: dict, qcolumns: list[str] = (), qreg: dict | None = None) -> dict:
     t0 = time.monotonic()
+    qreg = qreg or {}
     sub = {"file": str(path), "status": "ok", "flags": [], "notes": [], "total": 0.0,
            "max": round(sum(reg[k]["points"] for k in columns), 2), "seconds": 0.0,
            "exercises": {k: {"points": reg[k]["points"], "earned": 0.0, "answer": calls.get(k), "cases": [],
                              "note": ""} for k in columns},
+           "questions_total": 0.0, "questions_max": round(sum(qreg[k]["points"] for k in qcolumns), 2),
+           "questions": questions.new_rows(list(qcolumns), qreg, calls),
            "cells": {"code": 0, "ran": 0, "errors": []}, "review": [], "phases": {}, "survivors": 0}
     for k in calls:
-        if k not in reg:
-            sub["notes"].append(f"check({k!r}, …) is not a registered exercise (ignored)")
+        if k not in reg and k not in qreg:
+            sub["notes"].append(f"check({k!r}, …) is not a registered exercise or question (ignored)")
     if nb is None:
         sub["flags"].append("failed")
         sub["notes"].append(read_error)
@@ -201,6 +210,9 @@ def grade_one(ctx: dict, slot: int, path: Path, nb: dict | None, read_error: str
         for key in columns:
             if key in calls:
                 _grade_exercise(run, key, calls[key], sub, reg)
+        for key in qcolumns:
+            if key in calls:
+                questions.grade_question(run, key, calls[key], sub, qreg, _GRADE_LOCK)
         sub["phases"]["grade"] = round(time.monotonic() - t1, 2)
     except Exception as err:  # noqa: BLE001 — a failed row, never a crashed grader
         sub["flags"].append("failed")
@@ -308,6 +320,7 @@ def _finish(sub: dict, t0: float) -> dict:
     sub["flags"] = list(dict.fromkeys(sub["flags"]))
     sub["status"] = _status(sub["flags"])
     sub["total"] = round(sum(e["earned"] for e in sub["exercises"].values()), 2)
+    sub["questions_total"] = round(sum(q["earned"] for q in sub.get("questions", {}).values()), 2)
     sub["seconds"] = round(time.monotonic() - t0, 2)
     return sub
 
@@ -317,6 +330,7 @@ def grade_notebooks(paths: list, *, timeout: float = 600.0, grade_timeout: float
                     gpu: bool = False, progress=None, refused: list | None = None, hide: list | None = None) -> dict:
     """Grade notebooks; return the report (what the JSON holds). Never raises for a bad submission."""
     reg = registry()
+    qreg = questions.registry()
     import torch._subclasses  # noqa: F401  (torch's lazy imports are not thread-safe: done here, once)
 
     from . import remote  # noqa: F401
@@ -344,7 +358,9 @@ def grade_notebooks(paths: list, *, timeout: float = 600.0, grade_timeout: float
     for p, why in refused or []:
         notebooks.append((Path(p), None, why))
         calls.append({})
-    columns = columns_for(reg, calls, prefixes)
+    known = set(reg) | set(qreg)
+    columns = columns_for(reg, calls, prefixes, known)
+    qcolumns = columns_for(qreg, calls, prefixes, known)
     run_dir = tempfile.mkdtemp(prefix="attncourse-grade-")
     os.chmod(run_dir, 0o711)
     hidden = {Path(os.path.realpath(Path(p).parent)) for p, _, _ in notebooks}
@@ -374,10 +390,10 @@ def grade_notebooks(paths: list, *, timeout: float = 600.0, grade_timeout: float
             try:
                 path, nb, err = notebooks[i]
                 try:
-                    sub = grade_one(ctx, slot, path, nb, err, calls[i], columns, reg)
+                    sub = grade_one(ctx, slot, path, nb, err, calls[i], columns, reg, qcolumns, qreg)
                 except Exception as exc:  # noqa: BLE001
                     sub = grade_one(ctx, slot, path, None, f"grader error: {type(exc).__name__}: {exc}", {}, columns,
-                                    reg)
+                                    reg, qcolumns, qreg)
             finally:
                 with flock:
                     free.append(slot)
@@ -394,5 +410,7 @@ def grade_notebooks(paths: list, *, timeout: float = 600.0, grade_timeout: float
         "grader": {**settings, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
         "exercises": {k: reg[k] for k in columns},
         "max_total": round(sum(reg[k]["points"] for k in columns), 2),
+        "questions": {k: qreg[k] for k in qcolumns},  # counted apart: never part of an exercise total
+        "max_questions": round(sum(qreg[k]["points"] for k in qcolumns), 2),
         "submissions": submissions,
     }

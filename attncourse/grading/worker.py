@@ -7,6 +7,7 @@ fd 3 and answers on fd 4:
 
 * ``exec``: run one cell (IPython syntax) with a time limit (SIGALRM -> KeyboardInterrupt);
 * ``resolve``: evaluate an answer expression (``channel_stat``) in the notebook's namespace;
+* ``answer``: evaluate a question's answer expression (``q_gain``) and return it as plain data only;
 * ``seed``: seed Python, NumPy and torch before an exercise, so answers are reproducible;
 * ``call`` / ``backward`` (:mod:`.peer`): run a learner's function, class or module on the grader's
   inputs, and back-propagate through it.
@@ -134,6 +135,10 @@ class WorkerPeer(peer.Peer):
             value = eval(compile(str(msg.get("expr")), "<answer>", "eval"), self.shell.user_ns)  # noqa: S307
             arrays: list = []
             return {"result": self.encode(value, arrays, [])}, arrays
+        if op == "answer":  # a question's answer: plain data only, never a handle
+            value = eval(compile(str(msg.get("expr")), "<answer>", "eval"), self.shell.user_ns)  # noqa: S307
+            arrays = []
+            return {"result": plain_answer(self, value, arrays)}, arrays
         if op == "seed":
             import random
 
@@ -159,6 +164,17 @@ class WorkerPeer(peer.Peer):
         if err is None:
             return {"status": "ok"}
         return {"status": "error", "ename": peer._type_name(err), "evalue": str(err)[:300]}
+
+
+def plain_answer(p, value, arrays: list) -> dict:
+    """A question's answer as plain data: ``None``, a bool, number or string, or an array (the grader takes
+    one-element arrays as numbers); anything else only by its type name. Never a handle."""
+    import numpy as np
+    import torch
+
+    if value is None or isinstance(value, (bool, int, float, str, np.generic, np.ndarray, torch.Tensor)):
+        return p.encode(value, arrays, [])
+    return {"t": "unplain", "type": peer._type_name(value)}
 
 
 def _alarm(signum, frame):
