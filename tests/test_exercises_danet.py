@@ -15,7 +15,7 @@ KEYS = ["06.pam_attention", "06.cam_attention", "06.parallel_fusion"]
 
 def test_module_registers_at_least_three_exercises_and_the_questions():
     assert set(KEYS) <= set(list_exercises("06."))
-    assert {"06.predict_pam_size", "06.predict_max_trick", "06.predict_fcn_large", "06.interpret_parallel"} <= set(QUESTIONS)
+    assert {"06.predict_pam_size", "06.predict_max_trick", "06.predict_fcn_miou", "06.interpret_parallel"} <= set(QUESTIONS)
 
 
 @pytest.mark.parametrize("key", KEYS)

@@ -12,7 +12,7 @@ Shapes follow the notebook: queries and keys come flattened as ``[B, d, N]`` (ch
 last, as ``conv(x).flatten(2)`` gives them), CAM's input as ``A [B, C, N]``.
 
 Questions (counted apart, 1 point each): ``06.predict_pam_size`` (number), ``06.predict_max_trick`` (choice),
-``06.predict_fcn_large`` (choice, read from the recorded ``danet_scenes`` run), ``06.interpret_parallel`` (choice).
+``06.predict_fcn_miou`` (choice, read from the recorded ``danet_scenes`` run), ``06.interpret_parallel`` (choice).
 """
 from __future__ import annotations
 
@@ -194,7 +194,7 @@ def _scenes_miou(arm: str, key: str = "mean_test_acc") -> float:
 
 
 register_question(
-    "06.predict_fcn_large", title="Predict: the plain FCN's mIoU on digit scenes (full profile)?", when="predict",
+    "06.predict_fcn_miou", title="Predict: the plain FCN's mIoU on digit scenes (full profile)?", when="predict",
     choices={"a": "below 50 %", "b": "50 to 75 %", "c": "75 % or more"},
     answer=lambda: bucket(_scenes_miou("fcn"), [50, 75]),
     explanation=lambda correct: (
