@@ -22,10 +22,10 @@ import torch
 from attncourse.exercises import grade
 
 FIX = Path(__file__).parent / "fixtures" / "grading"
-HONEST = ["good.ipynb", "partial.ipynb", "hostile/keywords_aliases.ipynb"]
+HONEST = ["good.ipynb", "partial.ipynb", "hostile/keywords_aliases.ipynb", "questions.ipynb"]
 HOSTILE = ["hostile/patch_partial.ipynb", "hostile/patch_string_thread.ipynb", "hostile/frame_reader.ipynb",
            "hostile/persist.ipynb", "hostile/kill_everything.ipynb", "hostile/hangs.ipynb",
-           "hostile/deep_json.ipynb", "os_exit.ipynb"]
+           "hostile/deep_json.ipynb", "os_exit.ipynb", "hostile/questions_tamper.ipynb"]
 
 
 def _deserved() -> dict[str, dict[str, float]]:
@@ -61,6 +61,7 @@ def _deserved() -> dict[str, dict[str, float]]:
         "hangs.ipynb": {**correct, "00.reweight": 0.0},
         "deep_json.ipynb": {},
         "os_exit.ipynb": {"00.channel_stat": correct["00.channel_stat"], "00.conv_params": correct["00.conv_params"]},
+        "questions_tamper.ipynb": {"00.channel_stat": correct["00.channel_stat"]},
     }
 
 
@@ -145,6 +146,10 @@ def test_hostile_batch(tmp_path):
         row = rows[name]
         for key in ("00.channel_stat", "00.reweight", "00.conv_params", "00.conv_flops"):
             assert float(row[key]) == pytest.approx(points.get(key, 0.0)), (name, key, row)
+    # questions: their own columns and total, never in the exercise total; the tampering gains nothing
+    assert rows["questions.ipynb"]["questions_total"] == "1" and rows["questions.ipynb"]["total"] == "2"
+    assert rows["questions_tamper.ipynb"]["questions_total"] == "0"
+    assert rows["good.ipynb"]["questions_total"] == "0" and rows["good.ipynb"]["Q:00.predict_pairs_growth"] == "0"
     assert "nested deeper" in rows["deep_json.ipynb"]["notes"]
     assert "time limit" in rows["hangs.ipynb"]["notes"] and "timeout" in rows["hangs.ipynb"]["status"]
     # copying another submission's cells from the folder fails (the folder is hidden from workers in bwrap mode)

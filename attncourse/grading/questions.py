@@ -90,15 +90,14 @@ def grade_question(run, key: str, expr: str, sub: dict, qreg: dict, lock) -> Non
         if run.worker is None:
             raise RemoteError("no working worker")
         reply, arrays = run.request({"op": "answer", "expr": expr}, run.ctx["grade_timeout"], arrays=True)
-    except RemoteError as err:
-        row.update(result="not evaluated",
-                   note=_short(f"could not evaluate the answer `{expr}` at the end of the notebook: {err}"))
+    except Exception as err:  # noqa: BLE001 — the learner's error (NameError…), a time limit, an odd reply
+        row.update(result="not evaluated", note=_short(f"could not evaluate the answer `{expr}` at the end of the "
+                                                       f"notebook: {type(err).__name__}: {err}"))
+        if "time limit" in str(err) or type(err).__name__ == "KeyboardInterrupt":
+            sub["flags"].append("timeout")
+            sub["notes"].append(f"answering {key}: the learner's code hit the time limit")
         if run.peer is not None and run.peer.broken:
             run.stop()
-        return
-    except Exception as err:  # noqa: BLE001 — an odd reply: the worker is not trusted
-        row.update(result="not evaluated", note=f"the worker's answer was not readable ({type(err).__name__})")
-        run.stop()
         return
     value, why = decode_answer(reply.get("result"), arrays)
     if why:
