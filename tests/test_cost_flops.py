@@ -16,7 +16,7 @@ sdpa_kernel = pytest.importorskip("torch.nn.attention").sdpa_kernel
 
 # registered blocks whose efficient path is F.scaled_dot_product_attention and whose naive path is the same
 # computation with the explicit attention matrix (the other modes re-associate: different algorithms)
-SDPA_BLOCKS = ("nonlocal", "nonlocal_gaussian", "nonlocal_sub", "ann", "ocnet")
+SDPA_BLOCKS = ("nonlocal", "nonlocal_gaussian", "nonlocal_sub", "ann", "ocnet", "danet_pam")
 BACKENDS = ("MATH", "FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION", "OVERRIDEABLE")
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 
@@ -50,7 +50,8 @@ def test_sdpa_blocks_list_is_complete():
     """Every registered block with an ``implementation`` switch is either here or deliberately left out."""
     switchable = {n for n in list_blocks()
                   if "implementation" in inspect.signature(get_block_spec(n).factory).parameters}
-    assert set(SDPA_BLOCKS) | {"dnl", "nonlocal_dot", "nonlocal_concat"} == switchable
+    not_sdpa = {"condconv", "dynamic_conv"}  # their switch is a batched grouped conv vs a per-sample loop
+    assert set(SDPA_BLOCKS) | {"dnl", "nonlocal_dot", "nonlocal_concat"} | not_sdpa == switchable
 
 
 @pytest.mark.parametrize("name", SDPA_BLOCKS)
