@@ -95,7 +95,7 @@ def plot_sta_attention(tracklet, spatial, scores, occluded=None, title: str | No
     ax.set_xticks(range(t), [str(j + 1) for j in range(t)], fontsize=7)
     ax.set_yticks(range(k), [f"region {r + 1}" for r in range(k)], fontsize=7)
     ax.set_xlabel("frame", fontsize=7)
-    ax.set_title("scores S (columns: frames)", fontsize=8)
+    ax.set_title("scores S", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
