@@ -15,6 +15,7 @@ Record it with ``python -m attncourse run-all --only sta_tracklets --profile ful
 """
 from __future__ import annotations
 
+from ..data import digit_tracklets as _task_family  # noqa: F401 — registers the task this experiment trains on
 from ..reid_models import ReIDNet
 from .core import Experiment, NetArm, register_experiment
 
