@@ -91,3 +91,38 @@ def test_fixed_answer_questions():
     assert _grade_question(QUESTIONS["06.predict_pam_size"], 20736)[0] == 1
     assert _grade_question(QUESTIONS["06.predict_max_trick"], "a")[0] == 1
     assert _grade_question(QUESTIONS["06.predict_max_trick"], "b")[0] == 0
+
+
+# The fairness suite (tests/test_exercises_fairness.py) reads these: correct answers in different styles, and the
+# common mistakes with a fragment of the hint that must name each.
+CORRECT = {
+    "06.pam_attention": {
+        "reference": ex.pam_attention,
+        "einsum": lambda q, k: torch.einsum("bdi,bdj->bij", q, k).softmax(-1),
+        "matmul + exp / sum with the max": lambda q, k: (lambda e: (e - e.amax(-1, keepdim=True)).exp()
+                                                       / (e - e.amax(-1, keepdim=True)).exp().sum(-1, keepdim=True))(
+                                                           q.transpose(1, 2) @ k),
+    },
+    "06.cam_attention": {
+        "reference": ex.cam_attention,
+        "softmax of -E": lambda a: torch.softmax(-_e(a), -1),
+        "global max": lambda a: (_e(a).amax((1, 2), keepdim=True) - _e(a)).softmax(-1),
+        "einsum": lambda a: (lambda e: (e.amax(-1, keepdim=True) - e).softmax(-1))(torch.einsum("bcn,bdn->bcd", a, a)),
+    },
+    "06.parallel_fusion": {
+        "reference": ex.parallel_fusion,
+        "sum of a list": lambda x, p, c: sum([p(x), c(x)]),
+        "torch.stack": lambda x, p, c: torch.stack([p(x), c(x)]).sum(0),
+    },
+}
+MISTAKES = {
+    "06.pam_attention": [(lambda q, k: (_energy(q, k) / q.shape[1] ** 0.5).softmax(-1), "no scale"),
+                         (lambda q, k: _energy(q, k).softmax(1), "wrong axis"),
+                         (lambda q, k: _energy(q, k), "softmax is missing"),
+                         (lambda q, k: (q @ k.transpose(1, 2)).softmax(-1), "over channels")],
+    "06.cam_attention": [(lambda a: _e(a).softmax(-1), "sign is flipped"),
+                         (lambda a: (_e(a).amax(-1, keepdim=True) - _e(a)).softmax(1), "wrong axis"),
+                         (lambda a: (a.transpose(1, 2) @ a).softmax(-1), "position × position")],
+    "06.parallel_fusion": [(lambda x, p, c: c(p(x)), "in series"), (lambda x, p, c: (p(x) + c(x)) / 2, "averaged"),
+                           (lambda x, p, c: p(x) * c(x), "multiplied"), (lambda x, p, c: p(x), "only the PAM")],
+}

@@ -752,7 +752,7 @@ def _from_module_tests(name: str) -> dict[str, Fair]:
             for key, styles in mod.CORRECT.items()}
 
 
-for _module_tests in ("test_exercises_sknet",):
+for _module_tests in ("test_exercises_sknet", "test_exercises_danet"):
     FAIRNESS.update(_from_module_tests(_module_tests))
 
 
