@@ -742,17 +742,18 @@ FAIRNESS.update({
 
 # ==================================================================================================
 # modules whose own exercise tests list the alternatives: CORRECT {key: {style: answer}} and
-# MISTAKES {key: [(answer, hint fragment), ...]}
+# MISTAKES (or MISTAKES_FOR_FAIRNESS) {key: [(answer, hint fragment, *hints it may also show), ...]}
 # ==================================================================================================
 def _from_module_tests(name: str) -> dict[str, Fair]:
     import importlib
 
     mod = importlib.import_module(name)
-    return {key: Fair(dict(styles), {hint: Mistake(answer, hint) for answer, hint in mod.MISTAKES.get(key, [])})
+    mistakes = getattr(mod, "MISTAKES_FOR_FAIRNESS", None) or mod.MISTAKES
+    return {key: Fair(dict(styles), {m[1]: Mistake(m[0], m[1], tuple(m[2:])) for m in mistakes.get(key, [])})
             for key, styles in mod.CORRECT.items()}
 
 
-for _module_tests in ("test_exercises_sknet", "test_exercises_danet"):
+for _module_tests in ("test_exercises_sknet", "test_exercises_danet", "test_exercises_sta"):
     FAIRNESS.update(_from_module_tests(_module_tests))
 
 

@@ -156,3 +156,16 @@ def test_the_predict_first_answer_follows_from_the_package():
     scores = STA(8).attention_maps(f)["scores"][0]                # [T, K]
     assert int(scores[:, 1].argmax()) == 1                        # region 2 (index 1) is won by frame 2 (index 1)
     assert scores[2, 1] == 0 and scores[3, 1] == 0 and scores[1, 1] > scores[0, 1]
+
+
+# The fairness suite (tests/test_exercises_fairness.py) reads these two tables.
+CORRECT = {
+    "08.spatial_map": {"reference": ex.spatial_map, "mean over channels": map_mean_over_channels},
+    "08.region_scores": {"reference": ex.region_scores, "loops": scores_with_loops},
+    "08.fusion": {"reference": ex.sta_fusion, "einsum": fusion_with_einsum},
+}
+_MISTAKES_BY_KEY: dict = {}
+_SAME_RESULT = {"across the FRAMES": ("not normalised",), "not normalised": ("across the FRAMES",)}  # the checker
+for _key, _learner, _hint in MISTAKES:                                  # names both where their outputs coincide
+    _MISTAKES_BY_KEY.setdefault(_key, []).append((_learner, _hint, *_SAME_RESULT.get(_hint, ())))
+MISTAKES_FOR_FAIRNESS = _MISTAKES_BY_KEY

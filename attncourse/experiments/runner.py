@@ -226,6 +226,12 @@ def record_checkpoint(job: Job, record: dict, store=None, out_dir=None) -> Path:
     return save_trained(target, model, prov)
 
 
+def _settings_only(info: dict) -> dict:
+    """A task's ``info`` without per-sample lists (e.g. each digit's size), which describe the 16-image shape task."""
+    return {k: v for k, v in info.items() if not (isinstance(v, (list, tuple)) and len(v) > 8)
+            and not hasattr(v, "shape")}
+
+
 def merge_experiment(name: str, profile: Profile, seeds: list[int], arms: list[str] | None = None, store=None,
                      out_dir=None) -> dict | None:
     """Write ``<experiment>.json`` and each arm's seed-0 checkpoint from finished runs; ``None`` if any is missing."""
@@ -245,18 +251,20 @@ def merge_experiment(name: str, profile: Profile, seeds: list[int], arms: list[s
     first = next(iter(records.values()))
     out = {"experiment": name, "description": exp.description, "module": exp.module, "task": exp.task,
            "metric": first.get("metric", "accuracy"),
-           "task_info": dict(task.info), "profile": profile.name, "epochs": jobs[0].epochs,
+           "task_info": _settings_only(task.info), "profile": profile.name, "epochs": jobs[0].epochs,
            "n_train": profile.n_train, "n_test": profile.n_test, "batch_size": profile.batch_size, "seeds": seeds,
            "device": first["device"], "torch": first["torch"], "python": platform.python_version(),
            "git_commit": first["git_commit"], "settings": first["settings"],
            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "arms": {}}
     folder = Path(out_dir) if out_dir is not None else results_dir()
     sample = task.float_images(task.x_test[:1])
+    shape = first["task_shape"]
+    shape_of_runs = SimpleNamespace(in_channels=shape["in_channels"], num_classes=shape["num_classes"])
     for arm in dict.fromkeys(j.arm for j in jobs):
         runs = [{k: r[k] for k in ("seed", "final_test_acc", "best_test_acc", "wall_s", "history", "job")}
                 for j, r in records.items() if j.arm == arm]
         mean, std = _mean_std([r["final_test_acc"] for r in runs])
-        model = exp.arms[arm](task).eval()
+        model = exp.arms[arm](shape_of_runs).eval()  # the trained task's classes, not the tiny shape task's
         out["arms"][arm] = {"mean_test_acc": mean, "std_test_acc": std, "params": count_params(model),
                             "flops": count_flops(model, sample), "runs": runs}
         seed0 = next((r for j, r in records.items() if j.arm == arm and j.seed == 0), None)
