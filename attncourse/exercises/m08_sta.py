@@ -221,3 +221,14 @@ register_question(
                  "holds a larger share of frame 2's map — its score is higher, and it wins region 2. Frames 3 and 4 "
                  "have no energy in region 2 and score 0 there. STA ranks frames by where their energy lies, not by "
                  "how much there is: a frame that is hidden elsewhere is favoured in the regions it still shows."))
+
+
+register_question(
+    "08.interpret_identical_frames", title="Interpret: STA on a tracklet whose frames are all the same", when="interpret",
+    tolerance=0.001,
+    answer=0.25,
+    explanation=("Region scores are normalised across the T = 4 frames, so identical frames share every region equally: "
+                 "S(n, k) = 1/4 = 0.25. The score-weighted sum is then the plain mean — TAP — and the 'best' frame is "
+                 "any of them, the same features again. On a clip with nothing to choose between, STA has nothing to "
+                 "add over temporal average pooling: its advantage can only come from frames that differ, such as "
+                 "partly occluded ones. That is what the with/without-occlusion comparison above measures."))
