@@ -162,7 +162,7 @@ def _case_fusion(learner, b, c, h, w, seed) -> str | None:
 @register_exercise("06.parallel_fusion", title="DANet's fusion: PAM ∥ CAM, outputs summed", points=2,
                    solution=parallel_fusion)
 def _check_fusion(learner):
-    for b, c, h, w, seed in [(2, 4, 3, 5, 0), (1, 6, 4, 4, 1)]:
+    for b, c, h, w, seed in [(2, 4, 3, 5, 0), (1, 6, 4, 4, 1), (3, 2, 7, 1, 2)]:
         yield run_case(f"x [{b}, {c}, {h}, {w}] through two branches", _case_fusion, learner, b, c, h, w, seed)
 
 
