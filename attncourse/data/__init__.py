@@ -342,7 +342,8 @@ def multiscale_digits(n_train: int = 6000, n_test: int = 1500, *, canvas: int = 
         return img[None].astype(np.float32), int(labels[k]), [pool[k]]
 
     info = dict(canvas=canvas, digit_size=digit_size, noise=noise, seed=seed, attention="multi-scale / branch",
-                why=("Digit size spans a factor of ~5: a fixed 3×3 stack sees strokes of small digits and only parts "
+                why=(f"Digit size spans a factor of {digit_size[1] / digit_size[0]:.1f} ({digit_size[0]}–{digit_size[1]} px): "
+                     "a fixed 3×3 stack sees strokes of small digits and only parts "
                      "of large ones at a given depth. Multi-branch blocks combine several receptive fields."))
     task = _build(name, n_train, n_test, seed, make_one, 10, DIGIT_CLASSES, info)
     # the side (px) of each sample's digit, a plain list per split (task.info stays JSON-serialisable)
