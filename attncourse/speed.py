@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["bf16_supported", "speed_settings", "autocast", "memory_format"]
+__all__ = ["bf16_supported", "speed_settings", "autocast", "memory_format", "to_channels_last"]
 
 
 def _cpu_flags() -> set[str]:
@@ -60,3 +60,16 @@ def autocast(device: torch.device, enabled: bool = True):
 
 def memory_format(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
+
+
+def to_channels_last(model: torch.nn.Module) -> torch.nn.Module:
+    """Store every 4-D parameter and buffer of ``model`` in channels_last, in place; others are left alone.
+
+    ``model.to(memory_format=torch.channels_last)`` also tries 5-D tensors and fails on them (``required rank 4
+    tensor``) — e.g. CondConv's and Dynamic Convolution's stacks of expert kernels ``[E, C_out, C_in, k, k]``.
+    """
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            if t.dim() == 4:
+                t.data = t.data.contiguous(memory_format=torch.channels_last)
+    return model

@@ -26,7 +26,8 @@ from torch import nn
 from .config import pick_device, seed_everything
 from .data import DigitTask, float_images
 from .objectives import auxiliary_loss, iter_outputs, objective_for, progress_modules
-from .speed import autocast as _autocast, bf16_supported, memory_format as _memory_format, speed_settings
+from .speed import (autocast as _autocast, bf16_supported, memory_format as _memory_format, speed_settings,
+                    to_channels_last)
 
 __all__ = ["History", "fit", "evaluate", "predict", "random_translate", "save_checkpoint", "load_checkpoint", "progress_bar",
            "bf16_supported", "speed_settings"]
@@ -208,7 +209,7 @@ def fit(model: nn.Module, task: DigitTask, *, epochs: int = 10, batch_size: int 
     gen = seed_everything(seed)
     model.to(device)
     if channels_last:
-        model.to(memory_format=torch.channels_last)
+        to_channels_last(model)
     data = task.to(device)
     steps_per_epoch = objective.steps_per_epoch(data, batch_size)
     total_steps = epochs * steps_per_epoch

@@ -147,3 +147,18 @@ def test_fit_runs_with_very_few_steps(easy_task, n_train):
     small = replace(easy_task, x_train=easy_task.x_train[:n_train], y_train=easy_task.y_train[:n_train])
     hist = fit(small_net(small), small, epochs=1, batch_size=8, progress=False)
     assert len(hist.epoch) == 1 and math.isfinite(hist.train_loss[0])
+
+
+def test_channels_last_training_of_a_model_with_5d_parameters():
+    """CondConv / DynamicConv keep their expert kernels as one 5-D parameter, which
+    ``model.to(memory_format=torch.channels_last)`` cannot convert; fit converts only the 4-D tensors."""
+    from attncourse.branch_models import BranchResNet
+    from attncourse.data import multiscale_digits
+
+    task = multiscale_digits(64, 32, seed=0)
+    for conv in ("condconv", "dynamic_conv"):
+        net = BranchResNet(task.in_channels, task.num_classes, conv=conv)
+        assert any(p.dim() == 5 for p in net.parameters())
+        hist = fit(net, task, epochs=1, batch_size=32, channels_last=True, progress=False, device="cpu")
+        assert math.isfinite(hist.train_loss[0])
+        assert all(p.is_contiguous(memory_format=torch.channels_last) for p in net.parameters() if p.dim() == 4)
