@@ -42,6 +42,7 @@ of every basic block before the add — exactly :class:`SEBasicBlock`.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Sequence
 
 import torch
@@ -115,6 +116,18 @@ def _check_choice(block: str, what: str, value: str, choices: tuple) -> None:
         raise ValueError(f"{block}: {what} must be one of {choices}, got {value!r}")
 
 
+def _check_init_logit(block: str, value) -> float:
+    """``value`` as a float, or ``ValueError`` naming ``block`` unless it is a finite real number (not a bool).
+
+    ``init_logit`` is the shift of a gate's pre-sigmoid value at initialisation: the gate starts at
+    ``σ(init_logit + default logits)``, i.e. at ``σ(init_logit)`` where the default init gives logits 0.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{block}: init_logit must be a finite number (the gate's pre-sigmoid value at "
+                         f"initialisation; 0 = the paper's init), got {value!r}")
+    return float(value)
+
+
 class _ChannelConv1d(nn.Module):
     """1-D convolutions sliding along the channel axis of a ``[N, C, 1, 1]`` descriptor (logits summed).
 
@@ -160,6 +173,12 @@ class SEBlock(GateBlock):
         gate: ``"sigmoid"`` (the paper) or ``"hard_sigmoid"``.
         kernel_size: kernel of the ``"conv1d"`` excitation (default :func:`eca_kernel_size` of ``C``).
         kernel_sizes: kernels of the ``"multiscale"`` excitation (default ``(3, 5, 7)``).
+        init_logit: shift of the gate's logits at initialisation (``0``, the default, is the paper's
+            init, left untouched): ``fc2``'s bias gets ``+ init_logit`` (``+ init_logit / 2`` for
+            ``"avgmax"``, whose two descriptors each add it), so for every input the fresh block's logits
+            are the default block's plus ``init_logit`` and the gate starts near ``σ(init_logit)`` instead
+            of near 0.5 (default ``fc2`` weights are random, so not exactly). Needs ``excitation="fc"``
+            (the 1-D conv excitations have no bias).
 
     Shape flow: ``[N, C, H, W] → squeeze [N, C, 1, 1] → excite [N, C/r, 1, 1] → [N, C, 1, 1] → σ → x·s``.
     The state dict of the default block (``fc1.*``, ``fc2.*``) matches ``torchvision.ops.SqueezeExcitation``
@@ -170,12 +189,16 @@ class SEBlock(GateBlock):
 
     def __init__(self, channels: int, reduction: float = 16, reduced_channels: int | None = None, squeeze: str = "avg",
                  excitation: str = "fc", gate: str = "sigmoid", kernel_size: int | None = None,
-                 kernel_sizes: Sequence[int] = (3, 5, 7)):
+                 kernel_sizes: Sequence[int] = (3, 5, 7), init_logit: float = 0.0):
         super().__init__()
         name = type(self).__name__
         _check_choice(name, "squeeze", squeeze, SQUEEZES)
         _check_choice(name, "excitation", excitation, EXCITATIONS)
         _check_choice(name, "gate", gate, GATES)
+        self.init_logit = _check_init_logit(name, init_logit)
+        if self.init_logit != 0 and excitation != "fc":
+            raise ValueError(f"{name}: init_logit={init_logit!r} shifts fc2's bias, so it needs excitation='fc'; "
+                             f"the {excitation!r} excitation has no bias")
         self.channels, self.squeeze, self.excitation, self.gate = channels, squeeze, excitation, gate
         if excitation == "fc":
             self.reduced_channels = reduced_width(name, channels, reduction, reduced_channels)
@@ -191,10 +214,14 @@ class SEBlock(GateBlock):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """PyTorch's default conv initialisation, as the reference implementations (the paper prescribes none)."""
+        """PyTorch's default conv initialisation, as the reference implementations (the paper prescribes none);
+        then ``fc2``'s bias shifted by ``init_logit`` (split over the descriptors whose logits are summed)."""
         for m in self.modules():
             if isinstance(m, (nn.Conv1d, nn.Conv2d)):
                 m.reset_parameters()
+        if self.init_logit != 0:  # 0: not even a no-op add, so the default block is bit-identical to before
+            with torch.no_grad():
+                self.fc2.bias.add_(self.init_logit / (2 if self.squeeze == "avgmax" else 1))
 
     def excite(self, z: torch.Tensor) -> torch.Tensor:
         """Excitation logits (before the gate) of a descriptor ``[N, C, 1, 1]``."""
@@ -208,7 +235,8 @@ class SEBlock(GateBlock):
         return _gate(sum(self.excite(z) for z in squeeze(x, self.squeeze)), self.gate)
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, squeeze={self.squeeze!r}, excitation={self.excitation!r}, gate={self.gate!r}"
+        return (f"channels={self.channels}, squeeze={self.squeeze!r}, excitation={self.excitation!r}, gate={self.gate!r}"
+                + (f", init_logit={self.init_logit}" if self.init_logit != 0 else ""))
 
 
 @register_block("eca", family="channel", paper=ECA_PAPER)

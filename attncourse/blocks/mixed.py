@@ -58,7 +58,7 @@ from torch import nn
 
 from . import register_block
 from ._common import GateBlock, check_input, picture_helper, positive_int, reduced_width
-from .channel import _check_choice, squeeze
+from .channel import _check_choice, _check_init_logit, squeeze
 
 __all__ = ["ChannelAttention", "SpatialAttention", "CBAM", "BAM", "SCSE", "spatial_descriptor",
            "CBAM_ORDERS", "SPATIAL_ORDERS", "POOLS"]
@@ -96,6 +96,11 @@ class ChannelAttention(GateBlock):
         reduced_channels: explicit hidden width (overrides ``reduction``).
         pools: which global poolings feed the shared MLP (``"avg"``, ``"max"``; the paper uses both).
         bias: biases in the two MLP layers (official code: yes; timm: no).
+        init_logit: shift of the gate's logits at initialisation (``0``, the default, is the official init):
+            ``fc2``'s bias is set to ``init_logit / len(pools)`` instead of 0 — the shared MLP runs once per
+            pooled descriptor and the logits are summed, so its bias counts once per pool. For every input the
+            fresh block's logits are the default block's plus ``init_logit``; the gate starts near
+            ``σ(init_logit)`` (not exactly: ``fc2``'s weights are random). Needs ``bias=True``.
 
     Shape flow: ``[N, C, H, W] → pools [N, C, 1, 1] each → fc1 [N, C/r, 1, 1] → ReLU → fc2 [N, C, 1, 1]
     → summed over pools → σ → x · Mc``. Parameters: ``2·C·C/r`` (+ ``C/r + C`` with bias).
@@ -104,12 +109,15 @@ class ChannelAttention(GateBlock):
     map_name = "channel"
 
     def __init__(self, channels: int, reduction: float = 16, reduced_channels: int | None = None,
-                 pools: Sequence[str] = ("avg", "max"), bias: bool = True):
+                 pools: Sequence[str] = ("avg", "max"), bias: bool = True, init_logit: float = 0.0):
         super().__init__()
         name = type(self).__name__
         pools = tuple(pools)
         if not pools or len(set(pools)) != len(pools) or any(p not in POOLS for p in pools):
             raise ValueError(f"{name}: pools must be a non-empty selection of {POOLS} without repeats, got {pools!r}")
+        self.init_logit = _check_init_logit(name, init_logit)
+        if self.init_logit != 0 and not bias:
+            raise ValueError(f"{name}: init_logit={init_logit!r} sets fc2's bias, so it needs bias=True")
         self.channels, self.pools = channels, pools
         self.reduced_channels = reduced_width(name, channels, reduction, reduced_channels)
         self.fc1 = nn.Conv2d(channels, self.reduced_channels, 1, bias=bias)
@@ -118,11 +126,14 @@ class ChannelAttention(GateBlock):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """PyTorch's default init for the MLP and zero biases, as the official code."""
+        """PyTorch's default init for the MLP and zero biases, as the official code; then ``fc2``'s bias
+        ``init_logit / len(pools)`` (each pooled descriptor adds it once to the summed logits)."""
         for fc in (self.fc1, self.fc2):
             fc.reset_parameters()
             if fc.bias is not None:
                 nn.init.zeros_(fc.bias)
+        if self.init_logit != 0:
+            nn.init.constant_(self.fc2.bias, self.init_logit / len(self.pools))
 
     def mlp(self, z: torch.Tensor) -> torch.Tensor:
         """The shared MLP on a pooled descriptor ``[N, C, 1, 1] → [N, C, 1, 1]`` (logits)."""
@@ -134,7 +145,8 @@ class ChannelAttention(GateBlock):
         return torch.sigmoid(sum(self.mlp(squeeze(x, p)[0]) for p in self.pools))
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, reduced_channels={self.reduced_channels}, pools={self.pools}"
+        return (f"channels={self.channels}, reduced_channels={self.reduced_channels}, pools={self.pools}"
+                + (f", init_logit={self.init_logit}" if self.init_logit != 0 else ""))
 
 
 @register_block("spatial_attention", family="mixed", paper=CBAM_PAPER + "; spatial attention module only")
@@ -151,6 +163,9 @@ class SpatialAttention(GateBlock):
         bn_momentum: that BatchNorm's running-statistics momentum: 0.01 as the official code (PyTorch's default
             is 0.1).
         reduction, reduced_channels: accepted so a backbone can pass the same kwargs to every block; unused.
+        init_logit: the gate's logit at initialisation (``0``, the default, is the official init): the BN's
+            shift (with ``norm=False`` the conv's bias) starts at ``init_logit``. With ``norm=True`` the BN's
+            scale starts at 0, so the fresh map is exactly ``σ(init_logit)`` everywhere, for every input.
 
     Shape flow: ``[N, C, H, W] → descriptor [N, 2, H, W] → conv (padding k//2) [N, 1, H, W] → BN → σ → x · Ms``.
     Parameters: ``2·k²`` (+ 2 for BN, or + 1 conv bias without it).
@@ -160,9 +175,11 @@ class SpatialAttention(GateBlock):
     spec_revision = 1  # 1: BN momentum 0.01 as the official code (was PyTorch's 0.1); see attncourse.blocks
 
     def __init__(self, channels: int | None = None, kernel_size: int = 7, order: str = "max_mean", norm: bool = True,
-                 reduction: float | None = None, reduced_channels: int | None = None, bn_momentum: float = 0.01):
+                 reduction: float | None = None, reduced_channels: int | None = None, bn_momentum: float = 0.01,
+                 init_logit: float = 0.0):
         super().__init__()
         name = type(self).__name__
+        self.init_logit = _check_init_logit(name, init_logit)
         if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"{name}: kernel_size must be an odd positive int so the map keeps its size "
                              f"(padding k//2; the paper uses 3 or 7), got {kernel_size!r}")
@@ -177,13 +194,16 @@ class SpatialAttention(GateBlock):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Official CBAM init: conv Kaiming (fan-out); BN scale **0** and shift 0, so ``Ms ≡ 0.5`` at first."""
+        """Official CBAM init: conv Kaiming (fan-out); BN scale **0** and shift 0, so ``Ms ≡ 0.5`` at first.
+        A non-zero ``init_logit`` becomes the BN's shift (the conv's bias without BN): ``Ms ≡ σ(init_logit)``."""
         nn.init.kaiming_normal_(self.conv.weight, mode="fan_out", nonlinearity="relu")
         if self.conv.bias is not None:
             nn.init.zeros_(self.conv.bias)
         if self.bn is not None:
             self.bn.reset_parameters()
             nn.init.zeros_(self.bn.weight)
+        if self.init_logit != 0:
+            nn.init.constant_(self.bn.bias if self.bn is not None else self.conv.bias, self.init_logit)
 
     def descriptor(self, x: torch.Tensor) -> torch.Tensor:
         """``[N, C, H, W] → [N, 2, H, W]``: channel-wise max and mean in this block's ``order``."""
@@ -199,7 +219,8 @@ class SpatialAttention(GateBlock):
         return torch.sigmoid(self.logits(x))
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, kernel_size={self.kernel_size}, order={self.order!r}"
+        return (f"channels={self.channels}, kernel_size={self.kernel_size}, order={self.order!r}"
+                + (f", init_logit={self.init_logit}" if self.init_logit != 0 else ""))
 
 
 @register_block("cbam", family="mixed", paper=CBAM_PAPER)
@@ -217,6 +238,9 @@ class CBAM(nn.Module):
         order: ``"channel_spatial"`` (the paper's block: ``y = x'·Ms(x')`` with ``x' = x·Mc(x)``),
             ``"spatial_channel"`` (``y = x'·Mc(x')`` with ``x' = x·Ms(x)``) or ``"parallel"``
             (``y = x · Mc(x) · Ms(x)``, both maps from the same input — see the module docstring).
+        init_logit: passed to both halves. With the default 0 both gates start near 0.5 (the spatial one
+            exactly), so the fresh block scales its input by about 0.25; ``init_logit=2`` starts both near
+            ``σ(2) ≈ 0.88`` (about 0.77 for the product). 0 is the official init.
 
     ``[N, C, H, W] → [N, C, H, W]``. In a ResNet the block goes on the residual branch before the add
     (``placement="residual"``), as in the official ``BasicBlock``/``Bottleneck``.
@@ -226,13 +250,18 @@ class CBAM(nn.Module):
 
     def __init__(self, channels: int, reduction: float = 16, kernel_size: int = 7, order: str = "channel_spatial",
                  reduced_channels: int | None = None, spatial_order: str = "max_mean", bias: bool = True,
-                 norm: bool = True, bn_momentum: float = 0.01):
+                 norm: bool = True, bn_momentum: float = 0.01, init_logit: float = 0.0):
         super().__init__()
-        _check_choice(type(self).__name__, "order", order, CBAM_ORDERS)
-        reduced_width(type(self).__name__, channels, reduction, reduced_channels)  # errors name CBAM, not its halves
+        name = type(self).__name__
+        _check_choice(name, "order", order, CBAM_ORDERS)
+        reduced_width(name, channels, reduction, reduced_channels)  # errors name CBAM, not its halves
+        self.init_logit = _check_init_logit(name, init_logit)
+        if self.init_logit != 0 and not bias:
+            raise ValueError(f"{name}: init_logit={init_logit!r} sets the channel MLP's last bias, so it needs bias=True")
         self.channels, self.order = channels, order
-        self.channel = ChannelAttention(channels, reduction, reduced_channels, bias=bias)
-        self.spatial = SpatialAttention(channels, kernel_size, spatial_order, norm, bn_momentum=bn_momentum)
+        self.channel = ChannelAttention(channels, reduction, reduced_channels, bias=bias, init_logit=self.init_logit)
+        self.spatial = SpatialAttention(channels, kernel_size, spatial_order, norm, bn_momentum=bn_momentum,
+                                        init_logit=self.init_logit)
 
     def reset_parameters(self) -> None:
         self.channel.reset_parameters()
@@ -264,7 +293,8 @@ class CBAM(nn.Module):
         return {"channel": mc, "spatial": ms}
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, order={self.order!r}"
+        return f"channels={self.channels}, order={self.order!r}" + (
+            f", init_logit={self.init_logit}" if self.init_logit != 0 else "")
 
 
 # --------------------------------------------------------------------------- BAM
