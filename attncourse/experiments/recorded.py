@@ -24,7 +24,7 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-from .core import arm_spec, get_experiment
+from .core import METRIC_NAMES, arm_spec, get_experiment
 
 __all__ = ["package_results_dir", "results_dir", "results_path", "checkpoint_path", "load_results", "save_trained",
            "load_trained", "load_or_train", "CheckpointMismatch"]
@@ -151,7 +151,8 @@ def load_or_train(experiment: str, arm: str, task=None, *, profile: str = "full"
         if verbose:
             p = model.provenance
             print(f"Loaded the recorded {experiment}/{arm} model: {p.get('profile')} profile, seed {p.get('seed')}, "
-                  f"test {p.get('metric', 'accuracy')} {100 * p.get('final_test_acc', float('nan')):.1f} %, "
+                  f"test {METRIC_NAMES.get(p.get('metric', 'accuracy'), p.get('metric')) or 'accuracy'} "
+                  f"{100 * p.get('final_test_acc', float('nan')):.1f} %, "
                   f"trained on {p.get('device')}.")
         return model
     except (FileNotFoundError, CheckpointMismatch) as err:
