@@ -23,15 +23,39 @@ import torch.nn.functional as F
 
 __all__ = [
     "DigitTask", "source_digits", "cluttered_digits", "channel_cue_digits", "long_range_pairs",
-    "multiscale_digits", "make_task", "TASKS", "cifar10",
+    "multiscale_digits", "make_task", "TASKS", "cifar10", "Task",
 ]
 
 SPLIT_SEED = 20240601  # fixed forever: changing it changes every task
 TRAIN_FRACTION = 0.7
 
 
+class Task:
+    """What every task offers the training loop, whatever its kind: the image tensors resident on one device.
+
+    Subclasses are dataclasses with ``x_train``, ``y_train``, ``x_test``, ``y_test`` (images ``uint8`` with the
+    channels at dim 1; a video task overrides :attr:`in_channels`) and a ``kind`` class attribute naming the
+    objective that trains them (:mod:`attncourse.objectives`).
+    """
+
+    kind: ClassVar[str] = "classification"
+
+    @property
+    def in_channels(self) -> int:
+        return self.x_train.shape[1]
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return tuple(self.x_train.shape[-2:])
+
+    def to(self, device):
+        """The same task with all tensors on ``device`` (data then stays resident during training)."""
+        moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
+        return type(self)(**moved)
+
+
 @dataclass
-class DigitTask:
+class DigitTask(Task):
     """A generated classification task. Images are ``uint8`` in [0, 255]; use :meth:`float_images`."""
 
     name: str
@@ -45,19 +69,6 @@ class DigitTask:
     sources_test: torch.Tensor
     info: dict = field(default_factory=dict)
     kind: ClassVar[str] = "classification"  # the task kind: fit trains it with attncourse.objectives.get_objective(kind)
-
-    @property
-    def in_channels(self) -> int:
-        return self.x_train.shape[1]
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return tuple(self.x_train.shape[-2:])
-
-    def to(self, device) -> "DigitTask":
-        """The same task with all tensors on ``device`` (data then stays resident during training)."""
-        moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
-        return DigitTask(**moved)
 
     def __repr__(self) -> str:
         return (f"DigitTask({self.name!r}: train {tuple(self.x_train.shape)}, test {tuple(self.x_test.shape)}, "

@@ -24,7 +24,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from . import (DIGIT_CLASSES, TASKS, _check_common, _require, _resized_all, _task_salt, _to_uint8, float_images,
+from . import (DIGIT_CLASSES, TASKS, Task, _check_common, _require, _resized_all, _task_salt, _to_uint8, float_images,
                source_digits)
 
 __all__ = ["SceneTask", "digit_scenes", "IGNORE_INDEX", "BACKGROUND", "SMALL", "LARGE", "FCN_RECEPTIVE_FIELD"]
@@ -38,7 +38,7 @@ FCN_RECEPTIVE_FIELD = 35
 
 
 @dataclass
-class SceneTask:
+class SceneTask(Task):
     """A generated segmentation task: ``uint8`` images ``[N, C, H, W]`` and ``uint8`` label maps ``[N, H, W]``."""
 
     name: str
@@ -56,19 +56,6 @@ class SceneTask:
     kind: ClassVar[str] = "segmentation"
     ignore_index: ClassVar[int] = IGNORE_INDEX
     float_images = staticmethod(float_images)
-
-    @property
-    def in_channels(self) -> int:
-        return self.x_train.shape[1]
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return tuple(self.x_train.shape[-2:])
-
-    def to(self, device) -> "SceneTask":
-        """The same task with all tensors on ``device``."""
-        moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
-        return SceneTask(**moved)
 
     def __repr__(self) -> str:
         return (f"SceneTask({self.name!r}: train {tuple(self.x_train.shape)}, test {tuple(self.x_test.shape)}, "

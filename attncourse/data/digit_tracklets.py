@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import TASKS, _check_common, _digits, _is_int, _require, _task_salt, float_images, source_digits
+from . import TASKS, Task, _check_common, _digits, _is_int, _require, _task_salt, float_images, source_digits
 
 __all__ = ["TrackletTask", "digit_tracklets", "CAMERAS"]
 
@@ -44,7 +44,7 @@ CAMERAS = (
 
 
 @dataclass
-class TrackletTask:
+class TrackletTask(Task):
     """A video re-identification task. Tracklets are ``uint8`` ``[N, T, C, H, W]``; use :meth:`float_images`.
 
     ``y_*`` are identity indices (train: ``0 … num_classes-1``, the classes of the identity classifier;
@@ -85,11 +85,6 @@ class TrackletTask:
     @property
     def classes(self) -> list[str]:
         return [f"id{i}" for i in range(self.num_classes)]
-
-    def to(self, device) -> "TrackletTask":
-        """The same task with all tensors on ``device``."""
-        moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
-        return TrackletTask(**moved)
 
     def __repr__(self) -> str:
         nq = int(self.query_test.sum())
