@@ -118,7 +118,7 @@ def test_spatial_attention_logits_are_the_default_ones_plus_init_logit(norm):
         x = _x()
         assert_close(shifted.logits(x), default.logits(x) + 2.0, rtol=0, atol=1e-5)
     shift = shifted.bn.bias if norm else shifted.conv.bias
-    assert float(shift) == 2.0
+    assert shift.detach().item() == 2.0
 
 
 @pytest.mark.parametrize("order", ["channel_spatial", "parallel"])
