@@ -1,4 +1,5 @@
 """The evidence engine: resumable jobs shared across experiments, run-all, recorded checkpoints."""
+import os
 import json
 import subprocess
 import sys
@@ -217,3 +218,44 @@ def test_a_store_without_weights_still_merges_when_the_checkpoint_holds_that_run
     with pytest.warns(UserWarning, match="holds another run"):  # the results merge; the checkpoint is not replaced
         assert merge_experiment("senet_cluttered", TINY, [0], store=store, out_dir=out) is not None
     assert torch.load(ckpt, weights_only=False)["provenance"]["job"] == "another-run"
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.add(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc to find the workers")
+def test_sigterm_stops_run_all_and_its_workers(tmp_path):
+    """`kill` / `pkill` of a parallel run-all must not leave its spawn workers training as orphans."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = ("from attncourse.experiments import run_all\n"
+            "run_all(['nonlocal_pairs'], 'smoke', 1, jobs=2, store=%r, out_dir=%r)\n" % (str(tmp_path / "s"), str(tmp_path / "o")))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: set[int] = set()
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        workers = {c for c in _children(proc.pid) if "spawn_main" in open(f"/proc/{c}/cmdline").read()}
+        if len(workers) >= 2:
+            break
+        time.sleep(0.2)
+    if proc.poll() is not None or len(workers) < 2:
+        proc.kill()
+        pytest.skip("run-all finished or never started two workers in time on this machine")
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    time.sleep(1)
+    alive = {w for w in workers if os.path.exists(f"/proc/{w}") and open(f"/proc/{w}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"}
+    assert not alive, f"workers still running after SIGTERM: {alive}"

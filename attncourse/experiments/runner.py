@@ -19,6 +19,7 @@ single-thread processes train faster than one two-thread process on a small CPU)
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -290,6 +291,27 @@ def _fmt_s(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """While the pool runs, SIGTERM (``kill``, ``pkill``) stops it like Ctrl-C: the workers are terminated too,
+    instead of training on as orphans."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
     os.environ["ATTNCOURSE_PROGRESS"] = "off"
@@ -372,8 +394,8 @@ def run_all(names: list[str] | None = None, profile: str | Profile | None = None
     elif todo:
         import multiprocessing as mp
 
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-                                 initargs=(threads,)) as pool:
+        with _sigterm_as_interrupt(), ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),
+                                                          initializer=_worker_init, initargs=(threads,)) as pool:
             pending = {pool.submit(run_job, job, store, device): job for job in todo}
             try:
                 _collect(pending, failed, done_s, report, merge_ready)
