@@ -20,7 +20,7 @@ from torch import nn
 from .blocks import create_block
 from .blocks._common import check_input, positive_int
 from .blocks.branch import Highway, SKAttention, SplitAttention
-from .models import conv_bn
+from .models import conv_bn, init_backbone
 
 __all__ = ["BRANCH_CONVS", "BranchBasicBlock", "BranchResNet", "DeepStack", "branch_weights", "weight_by_size",
            "size_trend"]
@@ -85,12 +85,7 @@ class BranchResNet(nn.Module):
 
     def reset_parameters(self) -> None:
         """Kaiming-normal (fan-out) for the backbone's convs, as ``AttnResNet``; branch convs their own init."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        for m in self.modules():
-            if m is not self and hasattr(m, "reset_parameters") and m.__module__.startswith("attncourse.blocks"):
-                m.reset_parameters()
+        init_backbone(self)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x, self.stem[0][0].in_channels)

@@ -50,6 +50,17 @@ class BasicBlock(nn.Module):
         return self.act(out + self.shortcut(x))
 
 
+def init_backbone(model: nn.Module) -> None:
+    """The course backbones' initialisation: Kaiming-normal (fan-out, ReLU) for every conv, then every attention
+    block (a module of :mod:`attncourse.blocks`) re-applies its paper's own initialisation (e.g. zero-init gates)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    for m in model.modules():
+        if m is not model and hasattr(m, "reset_parameters") and m.__module__.startswith("attncourse.blocks"):
+            m.reset_parameters()
+
+
 class AttnResNet(nn.Module):
     """A small ResNet with an attention block chosen by name (``"none"`` is the baseline).
 
@@ -102,13 +113,7 @@ class AttnResNet(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self):
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        # blocks re-apply their paper's initialisation (e.g. zero-init gates) after the generic one
-        for m in self.modules():
-            if m is not self and hasattr(m, "reset_parameters") and m.__module__.startswith("attncourse.blocks"):
-                m.reset_parameters()
+        init_backbone(self)
 
     def _check(self, x) -> None:
         """``ValueError`` naming the network and the shape for input it cannot take (checked before any layer runs)."""

@@ -35,6 +35,7 @@ from torch import nn
 from .blocks import create_block
 from .blocks._common import check_input
 from .blocks.dual import ChannelSelfAttention, PositionAttention
+from .models import init_backbone
 
 __all__ = ["DilatedFCN", "DualHead", "SegNet", "HEADS", "CBAM_REDUCTION", "receptive_field", "predict_labels"]
 
@@ -125,14 +126,11 @@ class SegNet(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """Conv biases zero, then the course backbones' init (Kaiming convs; the blocks' own init, γ = 0, after it)."""
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-        for m in self.modules():  # the blocks' own initialisation (γ = 0, …) after the generic one
-            if m is not self and hasattr(m, "reset_parameters") and m.__module__.startswith("attncourse.blocks"):
-                m.reset_parameters()
+            if isinstance(m, nn.Conv2d) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+        init_backbone(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x, self.backbone.in_channels)
