@@ -1,7 +1,7 @@
 """Real data that works offline, and diagnostic tasks built from it.
 
 Everything starts from the 1,797 real handwritten digits that ship inside scikit-learn
-(``sklearn.datasets.load_digits``: 8×8 images, 16 grey levels). They are split once,
+(``sklearn.datasets.load_digits``: 8×8 images, 17 grey levels: the values 0–16). They are split once,
 deterministically, into *training source digits* and *test source digits*; every generated task
 draws its training samples only from the first and its test samples only from the second, so no
 test digit is ever seen in training.
