@@ -55,3 +55,21 @@ def test_effects_and_verdicts_follow_the_two_spread_rule():
     assert not effects(one_seed)[1]["clears"] and "one seed" in verdict(one_seed, "se")
     with pytest.raises(ValueError, match="no arm"):
         verdict(_res(), "cbam")
+
+
+def test_findings_state_each_arm_from_the_recorded_run(tmp_path, monkeypatch):
+    from attncourse.experiments import findings
+    res = _res()
+    res["experiment"] = "mixed_compare"
+    (tmp_path / "mixed_compare.smoke.json").write_text(json.dumps(res))
+    monkeypatch.setenv("ATTNCOURSE_RESULTS", str(tmp_path))
+    lines = findings("mixed_compare", profile="smoke")
+    assert lines == [verdict(res, "se")] and "clear win" in lines[0]
+    lines = findings("mixed_compare", ["cbam", "se"], profile="smoke")   # cbam is planned but not in this run
+    assert "not in the recorded mixed_compare run" in lines[0] and lines[1] == verdict(res, "se")
+    assert "baseline reaches" in findings("mixed_compare", ["baseline"], baseline="se", profile="smoke")[0]
+    with pytest.raises(ValueError, match="no arm"):
+        findings("mixed_compare", ["no_such_arm"], profile="smoke")
+    with pytest.raises(ValueError, match="no baseline arm"):
+        findings("mixed_compare", baseline="cbam", profile="smoke")
+    assert "no cpu-profile run is recorded" in findings("mixed_compare", profile="cpu")[0]

@@ -24,10 +24,10 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-from .core import METRIC_NAMES, arm_spec, get_experiment
+from .core import METRIC_NAMES, arm_spec, get_experiment, verdict
 
 __all__ = ["package_results_dir", "results_dir", "results_path", "checkpoint_path", "load_results", "save_trained",
-           "load_trained", "load_or_train", "CheckpointMismatch"]
+           "load_trained", "load_or_train", "findings", "CheckpointMismatch"]
 
 ENV_VAR = "ATTNCOURSE_RESULTS"
 
@@ -72,6 +72,34 @@ def load_results(name: str, profile: str = "full", folder: str | os.PathLike | N
         if path.exists():
             return json.loads(path.read_text())
     return None
+
+
+def findings(name: str, arms=None, baseline: str | None = None, profile: str = "full") -> list[str]:
+    """What the recorded run of experiment ``name`` found: one computed sentence per arm (see :func:`verdict`).
+
+    ``arms`` picks and orders the arms to state (default: every arm but the baseline); ``baseline`` is the arm they
+    are measured against (default: the experiment's first arm). Arms the recorded run does not cover get a sentence
+    saying so. With no recorded run the list holds one sentence that says how to record it. A notebook's summary
+    prints these, so it states what was found rather than pointing elsewhere::
+
+        for line in ac.findings("danet_scenes", ["danet", "cam"]):
+            print("•", line)
+    """
+    res = load_results(name, profile)
+    if res is None:
+        return [f"{name}: no {profile}-profile run is recorded yet; record one with "
+                f"`python -m attncourse run-all --only {name} --profile {profile}`."]
+    ran = list(res["arms"])
+    base = baseline if baseline is not None else ran[0]
+    if base not in ran:
+        raise ValueError(f"findings: no baseline arm {base!r} in the recorded {name!r}; arms: {ran}")
+    wanted = [a for a in ran if a != base] if arms is None else list(arms)
+    planned = set(get_experiment(name).arms) | set(ran)
+    unknown = [a for a in wanted if a not in planned]
+    if unknown:
+        raise ValueError(f"findings: {name!r} has no arm(s) {unknown}; arms: {sorted(planned)}")
+    return [verdict(res, arm, baseline=base) if arm in ran else
+            f"{arm}: not in the recorded {name} run, so nothing here says whether it helps." for arm in wanted]
 
 
 def save_trained(path, model: nn.Module, provenance: dict) -> Path:
