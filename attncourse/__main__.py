@@ -27,6 +27,14 @@ def main(argv: list[str] | None = None) -> int:
                                                        "or ~/.cache/attncourse/runs)")
     run_all.add_argument("--out-dir", default=None, help="folder for results and checkpoints (default: the package's)")
     run_all.add_argument("--merge-only", action="store_true", help="train nothing: record and merge what has finished")
+    shift = sub.add_parser("shift", help="test finished runs on a harder variant of their task (no training)")
+    shift.add_argument("name", help="a registered shift evaluation, e.g. clutter_shift")
+    shift.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 of every source run (default 3)")
+    shift.add_argument("--arms", nargs="*", default=None, help="only these arms")
+    shift.add_argument("--profile", default="full", help="the profile the source runs trained with (default full)")
+    shift.add_argument("--store", nargs="*", default=None, help="run stores holding the finished runs, searched in order "
+                                                                "(default $ATTNCOURSE_RUNS or ~/.cache/attncourse/runs)")
+    shift.add_argument("--out-dir", default=None, help="folder for shifts/<name>.json (default: the package's)")
     rep = sub.add_parser("report", help="write the book's results page from results/*.json")
     rep.add_argument("--out", default="book/results.md", help="markdown file to write (default book/results.md)")
     rep.add_argument("--results", default=None, help="folder of results (default results/)")
@@ -56,6 +64,20 @@ def main(argv: list[str] | None = None) -> int:
         for arm, a in res["arms"].items():
             print(f"{arm:24s} test acc {a['mean_test_acc']:.4f} ± {a['std_test_acc']:.4f}  (n={len(a['runs'])})")
         print(f"wrote {res['path']}  [{res['device']}, profile {res['profile']}, {res['wall_s']:.0f}s]")
+        return 0
+    if args.cmd == "shift":
+        from .experiments import record_shift
+
+        try:
+            res = record_shift(args.name, seeds=tuple(range(args.seeds)), profile=args.profile, store=args.store,
+                               out_dir=args.out_dir, arms=args.arms)
+        except (ValueError, FileNotFoundError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        for arm, a in res["arms"].items():
+            accs = "  ".join(f"{lvl}: {100 * sum(v) / len(v):5.1f}" for lvl, v in a["accuracy"].items())
+            print(f"{arm:14s} mean test accuracy (%) by {res['vary']}  {accs}")
+        print(f"[{res['device']}, profile {res['profile']}, seeds {res['seeds']}, {res['n_test']} images per level]")
         return 0
     if args.cmd == "run-all":
         from .experiments import run_all

@@ -6,8 +6,10 @@ from .recorded import *  # noqa: F401,F403
 from .recorded import __all__ as _recorded_all
 from .runner import *  # noqa: F401,F403
 from .runner import __all__ as _runner_all
+from .shift import *  # noqa: F401,F403
+from .shift import __all__ as _shift_all
 
-__all__ = [*_core_all, *_recorded_all, *_runner_all]
+__all__ = [*_core_all, *_recorded_all, *_runner_all, *_shift_all]
 
-# Each module registers its experiments on import.
+# Each module registers its experiments (and shift evaluations) on import.
 from . import foundation, inception, senet, nonlocal_, cbam, danet, branch, sta  # noqa: E402,F401

@@ -19,6 +19,7 @@ from __future__ import annotations
 from ..blocks import BLOCKS
 from ..models import AttnResNet
 from .core import BackboneArm, Experiment, register_experiment
+from .shift import ShiftEvaluation, register_shift
 
 MIXED_REDUCTION = 4
 
@@ -82,6 +83,24 @@ for _name, _n in CLUTTER_DOSES.items():
         arms={arm: BackboneArm(block, {"reduction": MIXED_REDUCTION}) for arm, block in DOSE_ARMS.items()},
         module="05_cbam",
     ))
+
+
+# --------------------------------------------------------------------------- more clutter at test than in training
+#: clutter_shift: arm → (experiment, arm) whose trained runs (6 fragments) are tested with more fragments
+SHIFT_SOURCES = {"baseline": ("mixed_compare", "baseline"), "se": ("mixed_compare", "se"),
+                 "cbam": ("mixed_compare", "cbam"), "scse": ("mixed_compare", "scse"),
+                 "spatial_only": ("cbam_order", "spatial_only")}
+
+register_shift(ShiftEvaluation(
+    name="clutter_shift",
+    description=("The models of the main cluttered-digits task (trained with 6 clutter fragments) tested, without "
+                 "retraining, on new test images with 0, 6, 12 and 24 fragments: does a spatial gate keep its "
+                 "digit when the clutter grows beyond what it was trained on?"),
+    module="05_cbam",
+    sources=SHIFT_SOURCES,
+    vary="n_clutter",
+    levels=(0, 6, 12, 24),
+))
 
 
 # --------------------------------------------------------------------------- looking at the spatial maps

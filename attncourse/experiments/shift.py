@@ -1,0 +1,195 @@
+"""Shift evaluations: finished runs of recorded experiments, tested on harder variants of their task.
+
+No training happens here. A :class:`ShiftEvaluation` names, per arm, the experiment run whose trained weights it
+reads (any seed the run store holds), one task argument to vary at test time (``n_clutter``: how many clutter
+fragments), the values to test, and how many fresh test images to draw at each value. The test images come from the
+task's generator with a test seed of their own, so they are new images of the *test* source digits — never seen in
+training — and every arm and seed is measured on the very same images.
+
+The result is a small JSON beside the experiments' results (``<results>/shifts/<name>.json``; ships with the
+package, so notebooks read it in Colab)::
+
+    {"evaluation", "description", "module", "vary", "trained_at", "levels", "n_test", "test_seed", "profile",
+     "seeds", "device", "torch", "git_commit",
+     "arms": {arm: {"source": [experiment, arm], "jobs": [job id per seed],
+                    "accuracy": {level: [accuracy per seed]}}}}
+
+Record one with ``python -m attncourse shift clutter_shift`` after the source runs have finished in the run store.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from .core import get_experiment
+
+__all__ = ["ShiftEvaluation", "register_shift", "get_shift", "list_shifts", "record_shift", "load_shift",
+           "shift_path", "shift_results"]
+
+SHIFTS: dict[str, "ShiftEvaluation"] = {}
+
+
+@dataclass(frozen=True)
+class ShiftEvaluation:
+    """Trained arms of recorded experiments, tested with one task argument (``vary``) set to each of ``levels``."""
+
+    name: str
+    description: str
+    module: str
+    sources: dict            # arm -> (experiment, arm) whose finished runs are tested
+    vary: str                # the task argument changed at test time
+    levels: tuple            # its values at test time
+    n_test: int = 2000       # fresh test images per level
+    test_seed: int = 1       # the generator seed of the test images (the same for every arm and seed)
+    task_kwargs: dict = field(default_factory=dict)   # the other task arguments, as the sources trained with
+
+    def __post_init__(self):
+        tasks = {get_experiment(exp).task for exp, _ in self.sources.values()}
+        kwargs = {json.dumps(get_experiment(exp).task_kwargs, sort_keys=True) for exp, _ in self.sources.values()}
+        if len(tasks) != 1 or len(kwargs) != 1:
+            raise ValueError(f"shift {self.name!r}: every source must train on the same task with the same arguments; "
+                             f"got tasks {sorted(tasks)} and arguments {sorted(kwargs)}")
+        for arm, (exp, src_arm) in self.sources.items():
+            if src_arm not in get_experiment(exp).arms:
+                raise ValueError(f"shift {self.name!r}: arm {arm!r} reads {exp}/{src_arm}, which {exp!r} does not have")
+
+    @property
+    def task(self) -> str:
+        return get_experiment(next(iter(self.sources.values()))[0]).task
+
+
+def register_shift(ev: ShiftEvaluation) -> ShiftEvaluation:
+    if ev.name in SHIFTS:
+        raise ValueError(f"shift evaluation {ev.name!r} is registered twice")
+    SHIFTS[ev.name] = ev
+    return ev
+
+
+def get_shift(name: str) -> ShiftEvaluation:
+    if name not in SHIFTS:
+        raise ValueError(f"unknown shift evaluation {name!r}; registered: {', '.join(sorted(SHIFTS)) or '(none)'}")
+    return SHIFTS[name]
+
+
+def list_shifts() -> list[str]:
+    return sorted(SHIFTS)
+
+
+def shift_path(folder, name: str, profile: str = "full") -> Path:
+    return Path(folder) / "shifts" / (f"{name}.json" if profile == "full" else f"{name}.{profile}.json")
+
+
+def load_shift(name: str, profile: str = "full", folder=None) -> dict | None:
+    """The recorded shift evaluation ``name`` (see the module docstring), or ``None`` when none was recorded."""
+    from .recorded import _search_dirs
+
+    for d in _search_dirs(folder):
+        path = shift_path(d, name, profile)
+        if path.exists():
+            return json.loads(path.read_text())
+    return None
+
+
+def _trained_model(job, stores: list[Path]):
+    """The finished model of ``job``, in eval mode: from the first run store that holds its weights, else (seed 0)
+    from the recorded checkpoint when that holds this very run. Raises ``FileNotFoundError`` otherwise."""
+    from .recorded import CheckpointMismatch, load_trained
+
+    exp = get_experiment(job.experiment)
+    for store in stores:
+        folder = store / job.id
+        if (folder / "run.json").exists() and (folder / "model.pt").exists():
+            record = json.loads((folder / "run.json").read_text())
+            shape = record["task_shape"]
+            model = exp.arms[job.arm](SimpleNamespace(**{k: shape[k] for k in ("in_channels", "num_classes")}))
+            model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=False)["state_dict"])
+            return model.eval(), record["job"]
+    if job.seed == 0:
+        try:
+            model = load_trained(job.experiment, job.arm, profile=job.profile.name)
+            if model.provenance.get("job") == job.id:
+                return model.eval(), job.id
+        except (FileNotFoundError, CheckpointMismatch):
+            pass
+    raise FileNotFoundError(f"{job.label}: no finished run {job.id} with weights in the store(s) "
+                            f"{', '.join(map(str, stores))}")
+
+
+def record_shift(name: str, seeds=(0, 1, 2), profile: str = "full", store=None, out_dir=None,
+                 device=None, arms=None) -> dict:
+    """Test every source arm's finished runs (``seeds``) at every level; write and return the JSON dict.
+
+    ``arms``: only these arms (default: all). ``store``: one run store or a list of them, searched in order
+    (default: :func:`runs_dir`). Every chosen arm needs the weights of a finished run of every seed.
+    """
+    from ..config import device_name, get_profile, pick_device
+    from ..data import make_task
+    from ..train import predict
+    from .recorded import results_dir
+    from .runner import Job, _git_commit, runs_dir
+
+    ev = get_shift(name)
+    chosen = list(ev.sources) if arms is None else list(arms)
+    if unknown := [a for a in chosen if a not in ev.sources]:
+        raise ValueError(f"shift {name!r}: unknown arms {unknown}; available: {list(ev.sources)}")
+    if not seeds:
+        raise ValueError(f"shift {name!r}: no seeds given")
+    prof = get_profile(profile)
+    stores = ([runs_dir()] if store is None else [Path(store)] if isinstance(store, (str, os.PathLike))
+              else [Path(p) for p in store])
+    device = pick_device(device)
+    base_kwargs = {**get_experiment(next(iter(ev.sources.values()))[0]).task_kwargs, **ev.task_kwargs}
+    tests = {}
+    for level in ev.levels:   # one fresh test set per level, shared by every arm and seed
+        t = make_task(ev.task, SimpleNamespace(n_train=1, n_test=ev.n_test), seed=ev.test_seed,
+                      **{**base_kwargs, ev.vary: level})
+        tests[level] = (t.x_test, t.y_test.cpu())
+    trained_at = make_task(ev.task, SimpleNamespace(n_train=1, n_test=1), seed=0, **base_kwargs).info.get(ev.vary)
+    from ..cost import count_params
+
+    results = {}
+    for arm in chosen:
+        exp, src_arm = ev.sources[arm]
+        jobs, acc, params = [], {str(level): [] for level in ev.levels}, None
+        for seed in seeds:
+            job = Job(exp, src_arm, seed, prof)
+            model, job_id = _trained_model(job, stores)
+            jobs.append(job_id)
+            params = count_params(model)
+            for level, (x, y) in tests.items():
+                hits = predict(model, x, device=device).argmax(1) == y
+                acc[str(level)].append(float(hits.float().mean()))
+        results[arm] = {"source": [exp, src_arm], "jobs": jobs, "params": params, "accuracy": acc}
+    out = {"evaluation": name, "description": ev.description, "module": ev.module, "task": ev.task,
+           "vary": ev.vary, "trained_at": trained_at, "levels": list(ev.levels), "n_test": ev.n_test,
+           "test_seed": ev.test_seed, "profile": prof.name, "seeds": list(seeds), "device": device_name(device),
+           "torch": torch.__version__, "git_commit": _git_commit(), "arms": results}
+    path = shift_path(Path(out_dir) if out_dir is not None else results_dir(), name, prof.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(out, indent=1) + "\n")
+    os.replace(tmp, path)
+    return out
+
+
+def shift_results(shift: dict, level) -> dict:
+    """One level of a recorded shift evaluation as an experiment-style results dict, for :func:`effects`,
+    :func:`verdict` and :func:`results_table` (mean and sample standard deviation over the seeds)."""
+    from .runner import _mean_std
+
+    key = str(level)
+    if key not in {str(v) for v in shift["levels"]}:
+        raise ValueError(f"shift {shift['evaluation']!r}: no level {level!r}; levels: {shift['levels']}")
+    arms = {}
+    for arm, a in shift["arms"].items():
+        accs = a["accuracy"][key]
+        mean, std = _mean_std(accs)
+        arms[arm] = {"mean_test_acc": mean, "std_test_acc": std, "params": a["params"], "flops": 0,
+                     "runs": [{"seed": s, "final_test_acc": v} for s, v in zip(shift["seeds"], accs)]}
+    return {"experiment": f"{shift['evaluation']} at {shift['vary']}={level}", "profile": shift["profile"],
+            "device": shift["device"], "metric": "accuracy", "arms": arms}

@@ -1,0 +1,87 @@
+"""Shift evaluations: finished runs tested on a harder variant of their task, without training."""
+import json
+
+import pytest
+import torch
+
+from attncourse.__main__ import main
+from attncourse.config import get_profile
+from attncourse.data import make_task
+from attncourse.experiments import (Job, ShiftEvaluation, effects, get_shift, load_shift, record_shift, run_job,
+                                    shift_results, verdict)
+from attncourse.experiments import shift as shift_module
+from attncourse.train import predict
+
+SMOKE = get_profile("smoke")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A run store with two finished smoke-profile runs of the cluttered-digits task."""
+    folder = tmp_path_factory.mktemp("store")
+    for arm in ("baseline", "se"):
+        run_job(Job("mixed_compare", arm, 0, SMOKE), folder)
+    return folder
+
+
+@pytest.fixture
+def demo(monkeypatch):
+    ev = ShiftEvaluation(name="demo_shift", description="d", module="05_cbam",
+                         sources={"baseline": ("mixed_compare", "baseline"), "se": ("mixed_compare", "se")},
+                         vary="n_clutter", levels=(0, 12), n_test=40, test_seed=3)
+    monkeypatch.setitem(shift_module.SHIFTS, ev.name, ev)
+    return ev
+
+
+def test_record_shift_tests_every_arm_on_the_same_fresh_images(store, demo, tmp_path, monkeypatch):
+    out = record_shift("demo_shift", seeds=(0,), profile="smoke", store=store, out_dir=tmp_path, device="cpu")
+    assert out["levels"] == [0, 12] and out["trained_at"] == 6 and out["seeds"] == [0] and out["n_test"] == 40
+    assert set(out["arms"]) == {"baseline", "se"}
+    assert out["arms"]["se"]["jobs"] == [Job("mixed_compare", "se", 0, SMOKE).id]
+    # the number is what the stored run's model scores on the generator's test images at that level
+    fresh = make_task("cluttered_digits", SMOKE.__class__("x", n_train=1, n_test=40, epochs=1, batch_size=1, seeds=1),
+                      seed=3, n_clutter=12)
+    model, _ = shift_module._trained_model(Job("mixed_compare", "baseline", 0, SMOKE), [store])
+    expected = float((predict(model, fresh.x_test, device="cpu").argmax(1) == fresh.y_test).float().mean())
+    assert out["arms"]["baseline"]["accuracy"]["12"] == [pytest.approx(expected)]
+    assert out["arms"]["baseline"]["params"] < out["arms"]["se"]["params"]
+    # written where load_shift finds it, and deterministic
+    monkeypatch.setenv("ATTNCOURSE_RESULTS", str(tmp_path))
+    assert load_shift("demo_shift", profile="smoke") == json.loads(json.dumps(out))
+    again = record_shift("demo_shift", seeds=(0,), profile="smoke", store=store, out_dir=tmp_path / "b", device="cpu")
+    assert again["arms"] == out["arms"]
+
+
+def test_a_level_reads_like_an_experiment_for_effects_and_verdicts(demo):
+    shift = {"evaluation": "demo_shift", "vary": "n_clutter", "levels": [0, 12], "seeds": [0, 1, 2],
+             "profile": "full", "device": "cpu", "arms": {
+                 "baseline": {"params": 100, "accuracy": {"0": [0.9, 0.92, 0.91], "12": [0.50, 0.52, 0.51]}},
+                 "se": {"params": 110, "accuracy": {"0": [0.9, 0.91, 0.92], "12": [0.60, 0.61, 0.62]}}}}
+    res = shift_results(shift, 12)
+    row = next(r for r in effects(res) if r["arm"] == "se")
+    assert row["delta"] == pytest.approx(0.10) and row["clears"] and row["extra_params"] == pytest.approx(0.1)
+    assert "clear win" in verdict(res, "se")
+    assert not next(r for r in effects(shift_results(shift, 0)) if r["arm"] == "se")["clears"]
+    with pytest.raises(ValueError, match="no level"):
+        shift_results(shift, 6)
+
+
+def test_missing_runs_and_bad_arms_fail_clearly(store, demo, tmp_path):
+    with pytest.raises(FileNotFoundError, match="mixed_compare:baseline:seed1"):
+        record_shift("demo_shift", seeds=(0, 1), profile="smoke", store=store, out_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown arms"):
+        record_shift("demo_shift", seeds=(0,), profile="smoke", store=store, out_dir=tmp_path, arms=["cbam"])
+    with pytest.raises(ValueError, match="same task"):
+        ShiftEvaluation(name="bad", description="d", module="05_cbam", vary="n_clutter", levels=(0,),
+                        sources={"a": ("mixed_compare", "baseline"), "b": ("clutter_heavy", "baseline")})
+    with pytest.raises(ValueError, match="does not have"):
+        ShiftEvaluation(name="bad", description="d", module="05_cbam", vary="n_clutter", levels=(0,),
+                        sources={"a": ("mixed_compare", "spatial_only")})
+    assert main(["shift", "demo_shift", "--seeds", "2", "--profile", "smoke", "--store", str(store),
+                 "--out-dir", str(tmp_path)]) == 2
+
+
+def test_the_course_registers_clutter_shift_on_the_main_task():
+    ev = get_shift("clutter_shift")
+    assert ev.task == "cluttered_digits" and ev.vary == "n_clutter" and 6 in ev.levels and max(ev.levels) > 6
+    assert {"baseline", "spatial_only"} <= set(ev.sources)
