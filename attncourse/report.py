@@ -1,7 +1,8 @@
 """The book's results page, written from the recorded results (``python -m attncourse report``).
 
 Every number on the page comes from a results file; the page names each file's device, profile, seeds
-and git commit. Only ``full``-profile runs are the course's evidence and only they are tabled; experiments
+and git commit. Only ``full``-profile runs are the course's evidence and only they are tabled (with the shift
+evaluations of ``recorded/shifts/``, which test such runs on harder variants of their task); experiments
 recorded at a reduced profile alone are listed as still to run. ``tests/test_report.py`` fails when the
 committed page is out of date with the files.
 """
@@ -61,6 +62,35 @@ def _experiment_table(res: dict, name: str) -> list[str]:
     return lines + [""]
 
 
+def _shift_table(shift: dict, name: str) -> list[str]:
+    """A shift evaluation: accuracy per test level, and each arm's effect at the hardest level."""
+    from .experiments.shift import shift_results
+
+    levels, top = shift["levels"], shift["levels"][-1]
+    by_level = {n: shift_results(shift, n) for n in levels}
+    top_effects = {r["arm"]: r for r in effects(by_level[top])}
+    lines = [f"## Shift evaluation `{shift['evaluation']}`", "", shift.get("description", "").strip(), "",
+             f"No training: trained runs (seeds {shift['seeds']}, {shift['profile']} profile, trained with "
+             f"{shift['vary']} = {shift['trained_at']}) tested on {shift['n_test']} new test images per level. "
+             f"Device: {shift['device']}; torch {shift['torch']}; commit `{shift['git_commit'][:12]}`; file "
+             f"`attncourse/recorded/shifts/{name}`. Δ, Δ / spread and clears at {shift['vary']} = {top}.", "",
+             "| arm | trained runs of | " + " | ".join(f"{shift['vary']} = {n} (%)" for n in levels)
+             + " | Δ (points) | Δ / spread | clears |",
+             "|---|---|" + "---|" * len(levels) + "---|---|---|"]
+    for arm, a in shift["arms"].items():
+        accs = [by_level[n]["arms"][arm] for n in levels]
+        cells = [f"{100 * x['mean_test_acc']:.1f} ± {100 * x['std_test_acc']:.1f}" if len(x["runs"]) > 1
+                 else f"{100 * x['mean_test_acc']:.1f} (1 seed)" for x in accs]
+        row = top_effects[arm]
+        if row["arm"] == row["baseline"]:
+            tail = ["", "", ""]
+        else:
+            tail = [f"{100 * row['delta']:+.1f}", "— (1 seed)" if row["n"] < 2 else f"{row['delta_in_spread']:.1f}",
+                    "**yes**" if row["clears"] else "no"]
+        lines.append(f"| {arm} | {'/'.join(a['source'])} | " + " | ".join(cells + tail) + " |")
+    return lines + [""]
+
+
 def _benchmark_section(path: Path) -> list[str]:
     text = path.read_text().strip()
     body = text.split("\n", 1)[1] if text.startswith("# ") else text  # drop the file's own H1 title
@@ -80,16 +110,23 @@ def render_results_page(folder: str | Path | None = None, benchmarks: str | Path
         data = json.loads(path.read_text())
         if isinstance(data, dict) and "arms" in data and "experiment" in data and data.get("profile") == "full":
             full.append((path.name, data))
+    shifts = []
+    for path in sorted((folder / "shifts").glob("*.json")):
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and "evaluation" in data and data.get("profile") == "full":
+            shifts.append((path.name, data))
     bench = sorted(benchmarks.glob("*.md")) if benchmarks.exists() else []
     if not full and not bench:
         lines.append("No results have been recorded yet.\n")
     by_module: dict[str, list] = {}
     for name, res in full:
-        by_module.setdefault(res.get("module") or "other", []).append((name, res))
+        by_module.setdefault(res.get("module") or "other", []).append((name, res, _experiment_table))
+    for name, shift in shifts:
+        by_module.setdefault(shift.get("module") or "other", []).append((name, shift, _shift_table))
     for module in sorted(by_module):
         lines += [f"## Module {module}", ""]
-        for name, res in by_module[module]:
-            lines += ["#" + l if l.startswith("## ") else l for l in _experiment_table(res, name)]
+        for name, res, table in by_module[module]:
+            lines += ["#" + l if l.startswith("## ") else l for l in table(res, name)]
     from .experiments import list_experiments
 
     missing = sorted(set(list_experiments()) - {res["experiment"] for _, res in full})

@@ -73,3 +73,25 @@ def test_findings_state_each_arm_from_the_recorded_run(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="no baseline arm"):
         findings("mixed_compare", baseline="cbam", profile="smoke")
     assert "no cpu-profile run is recorded" in findings("mixed_compare", profile="cpu")[0]
+
+
+def test_results_page_tables_shift_evaluations_with_their_module(tmp_path):
+    (tmp_path / "demo.json").write_text(json.dumps(_res()))
+    shift = {"evaluation": "clutter_shift", "description": "tested with more clutter", "module": "02_senet",
+             "vary": "n_clutter", "trained_at": 6, "levels": [6, 24], "n_test": 100, "test_seed": 1,
+             "profile": "full", "seeds": [0, 1, 2], "device": "cpu (x86_64, 2 threads)", "torch": "2.x",
+             "git_commit": "abc123", "arms": {
+                 "baseline": {"source": ["mixed_compare", "baseline"], "params": 100,
+                              "accuracy": {"6": [0.9, 0.92, 0.91], "24": [0.40, 0.42, 0.41]}},
+                 "spatial_only": {"source": ["cbam_order", "spatial_only"], "params": 101,
+                                  "accuracy": {"6": [0.9, 0.91, 0.92], "24": [0.50, 0.51, 0.52]}}}}
+    (tmp_path / "shifts").mkdir()
+    (tmp_path / "shifts" / "clutter_shift.json").write_text(json.dumps(shift))
+    page = render_results_page(tmp_path, tmp_path)
+    assert "### Shift evaluation `clutter_shift`" in page
+    assert page.index("## Module 02_senet") < page.index("### Shift evaluation `clutter_shift`")
+    assert "| spatial_only | cbam_order/spatial_only | 91.0 ± 1.0 | 51.0 ± 1.0 | +10.0 | 10.0 | **yes** |" in page
+    assert "| baseline | mixed_compare/baseline | 91.0 ± 1.0 | 41.0 ± 1.0 |  |  |  |" in page
+    shift["profile"] = "cpu"
+    (tmp_path / "shifts" / "clutter_shift.json").write_text(json.dumps(shift))
+    assert "clutter_shift" not in render_results_page(tmp_path, tmp_path)
