@@ -114,16 +114,17 @@ def _s(ms: float) -> str:
     return f"{ms / 1e3:.2f} s" if ms >= 1000 else f"{ms:.1f} ms"
 
 
-def render(env: dict, rows: list[dict]) -> str:
-    """The Markdown table (with ratios against timm, on the median and on the fastest repeat) of one run."""
+def render_comparison(env: dict, rows: list[dict], *, title: str, input_desc: str, reference: str) -> str:
+    """The Markdown table of one benchmark run: every arm's time and peak memory, with ratios against the
+    ``reference`` arm of the same map size (on the median and on the fastest repeat). Adds the ratios to ``rows``
+    (``speedup_vs_<reference>``, ``speedup_vs_<reference>_fastest``, ``memory_ratio_vs_<reference>``)."""
     by = {(r["size"], r["arm"]): r for r in rows}
     cpu = env["device_type"] == "cpu"
-    lines = [f"# Non-local block: forward+backward time and peak memory ({env['device']})", "",
+    lines = [f"# {title}: forward+backward time and peak memory ({env['device']})", "",
              f"- device: {env['device']} — {env['cpu']}" if cpu else f"- device: {env['device']}",
              f"- torch {env['torch']}, Python {env['python']}, {env['threads']} threads, dtype {env['dtype']}",
              f"- date: {env['date']}",
-             f"- input: batch {env['batch']}, {env['channels']} channels, square maps; timm `NonLocalAttn` configuration "
-             f"(inner width {env['inner']}, scale C^-0.5, BN, residual), identical weights in every arm",
+             f"- input: batch {env['batch']}, {env['channels']} channels, square maps; {input_desc}",
              f"- time: median and fastest of the repeats (n per row, arms taking turns) after {env['warmup']} warm-up "
              f"pass(es); memory: `attncourse.cost.peak_memory` of one forward+backward "
              f"({'profiler allocation events' if cpu else 'CUDA allocator peak'})",
@@ -131,21 +132,31 @@ def render(env: dict, rows: list[dict]) -> str:
              ]
     if env.get("note"):
         lines.append(f"- note: {env['note']}")
-    lines += ["", "| map | tokens N | arm | time: median (fastest) | peak memory | faster than timm: median (fastest) "
-              "| less memory than timm |", "|---|---|---|---|---|---|---|"]
+    lines += ["", f"| map | tokens N | arm | time: median (fastest) | peak memory | faster than {reference}: median "
+              f"(fastest) | less memory than {reference} |", "|---|---|---|---|---|---|---|"]
     for r in rows:
-        ref = by.get((r["size"], "timm"))
-        r["speedup_vs_timm"] = ref["median_ms"] / r["median_ms"] if ref else None
-        r["speedup_vs_timm_fastest"] = ref["min_ms"] / r["min_ms"] if ref else None
-        r["memory_ratio_vs_timm"] = ref["peak_mem_bytes"] / r["peak_mem_bytes"] if ref and r["peak_mem_bytes"] else None
-        if r["arm"] == "timm":
+        ref = by.get((r["size"], reference))
+        speed, fastest, memory = (f"speedup_vs_{reference}", f"speedup_vs_{reference}_fastest",
+                                  f"memory_ratio_vs_{reference}")
+        r[speed] = ref["median_ms"] / r["median_ms"] if ref else None
+        r[fastest] = ref["min_ms"] / r["min_ms"] if ref else None
+        r[memory] = ref["peak_mem_bytes"] / r["peak_mem_bytes"] if ref and r["peak_mem_bytes"] else None
+        if r["arm"] == reference:
             ts = ms = "1 (reference)"
         else:
-            ts = (f"{r['speedup_vs_timm']:.2f}× ({r['speedup_vs_timm_fastest']:.2f}×)" if ref else "")
-            ms = f"{r['memory_ratio_vs_timm']:.1f}×" if r["memory_ratio_vs_timm"] else ""
+            ts = f"{r[speed]:.2f}× ({r[fastest]:.2f}×)" if ref else ""
+            ms = f"{r[memory]:.1f}×" if r[memory] else ""
         lines.append(f"| {r['size']}×{r['size']} | {r['tokens']:,} | {r['arm']} | {_s(r['median_ms'])} "
                      f"({_s(r['min_ms'])}), n={r['repeats']} | {_mb(r['peak_mem_bytes'])} | {ts} | {ms} |")
     return "\n".join(lines) + "\n"
+
+
+def render(env: dict, rows: list[dict]) -> str:
+    """The Markdown table (with ratios against timm, on the median and on the fastest repeat) of one run."""
+    return render_comparison(
+        env, rows, title="Non-local block", reference="timm",
+        input_desc=(f"timm `NonLocalAttn` configuration (inner width {env['inner']}, scale C^-0.5, BN, residual), "
+                    "identical weights in every arm"))
 
 
 def main(argv=None) -> int:

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from attention_blocks import _cpu_model, _mb, _s, _slug, mem_fwd_bwd  # noqa: E402
+from attention_blocks import _cpu_model, _mb, _s, _slug, mem_fwd_bwd, render_comparison  # noqa: E402
 
 from attncourse.blocks.dual import PositionAttention  # noqa: E402
 from attncourse.blocks.nonlocal_ import sdpa_backends  # noqa: E402
@@ -56,36 +56,10 @@ def build(arm: str, channels: int, seed: int = 0) -> PositionAttention:
 
 
 def render(env: dict, rows: list[dict]) -> str:
-    by = {(r["size"], r["arm"]): r for r in rows}
-    cpu = env["device_type"] == "cpu"
-    lines = [f"# DANet position attention (PAM): forward+backward time and peak memory ({env['device']})", "",
-             f"- device: {env['device']} — {env['cpu']}" if cpu else f"- device: {env['device']}",
-             f"- torch {env['torch']}, Python {env['python']}, {env['threads']} threads, dtype {env['dtype']}",
-             f"- date: {env['date']}",
-             f"- input: batch {env['batch']}, {env['channels']} channels, square maps; PAM with query/key width "
-             f"{env['inner']} (C/8), no scale, γ = 0.5, identical weights in both arms",
-             f"- time: median and fastest of the repeats (n per row, arms taking turns) after {env['warmup']} warm-up "
-             f"pass(es); memory: `attncourse.cost.peak_memory` of one forward+backward "
-             f"({'profiler allocation events' if cpu else 'CUDA allocator peak'})",
-             "- SDPA backends able to run: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in env["sdpa_backends"].items()),
-             ]
-    if env.get("note"):
-        lines.append(f"- note: {env['note']}")
-    lines += ["", "| map | tokens N | arm | time: median (fastest) | peak memory | faster than naive: median (fastest) "
-              "| less memory than naive |", "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        ref = by.get((r["size"], "naive"))
-        r["speedup_vs_naive"] = ref["median_ms"] / r["median_ms"] if ref else None
-        r["speedup_vs_naive_fastest"] = ref["min_ms"] / r["min_ms"] if ref else None
-        r["memory_ratio_vs_naive"] = ref["peak_mem_bytes"] / r["peak_mem_bytes"] if ref and r["peak_mem_bytes"] else None
-        if r["arm"] == "naive":
-            ts = ms = "1 (reference)"
-        else:
-            ts = f"{r['speedup_vs_naive']:.2f}× ({r['speedup_vs_naive_fastest']:.2f}×)" if ref else ""
-            ms = f"{r['memory_ratio_vs_naive']:.1f}×" if r["memory_ratio_vs_naive"] else ""
-        lines.append(f"| {r['size']}×{r['size']} | {r['tokens']:,} | {r['arm']} | {_s(r['median_ms'])} "
-                     f"({_s(r['min_ms'])}), n={r['repeats']} | {_mb(r['peak_mem_bytes'])} | {ts} | {ms} |")
-    return "\n".join(lines) + "\n"
+    """The Markdown table (with ratios against the naive arm) of one run."""
+    return render_comparison(
+        env, rows, title="DANet position attention (PAM)", reference="naive",
+        input_desc=f"PAM with query/key width {env['inner']} (C/8), no scale, γ = 0.5, identical weights in both arms")
 
 
 def main(argv=None) -> int:
