@@ -241,17 +241,19 @@ def main(argv=None) -> int:
             print(f"     outputs of {', '.join(outputs)} agree (atol {tol})")
         del x
 
-    table = render(env, rows)
+    publish(render(env, rows), env, rows, None if args.no_write else Path(args.out_dir) / f"attention_blocks_{_slug(device)}")
+    return 0
+
+
+def publish(table: str, env: dict, rows: list[dict], stem: Path | None) -> None:
+    """Print the table; unless ``stem`` is None, write it to ``<stem>.md`` and the raw numbers to ``<stem>.json``."""
     print()
     print(table)
-    if not args.no_write:
-        out = Path(args.out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        stem = out / f"attention_blocks_{_slug(device)}"
+    if stem is not None:
+        stem.parent.mkdir(parents=True, exist_ok=True)
         stem.with_suffix(".md").write_text(table)
         stem.with_suffix(".json").write_text(json.dumps({"env": env, "rows": rows}, indent=1))
         print(f"wrote {stem}.md and {stem}.json")
-    return 0
 
 
 if __name__ == "__main__":

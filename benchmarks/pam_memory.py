@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import platform
 import statistics
 import sys
@@ -36,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from attention_blocks import _cpu_model, _mb, _s, _slug, mem_fwd_bwd, render_comparison  # noqa: E402
+from attention_blocks import _cpu_model, _mb, _s, _slug, mem_fwd_bwd, publish, render_comparison  # noqa: E402
 
 from attncourse.blocks.dual import PositionAttention  # noqa: E402
 from attncourse.blocks.nonlocal_ import sdpa_backends  # noqa: E402
@@ -119,16 +118,7 @@ def main(argv=None) -> int:
         if device.type == "cuda":
             torch.cuda.empty_cache()
 
-    table = render(env, rows)
-    print()
-    print(table)
-    if not args.no_write:
-        out = Path(args.out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        stem = out / f"pam_memory_{_slug(device)}"
-        stem.with_suffix(".md").write_text(table)
-        stem.with_suffix(".json").write_text(json.dumps({"env": env, "rows": rows}, indent=1))
-        print(f"wrote {stem.with_suffix('.md')} and .json")
+    publish(render(env, rows), env, rows, None if args.no_write else Path(args.out_dir) / f"pam_memory_{_slug(device)}")
     return 0
 
 
