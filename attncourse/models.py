@@ -118,14 +118,7 @@ class AttnResNet(nn.Module):
     def _check(self, x) -> None:
         """``ValueError`` naming the network and the shape for input it cannot take (checked before any layer runs)."""
         check_input(self, x, self.stem[0][0].in_channels)
-        if self.training and x.shape[0] == 1:  # the last stage's map: each later stage halves it (ceil)
-            h, w = x.shape[-2:]
-            for _ in range(len(self.stages) - 1):
-                h, w = (h + 1) // 2, (w + 1) // 2
-            if h * w == 1:
-                raise ValueError(f"{type(self).__name__}: in training mode its BatchNorm needs more than one value per "
-                                 f"channel, but batch 1 of shape {tuple(x.shape)} reaches a 1×1 map in the last stage; "
-                                 f"use a larger batch or image, or eval()")
+        check_last_stage_batch(self, x.shape, x.shape[0], "batch 1", "a larger batch or image")
 
     def features(self, x):
         """Feature map before pooling: ``[N, widths[-1], H/4, W/4]`` for three stages."""
@@ -134,6 +127,24 @@ class AttnResNet(nn.Module):
 
     def forward(self, x):
         return self.head(self.features(x))
+
+
+def check_last_stage_batch(net: nn.Module, shape, n_maps: int, what: str, remedy: str) -> None:
+    """``ValueError`` when ``net`` trains on ``n_maps == 1`` map of ``shape`` that its stages shrink to 1×1.
+
+    BatchNorm in training mode needs more than one value per channel; every stage after the first halves the map
+    (rounding up), so a single small image can reach the last stage as one pixel. ``what`` names the input in the
+    message ("batch 1", "one frame"), ``remedy`` says what to enlarge.
+    """
+    if not net.training or n_maps != 1:
+        return
+    h, w = shape[-2:]
+    for _ in range(len(net.stages) - 1):
+        h, w = (h + 1) // 2, (w + 1) // 2
+    if h * w == 1:
+        raise ValueError(f"{type(net).__name__}: in training mode its BatchNorm needs more than one value per channel, "
+                         f"but {what} of shape {tuple(shape)} reaches a 1×1 map in the last stage; use {remedy}, "
+                         f"or eval()")
 
 
 def receptive_field(net: AttnResNet) -> int:

@@ -58,14 +58,10 @@ class ReIDNet(nn.Module):
 
     def _check(self, x) -> None:
         check_tracklets(self, x, self.in_channels)
-        if self.training and x.shape[0] * x.shape[1] == 1:
-            h, w = x.shape[-2:]
-            for _ in range(len(self.stages) - 1):
-                h, w = (h + 1) // 2, (w + 1) // 2
-            if h * w == 1:
-                raise ValueError(f"{type(self).__name__}: in training mode its BatchNorm needs more than one value per "
-                                 f"channel, but one frame of shape {tuple(x.shape)} reaches a 1×1 map; use more frames "
-                                 f"or a larger image, or eval()")
+        if self.training and x.shape[0] == 1:   # BNNeck normalises the embeddings over the clips of the batch
+            raise ValueError(f"{type(self).__name__}: in training mode its BNNeck (BatchNorm1d over the embeddings) "
+                             f"needs more than one clip, got batch 1 of shape {tuple(x.shape)}; use a batch of 2 or "
+                             f"more clips, or eval()")
 
     def frame_features(self, x: torch.Tensor) -> torch.Tensor:
         """``[N, T, C, H, W] → [N, T, C', H', W']``: every frame through the backbone."""

@@ -141,3 +141,24 @@ def test_sta_experiment_is_registered_and_trains_through_fit(tiny):
     assert model.classifier.out_features == tiny.num_classes and model.stem[0][0].in_channels == 1
     hist = fit(model, tiny, epochs=1, batch_size=64, progress=False, device="cpu", seed=0)
     assert hist.metric == "map" and 0 <= hist.test_acc[0] <= 1 and hist.train_loss[0] > 0
+
+
+def test_one_clip_fails_clearly_in_training():
+    from attncourse.reid_models import ReIDNet
+
+    net = ReIDNet(1, 5, head="tap")
+    for x in (torch.rand(1, 4, 1, 32, 16), torch.rand(1, 1, 1, 4, 4)):   # BNNeck, and a one-pixel last stage
+        with pytest.raises(ValueError, match=r"ReIDNet: .*BNNeck.*batch 1 of shape \(1, "):
+            net(x)
+    net(torch.rand(2, 1, 1, 4, 4))                     # two clips: two values per channel everywhere
+    net.eval()(torch.rand(1, 1, 1, 4, 4))              # eval mode uses the running statistics
+
+
+def test_attn_resnet_batch_one_that_reaches_a_one_pixel_map_fails_clearly_in_training():
+    from attncourse.models import AttnResNet
+
+    net = AttnResNet(1, 3)
+    with pytest.raises(ValueError, match=r"AttnResNet: .*batch 1 of shape \(1, 1, 4, 4\) reaches a 1×1 map"):
+        net(torch.rand(1, 1, 4, 4))
+    net(torch.rand(1, 1, 8, 8))                        # a 2×2 last stage: four values per channel
+    net.eval()(torch.rand(1, 1, 4, 4))
