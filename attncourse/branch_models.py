@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .blocks import create_block
-from .blocks._common import check_input, positive_int
+from .blocks._common import check_batch_one_training, check_input, positive_int
 from .blocks.branch import Highway, SKAttention, SplitAttention
 from .models import conv_bn, init_backbone
 
@@ -89,6 +89,7 @@ class BranchResNet(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x, self.stem[0][0].in_channels)
+        check_batch_one_training(self, x)
         return self.stages(self.stem(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from torch import nn
 
 from .blocks import create_block, get_block_spec
-from .blocks._common import check_input
+from .blocks._common import check_batch_one_training, check_input
 
 __all__ = ["BasicBlock", "AttnResNet", "receptive_field"]
 
@@ -118,7 +118,7 @@ class AttnResNet(nn.Module):
     def _check(self, x) -> None:
         """``ValueError`` naming the network and the shape for input it cannot take (checked before any layer runs)."""
         check_input(self, x, self.stem[0][0].in_channels)
-        check_last_stage_batch(self, x.shape, x.shape[0], "batch 1", "a larger batch or image")
+        check_batch_one_training(self, x)
 
     def features(self, x):
         """Feature map before pooling: ``[N, widths[-1], H/4, W/4]`` for three stages."""
@@ -127,24 +127,6 @@ class AttnResNet(nn.Module):
 
     def forward(self, x):
         return self.head(self.features(x))
-
-
-def check_last_stage_batch(net: nn.Module, shape, n_maps: int, what: str, remedy: str) -> None:
-    """``ValueError`` when ``net`` trains on ``n_maps == 1`` map of ``shape`` that its stages shrink to 1×1.
-
-    BatchNorm in training mode needs more than one value per channel; every stage after the first halves the map
-    (rounding up), so a single small image can reach the last stage as one pixel. ``what`` names the input in the
-    message ("batch 1", "one frame"), ``remedy`` says what to enlarge.
-    """
-    if not net.training or n_maps != 1:
-        return
-    h, w = shape[-2:]
-    for _ in range(len(net.stages) - 1):
-        h, w = (h + 1) // 2, (w + 1) // 2
-    if h * w == 1:
-        raise ValueError(f"{type(net).__name__}: in training mode its BatchNorm needs more than one value per channel, "
-                         f"but {what} of shape {tuple(shape)} reaches a 1×1 map in the last stage; use {remedy}, "
-                         f"or eval()")
 
 
 def receptive_field(net: AttnResNet) -> int:

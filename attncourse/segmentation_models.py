@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import create_block
-from .blocks._common import check_input
+from .blocks._common import check_batch_one_training, check_input
 from .blocks.dual import ChannelSelfAttention, PositionAttention
 from .models import init_backbone
 
@@ -134,6 +134,7 @@ class SegNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x, self.backbone.in_channels)
+        check_batch_one_training(self, x)
         return self.head(self.backbone(x))
 
 

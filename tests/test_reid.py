@@ -152,13 +152,3 @@ def test_one_clip_fails_clearly_in_training():
             net(x)
     net(torch.rand(2, 1, 1, 4, 4))                     # two clips: two values per channel everywhere
     net.eval()(torch.rand(1, 1, 1, 4, 4))              # eval mode uses the running statistics
-
-
-def test_attn_resnet_batch_one_that_reaches_a_one_pixel_map_fails_clearly_in_training():
-    from attncourse.models import AttnResNet
-
-    net = AttnResNet(1, 3)
-    with pytest.raises(ValueError, match=r"AttnResNet: .*batch 1 of shape \(1, 1, 4, 4\) reaches a 1×1 map"):
-        net(torch.rand(1, 1, 4, 4))
-    net(torch.rand(1, 1, 8, 8))                        # a 2×2 last stage: four values per channel
-    net.eval()(torch.rand(1, 1, 4, 4))

@@ -88,6 +88,41 @@ def check_input(block: nn.Module | str, x, channels: int | None = None, ndim: in
                          f"shape {shape} (batch 1 with a 1×1 map); use a larger batch or map, or eval()")
 
 
+def check_batch_one_training(net: nn.Module, x: torch.Tensor, *, name: str | None = None) -> None:
+    """``ValueError`` when a network in training mode gets batch 1 whose map some BatchNorm would see as 1×1.
+
+    BatchNorm in training mode needs more than one value per channel. A network's first layers may see a large map
+    while a later stage sees one pixel, so :func:`check_input` on the input cannot tell. Only for batch 1 in
+    training mode (the rare case), this runs the network once in eval mode without gradients — no running statistic
+    or other state moves, every submodule's mode is restored — and records what each BatchNorm would get. Call it
+    at the top of ``forward`` (after :func:`check_input`); it costs nothing for any other batch.
+    """
+    if not net.training or x.ndim < 2 or x.shape[0] != 1:
+        return
+    bns = [(n, m) for n, m in net.named_modules() if isinstance(m, _BatchNorm)]
+    if not bns:
+        return
+    single = []
+    hooks = [m.register_forward_pre_hook(
+        lambda mod, inp, where=n: single.append((where, tuple(inp[0].shape)))
+        if inp[0].numel() == inp[0].shape[1] else None) for n, m in bns]
+    modes = {m: m.training for m in net.modules()}
+    try:
+        net.eval()
+        with torch.no_grad():
+            net(x)
+    finally:
+        for h in hooks:
+            h.remove()
+        for m, mode in modes.items():
+            m.training = mode
+    if single:
+        where, shape = single[0]
+        raise ValueError(f"{name or type(net).__name__}: in training mode its BatchNorm needs more than one value per "
+                         f"channel, but batch 1 of shape {tuple(x.shape)} reaches {where!r} as {shape}; use a larger "
+                         f"batch or image, or eval()")
+
+
 def picture_helper(fn):
     """Decorator for no-grad helpers that look at a block (``attention_maps``, ``query_attention``).
 

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from . import create_block  # defined in the package __init__ before it imports this file
-from ._common import check_input
+from ._common import check_batch_one_training, check_input
 
 __all__ = ["ConvBNReLU", "InceptionBlock", "NaiveInceptionBlock", "InceptionNet", "PlainNet"]
 
@@ -192,6 +192,7 @@ class _StagedNet(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The last feature map, before pooling: ``[N, out_channels, H/4, W/4]`` for three stages."""
         check_input(self, x, self.in_channels)
+        check_batch_one_training(self, x)
         return self.blocks(self.stem(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
