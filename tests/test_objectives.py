@@ -156,3 +156,26 @@ def test_translate_batch_moves_every_frame_of_a_tracklet_together():
     for sample in y:
         where = [tuple(torch.nonzero(frame[0]).tolist()[0]) for frame in sample]
         assert len(set(where)) == 1  # one shift per tracklet
+
+
+@pytest.mark.parametrize("n, batch", [(65, 64), (129, 64), (1, 64), (64, 64), (66, 64), (2, 1)])
+def test_batches_cover_the_training_set_once_and_never_leave_one_sample_alone(n, batch):
+    from types import SimpleNamespace
+
+    task = SimpleNamespace(x_train=torch.zeros(n, 1, 2, 2))
+    obj = Classification()
+    got = list(obj.batches(task, batch, torch.Generator().manual_seed(0)))
+    assert sorted(torch.cat(got).tolist()) == list(range(n))
+    assert len(got) == obj.steps_per_epoch(task, batch)
+    assert n == 1 or batch == 1 or all(len(b) > 1 for b in got)
+    assert batch > 1 or all(len(b) == 1 for b in got)   # batch 1 asked for is batch 1 given
+
+
+def test_fit_trains_an_sk_network_when_the_last_batch_would_hold_one_sample():
+    from attncourse.branch_models import BranchResNet
+    from attncourse.data import cluttered_digits
+
+    task = cluttered_digits(n_train=65, n_test=8, seed=0)
+    torch.manual_seed(0)
+    hist = fit(BranchResNet(1, 10, conv="sk"), task, epochs=1, batch_size=64, seed=0, device="cpu", progress=False)
+    assert len(hist.train_loss) == 1
