@@ -241,8 +241,9 @@ def test_sigterm_stops_run_all_and_its_workers(tmp_path):
     import sys
     import time
 
+    # full-profile jobs take minutes: the run can only end within the timeout below if its workers are stopped
     code = ("from attncourse.experiments import run_all\n"
-            "run_all(['nonlocal_pairs'], 'smoke', 1, jobs=2, store=%r, out_dir=%r)\n" % (str(tmp_path / "s"), str(tmp_path / "o")))
+            "run_all(['nonlocal_pairs'], 'full', 1, jobs=2, store=%r, out_dir=%r)\n" % (str(tmp_path / "s"), str(tmp_path / "o")))
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     workers: set[int] = set()
     deadline = time.time() + 120
@@ -255,7 +256,13 @@ def test_sigterm_stops_run_all_and_its_workers(tmp_path):
         proc.kill()
         pytest.skip("run-all finished or never started two workers in time on this machine")
     proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=60)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        for w in workers:
+            os.kill(w, signal.SIGKILL)
+        pytest.fail("run-all did not stop within 60 s of SIGTERM: it waited for its workers' jobs")
     time.sleep(1)
     alive = {w for w in workers if os.path.exists(f"/proc/{w}") and open(f"/proc/{w}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"}
     assert not alive, f"workers still running after SIGTERM: {alive}"

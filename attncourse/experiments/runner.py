@@ -400,9 +400,10 @@ def run_all(names: list[str] | None = None, profile: str | Profile | None = None
             try:
                 _collect(pending, failed, done_s, report, merge_ready)
             except KeyboardInterrupt:  # stop the workers too; finished epochs are kept for the next call
-                pool.shutdown(wait=False, cancel_futures=True)
-                for proc in list(getattr(pool, "_processes", {}).values()):
+                workers = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
+                for proc in workers:
                     proc.terminate()
+                pool.shutdown(wait=False, cancel_futures=True)
                 raise
     merge_ready()
     wall = time.perf_counter() - t0
