@@ -162,7 +162,7 @@ def test_default_init_is_still_the_official_one():
     torch.manual_seed(0)
     block = CBAM(C, reduction=4)
     assert torch.count_nonzero(block.channel.fc1.bias) == torch.count_nonzero(block.channel.fc2.bias) == 0
-    assert float(block.spatial.bn.weight) == float(block.spatial.bn.bias) == 0.0
+    assert float(block.spatial.bn.weight.detach()) == float(block.spatial.bn.bias.detach()) == 0.0
 
 
 @pytest.mark.parametrize("attention", ["se", "cbam"])
@@ -195,7 +195,7 @@ def test_attnresnet_keeps_the_shift_although_it_resets_blocks_and_their_halves()
     assert len(cbams) == 3
     for m in cbams:
         assert_close(m.channel.fc2.bias.detach(), torch.full((m.channels,), 1.0))
-        assert m.spatial.bn.bias.item() == 2.0 and m.spatial.bn.weight.item() == 0.0
+        assert float(m.spatial.bn.bias.detach()) == 2.0 and float(m.spatial.bn.weight.detach()) == 0.0
     torch.manual_seed(0)
     se_default = AttnResNet(1, 10, attention="se", attention_kwargs={"reduction": 4})
     torch.manual_seed(0)
