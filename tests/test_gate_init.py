@@ -282,7 +282,7 @@ def test_cbam_init_arms_build_the_shifted_blocks():
     net = exp.arms["cbam_init2"](task)
     for m in net.modules():
         if isinstance(m, SpatialAttention):
-            assert float(m.bn.bias) == 2.0
+            assert float(m.bn.bias.detach()) == 2.0
     assert sum(isinstance(m, SpatialAttention) for m in net.modules()) == 3
     plain = exp.arms["cbam"](task)
-    assert all(float(m.bn.bias) == 0.0 for m in plain.modules() if isinstance(m, SpatialAttention))
+    assert all(float(m.bn.bias.detach()) == 0.0 for m in plain.modules() if isinstance(m, SpatialAttention))
