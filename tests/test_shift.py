@@ -39,8 +39,7 @@ def test_record_shift_tests_every_arm_on_the_same_fresh_images(store, demo, tmp_
     assert set(out["arms"]) == {"baseline", "se"}
     assert out["arms"]["se"]["jobs"] == [Job("mixed_compare", "se", 0, SMOKE).id]
     # the number is what the stored run's model scores on the generator's test images at that level
-    fresh = make_task("cluttered_digits", SMOKE.__class__("x", n_train=1, n_test=40, epochs=1, batch_size=1, seeds=1),
-                      seed=3, n_clutter=12)
+    fresh = make_task("cluttered_digits", SMOKE.with_(n_train=1, n_test=40), seed=3, n_clutter=12)
     model, _ = shift_module._trained_model(Job("mixed_compare", "baseline", 0, SMOKE), [store])
     expected = float((predict(model, fresh.x_test, device="cpu").argmax(1) == fresh.y_test).float().mean())
     assert out["arms"]["baseline"]["accuracy"]["12"] == [pytest.approx(expected)]

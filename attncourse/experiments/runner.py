@@ -36,6 +36,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
+from torch import nn
 
 from ..config import Profile, device_name, get_profile, pick_device, seed_everything
 from .core import arm_spec, get_experiment, list_experiments
@@ -198,6 +199,17 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def run_model(job: Job, record: dict, folder: Path) -> nn.Module:
+    """The model a finished run trained: ``job``'s arm rebuilt for the run's task shape (``record["task_shape"]``),
+    with the weights of ``folder/model.pt``."""
+    shape = record["task_shape"]
+    model = get_experiment(job.experiment).arms[job.arm](
+        SimpleNamespace(**{k: shape[k] for k in ("in_channels", "num_classes")}))
+    model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=False)["state_dict"],
+                          strict=True)
+    return model
+
+
 def record_checkpoint(job: Job, record: dict, store=None, out_dir=None) -> Path:
     """Copy a finished seed-0 run's weights to the recorded checkpoint of ``job``'s experiment and arm.
 
@@ -215,9 +227,7 @@ def record_checkpoint(job: Job, record: dict, store=None, out_dir=None) -> Path:
         raise FileNotFoundError(f"{job.label}: the weights of run {record['job']} are not in the store "
                                 f"{store}, and {target} holds another run ({prov.get('job')})")
     shape = record["task_shape"]
-    model = exp.arms[job.arm](SimpleNamespace(**{k: shape[k] for k in ("in_channels", "num_classes")}))
-    weights = torch.load(store / record["job"] / "model.pt", map_location="cpu", weights_only=False)
-    model.load_state_dict(weights["state_dict"], strict=True)
+    model = run_model(job, record, store / record["job"])
     prov = {"experiment": job.experiment, "arm": job.arm, "seed": job.seed, "profile": job.profile.name,
             "arm_spec": record["spec"]["arm"], "task": exp.task, "task_shape": shape, "epochs": job.epochs,
             "device": record["device"], "torch": record["torch"], "git_commit": record["git_commit"],

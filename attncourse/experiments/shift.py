@@ -99,16 +99,13 @@ def _trained_model(job, stores: list[Path]):
     """The finished model of ``job``, in eval mode: from the first run store that holds its weights, else (seed 0)
     from the recorded checkpoint when that holds this very run. Raises ``FileNotFoundError`` otherwise."""
     from .recorded import CheckpointMismatch, load_trained
+    from .runner import run_model
 
-    exp = get_experiment(job.experiment)
     for store in stores:
         folder = store / job.id
         if (folder / "run.json").exists() and (folder / "model.pt").exists():
             record = json.loads((folder / "run.json").read_text())
-            shape = record["task_shape"]
-            model = exp.arms[job.arm](SimpleNamespace(**{k: shape[k] for k in ("in_channels", "num_classes")}))
-            model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=False)["state_dict"])
-            return model.eval(), record["job"]
+            return run_model(job, record, folder).eval(), record["job"]
     if job.seed == 0:
         try:
             model = load_trained(job.experiment, job.arm, profile=job.profile.name)
@@ -178,8 +175,8 @@ def record_shift(name: str, seeds=(0, 1, 2), profile: str = "full", store=None, 
 
 
 def shift_results(shift: dict, level) -> dict:
-    """One level of a recorded shift evaluation as an experiment-style results dict, for :func:`effects`,
-    :func:`verdict` and :func:`results_table` (mean and sample standard deviation over the seeds)."""
+    """One level of a recorded shift evaluation as an experiment-style results dict, for :func:`effects` and
+    :func:`verdict` (mean and sample standard deviation over the seeds; no FLOPs are measured, so ``flops`` is 0)."""
     from .runner import _mean_std
 
     key = str(level)
