@@ -26,7 +26,6 @@ imports ``attncourse.objectives.<kind>`` on first use, and that file calls :func
 from __future__ import annotations
 
 import importlib
-import math
 from typing import Iterator
 
 import torch
@@ -122,23 +121,26 @@ class Objective:
     kind = "base"
     metric = "accuracy"  # the primary test metric, reported as ``test_acc`` in histories and results
 
-    def steps_per_epoch(self, task, batch_size: int) -> int:
-        n = len(task.x_train)
-        return math.ceil(n / batch_size) - (1 if n > batch_size > 1 and n % batch_size == 1 else 0)
-
-    def batches(self, task, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-        """Index batches of one epoch: a random permutation of the training set, cut into ``batch_size`` pieces.
-
-        A last piece of a single sample joins the one before it (unless ``batch_size`` is 1): BatchNorm cannot
-        train on one sample.
-        """
-        n = len(task.x_train)
-        perm = torch.randperm(n, generator=generator).to(task.x_train.device)
+    @staticmethod
+    def _batch_starts(n: int, batch_size: int) -> list[int]:
+        """Where each batch of ``n`` samples starts. A last piece of a single sample joins the one before it
+        (unless ``batch_size`` is 1): BatchNorm cannot train on one sample."""
         starts = list(range(0, n, batch_size))
         if batch_size > 1 and len(starts) > 1 and n - starts[-1] == 1:
             starts.pop()
-        for i, start in enumerate(starts):
-            yield perm[start:starts[i + 1] if i + 1 < len(starts) else n]
+        return starts
+
+    def steps_per_epoch(self, task, batch_size: int) -> int:
+        return len(self._batch_starts(len(task.x_train), batch_size))
+
+    def batches(self, task, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+        """Index batches of one epoch: a random permutation of the training set, cut into ``batch_size`` pieces
+        (see :meth:`_batch_starts`)."""
+        n = len(task.x_train)
+        perm = torch.randperm(n, generator=generator).to(task.x_train.device)
+        starts = self._batch_starts(n, batch_size) + [n]
+        for start, end in zip(starts, starts[1:]):
+            yield perm[start:end]
 
     def augment(self, x: torch.Tensor, y: torch.Tensor, max_shift: int, generator: torch.Generator):
         """Random translation of the images; the labels are unchanged."""
