@@ -10,7 +10,7 @@ from torch.testing import assert_close
 
 import attncourse as ac
 from attncourse.blocks import BLOCKS
-from attncourse.blocks.inception import InceptionBlock, InceptionNet, NaiveInceptionBlock, PlainNet
+from attncourse.blocks.inception import ONE_SPATIAL_WIDTHS, InceptionBlock, InceptionNet, NaiveInceptionBlock, PlainNet
 
 tv_googlenet = importlib.import_module("torchvision.models.googlenet")  # the module, not the builder function
 
@@ -193,3 +193,25 @@ def test_inception_net_and_plain_net_shapes_and_matched_cost():
     # odd, non-square inputs and other channel counts work too
     assert InceptionNet(3, 5).eval()(torch.randn(1, 3, 17, 23)).shape == (1, 5)
     assert PlainNet(3, 5).eval()(torch.randn(1, 3, 17, 23)).shape == (1, 5)
+
+
+def test_plain_net_one_spatial_ablation_has_one_3x3_per_stage_at_the_same_cost():
+    x = torch.randn(2, 1, 40, 40)
+    plain, one = PlainNet(1, 10).eval(), PlainNet(1, 10, widths=ONE_SPATIAL_WIDTHS, kernels=(1, 3)).eval()
+    kernel_sizes = [m.kernel_size for m in one.blocks.modules() if isinstance(m, nn.Conv2d)]
+    assert kernel_sizes == [(1, 1), (3, 3)] * 3  # one spatial layer per stage, behind a 1×1
+    assert one.features(x).shape == (2, ONE_SPATIAL_WIDTHS[-1], 10, 10) and one(x).shape == (2, 10)
+    p, p1 = ac.count_params(plain), ac.count_params(one)
+    f, f1 = ac.count_flops(plain, x), ac.count_flops(one, x)
+    assert abs(p1 - p) / p < 0.02 and abs(f1 - f) / f < 0.02  # only depth vs width differs
+
+
+@pytest.mark.parametrize("kernels", [(), (2, 3), (3, 0), (3, True), (3.0,)])
+def test_plain_net_rejects_bad_kernels(kernels):
+    with pytest.raises(ValueError, match=r"PlainNet: kernels"):
+        PlainNet(1, 10, kernels=kernels)
+
+
+def test_plain_net_rejects_bad_widths():
+    with pytest.raises(ValueError, match=r"PlainNet: widths\[1\]"):
+        PlainNet(1, 10, widths=(8, 0, 8))

@@ -4,8 +4,12 @@
   (2-core CPU, seed 0): every arm reaches about 98 %, so the task is saturated and cannot separate the arms.
 * ``inception_noisy`` — the same arms on the harder variant module 07 uses for branch attention (6–38 px, pixel
   noise 0.3; the plain branch-attention backbone reaches about 86 % there), which leaves headroom for a gain.
+* ``inception_spatial_depth`` — the ablation behind inception_noisy's result (Inception below the plain stack):
+  every Inception branch has at most one spatial conv per stage, behind a 1×1, where the plain stack has two 3×3.
+  ``one_spatial`` is the plain stack rebuilt that way (1×1 → 3×3 per stage, wider, same parameters and FLOPs). Its
+  ``plain`` and ``inception`` arms are inception_noisy's runs (same job ids), so only the new arm trains.
 """
-from ..blocks.inception import InceptionNet, PlainNet
+from ..blocks.inception import ONE_SPATIAL_WIDTHS, InceptionNet, PlainNet
 from .branch import DIGIT_SIZE, NOISE
 from .core import Experiment, NetArm, register_experiment
 
@@ -32,5 +36,19 @@ register_experiment(Experiment(
     task="multiscale_digits",
     task_kwargs={"noise": NOISE, "digit_size": DIGIT_SIZE},
     arms=dict(ARMS),
+    module="01_inception",
+))
+
+register_experiment(Experiment(
+    name="inception_spatial_depth",
+    description=("Why Inception loses on the noisy multi-scale digits: the plain stack (two 3×3 per stage) vs the same "
+                 "stack with one spatial conv per stage (1×1 → 3×3, widths "
+                 f"{ONE_SPATIAL_WIDTHS}, same parameters and FLOPs) vs InceptionNet, whose branches have at most one "
+                 "spatial conv per stage."),
+    task="multiscale_digits",
+    task_kwargs={"noise": NOISE, "digit_size": DIGIT_SIZE},
+    arms={"plain": ARMS["plain"],
+          "one_spatial": NetArm(PlainNet, {"widths": ONE_SPATIAL_WIDTHS, "kernels": (1, 3)}),
+          "inception": ARMS["inception"]},
     module="01_inception",
 ))
