@@ -9,7 +9,8 @@ key                   points  the learner writes
 ====================  ======  ======================================================================
 
 Questions (counted apart, 1 point each): ``01.predict_5x5_saving`` (number), ``01.interpret_flops_vs_time``
-(choice), ``01.predict_arm_spread`` (choice, read from the recorded ``inception_multiscale`` run).
+(choice), ``01.predict_arm_spread`` (choice, read from the recorded ``inception_multiscale`` run),
+``01.predict_one_spatial`` (choice, read from the recorded ``inception_spatial_depth`` ablation).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..experiments import effects
 from .core import (bucket, compare_number_cases, compare_numbers, compare_tensors, gradient_flow, recorded, recorded_note,
                    register_exercise, register_question, run_case, seeded_generator)
 
@@ -342,6 +344,38 @@ register_question(
              "c": "more than 5 points"},
     answer=lambda: bucket(max(_arm_accs().values()) - min(_arm_accs().values()), [1, 5]),
     explanation=_spread_explanation)
+
+def _one_spatial() -> tuple[str, str]:
+    """Where the one-3×3-per-stage plain stack lands (letter) and the recorded numbers, from inception_spatial_depth."""
+    rows = {r["arm"]: r for r in effects(recorded("inception_spatial_depth"), baseline="plain")}
+    gap, cut = rows["inception"], rows["one_spatial"]
+    numbers = (f"Recorded ({recorded_note('inception_spatial_depth')}): Inception {-100 * gap['delta']:.1f} points below "
+               f"the plain stack; one 3×3 per stage {-100 * cut['delta']:.1f} points below it, with a seed spread of "
+               f"{100 * cut['spread']:.1f}.")
+    if not (cut["n"] >= 2 and cut["delta"] < -2 * cut["spread"]):
+        return "c", numbers
+    return ("a" if gap["delta"] < 0 and cut["delta"] / gap["delta"] >= 0.5 else "b"), numbers
+
+
+_ONE_SPATIAL_MEANING = {
+    "a": "One spatial layer per stage costs the plain stack most of Inception's deficit: Inception's branches, each "
+         "a single spatial layer deep per stage, cannot clean up noisy strokes and combine them the way two 3×3 in "
+         "series can. The parallel kernel sizes do not make up for it on this task.",
+    "b": "One spatial layer per stage costs accuracy, but less than half of Inception's deficit: it is part of the "
+         "cause, and the parallel split itself accounts for the rest.",
+    "c": "One spatial layer per stage, at the same cost, keeps the plain stack's accuracy: depth per stage is not "
+         "what Inception lacks here; the split into parallel branches is where its deficit comes from.",
+}
+
+register_question(
+    "01.predict_one_spatial", title="Predict: the plain stack with one 3×3 per stage — where does it end up?",
+    when="predict",
+    choices={"a": "at or near Inception's level: it loses at least half of Inception's gap to the plain stack",
+             "b": "in between: below the plain stack by more than twice the seed spread, but by less than half of "
+                  "Inception's gap",
+             "c": "at the plain stack's level: within twice the seed spread"},
+    answer=lambda: _one_spatial()[0],
+    explanation=lambda correct: _one_spatial()[1] + " " + _ONE_SPATIAL_MEANING[correct])
 
 register_question(
     "01.interpret_flops_vs_time", title="Interpret: why are equal-FLOP networks not equally fast?", when="interpret",
