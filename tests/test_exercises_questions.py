@@ -217,6 +217,9 @@ def _fake_results(real: dict, accs: dict[str, float]) -> dict:
     ("04.predict_baseline_pairs", "nonlocal_pairs", {"baseline": 0.90}, "c"),
     ("00.predict_baseline_acc", "foundations_baseline", {"baseline": 0.40}, "a"),
     ("01.predict_arm_spread", "inception_multiscale", {"plain": 0.80, "inception": 0.90}, "c"),
+    ("01.predict_one_spatial", "inception_spatial_depth", {"plain": 0.90, "inception": 0.85, "one_spatial": 0.85}, "a"),
+    ("01.predict_one_spatial", "inception_spatial_depth", {"plain": 0.90, "inception": 0.80, "one_spatial": 0.87}, "b"),
+    ("01.predict_one_spatial", "inception_spatial_depth", {"plain": 0.90, "inception": 0.85, "one_spatial": 0.899}, "c"),
 ])
 def test_answers_read_the_recorded_results(monkeypatch, key, experiment, accs, expected):
     """An answer that depends on a recorded run follows the run: nothing is typed in."""

@@ -358,9 +358,9 @@ def _one_spatial() -> tuple[str, str]:
 
 
 _ONE_SPATIAL_MEANING = {
-    "a": "One spatial layer per stage costs the plain stack most of Inception's deficit: Inception's branches, each "
-         "a single spatial layer deep per stage, cannot clean up noisy strokes and combine them the way two 3×3 in "
-         "series can. The parallel kernel sizes do not make up for it on this task.",
+    "a": "One spatial layer per stage costs the plain stack most of Inception's deficit. Inception's branches have "
+         "a single spatial layer per stage each, and that alone accounts for most of its loss here: at the same cost, "
+         "several kernel sizes side by side do not make up for the missing second layer in series.",
     "b": "One spatial layer per stage costs accuracy, but less than half of Inception's deficit: it is part of the "
          "cause, and the parallel split itself accounts for the rest.",
     "c": "One spatial layer per stage, at the same cost, keeps the plain stack's accuracy: depth per stage is not "
