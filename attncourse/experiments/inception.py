@@ -7,7 +7,9 @@
 * ``inception_spatial_depth`` — the ablation behind inception_noisy's result (Inception below the plain stack):
   every Inception branch has at most one spatial conv per stage, behind a 1×1, where the plain stack has two 3×3.
   ``one_spatial`` is the plain stack rebuilt that way (1×1 → 3×3 per stage, wider, same parameters and FLOPs). Its
-  ``plain`` and ``inception`` arms are inception_noisy's runs (same job ids), so only the new arm trains.
+  ``plain`` and ``inception`` arms are inception_noisy's runs (same job ids), so only the new arm trains. Measured
+  at the full profile over 3 seeds (2-core CPU): one_spatial 85.2 ± 0.6 %, the same as Inception's 85.2 ± 0.4 %,
+  against the plain stack's 87.2 ± 0.3 % — the single spatial layer per stage accounts for Inception's whole deficit.
 """
 from ..blocks.inception import ONE_SPATIAL_WIDTHS, InceptionNet, PlainNet
 from .branch import DIGIT_SIZE, NOISE
