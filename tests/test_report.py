@@ -49,8 +49,10 @@ def test_effects_and_verdicts_follow_the_two_spread_rule():
     assert "clear win" in verdict(_res(), "se") and "+25.0 points" in verdict(_res(), "se")
     close = _res(se=(0.55, 0.65, 0.6))  # +10 points, spread 10: within 2 spreads
     assert not effects(close)[1]["clears"] and "not a clear win" in verdict(close, "se")
-    worse = _res(se=(0.3, 0.4, 0.35))
-    assert "no gain" in verdict(worse, "se")
+    worse = _res(se=(0.1, 0.2, 0.15))           # far below, beyond 2 spreads
+    assert "a clear loss" in verdict(worse, "se") and "no gain" not in verdict(worse, "se")
+    slightly = _res(se=(0.4, 0.5, 0.45))         # below, but within 2 spreads
+    assert "no gain" in verdict(slightly, "se") and "clear" not in verdict(slightly, "se")
     one_seed = _res(base=(0.5,), se=(0.9,))
     assert not effects(one_seed)[1]["clears"] and "one seed" in verdict(one_seed, "se")
     with pytest.raises(ValueError, match="no arm"):

@@ -152,7 +152,8 @@ def metric_label(results: dict) -> str:
 
 
 def verdict(results: dict, arm: str, baseline: str | None = None) -> str:
-    """One sentence, computed from ``results``, saying whether ``arm`` beat the baseline by more than 2 spreads."""
+    """One sentence, computed from ``results``, saying whether ``arm`` beat the baseline by more than 2 spreads
+    (a clear win), fell below it by more than 2 spreads (a clear loss), or neither."""
     row = next((r for r in effects(results, baseline) if r["arm"] == arm), None)
     if row is None:
         raise ValueError(f"verdict: no arm {arm!r} in {results.get('experiment')!r}; arms: {list(results['arms'])}")
@@ -173,5 +174,8 @@ def verdict(results: dict, arm: str, baseline: str | None = None) -> str:
                        f"for {100 * row['extra_params']:+.1f} % parameters.")
     if row["delta"] > 0:
         return head + f", within 2 seed standard deviations ({row['delta_in_spread']:.1f}×) — not a clear win."
+    if row["delta"] < -2 * row["spread"]:
+        return head + (f", {-row['delta_in_spread']:.1f}× the larger seed standard deviation below — a clear loss, "
+                       f"for {100 * row['extra_params']:+.1f} % parameters.")
     return head + (f" — no gain ({row['delta_in_spread']:.1f}× the seed standard deviation)." if row["delta"] < 0
                    else " — no difference.")
