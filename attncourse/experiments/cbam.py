@@ -70,14 +70,19 @@ register_experiment(Experiment(
 # --------------------------------------------------------------------------- does clutter limit the baseline?
 #: clutter levels of the dose-response control: 0 fragments (clean digits) and 24 (four times mixed_compare's 6)
 CLUTTER_DOSES = {"clutter_none": 0, "clutter_heavy": 24}
-DOSE_ARMS = {"baseline": "none", "cbam": "cbam", "spatial_only": "spatial_attention"}
+#: arms: the baseline, CBAM and its spatial module alone; SE and SE with CBAM's avg+max channel descriptor test whether
+#: the max-pooled descriptor is what makes CBAM's channel gate lose more as the clutter grows (at 6 fragments they are
+#: mixed_compare's and senet_cluttered's runs)
+DOSE_ARMS = {"baseline": "none", "cbam": "cbam", "spatial_only": "spatial_attention", "se": "se",
+             "se_avgmax": "se_avgmax"}
 
 for _name, _n in CLUTTER_DOSES.items():
     register_experiment(Experiment(
         name=_name,
         description=(f"Cluttered digits with {_n} clutter fragments (mixed_compare has 6): does the clutter limit the "
-                     "baseline, and does a spatial gate's advantage grow with it? Baseline, CBAM and the spatial "
-                     f"module alone, r={MIXED_REDUCTION}, the same recipe as cbam_order."),
+                     "baseline, and does a spatial gate's advantage grow with it? Baseline, CBAM, the spatial "
+                     "module alone, SE and SE with CBAM's avg+max descriptor (does the max-pooled descriptor's cost "
+                     f"grow with the clutter?), r={MIXED_REDUCTION}, the same recipe as cbam_order."),
         task="cluttered_digits",
         task_kwargs={"n_clutter": _n},
         arms={arm: BackboneArm(block, {"reduction": MIXED_REDUCTION}) for arm, block in DOSE_ARMS.items()},
