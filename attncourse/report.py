@@ -24,9 +24,14 @@ table says on which device and with which profile its numbers were measured. Eac
 test value of its task's primary metric (accuracy; mIoU for segmentation; mAP for re-identification), mean ± sample
 standard deviation over seeds. *Δ* is the difference to the experiment's baseline (its
 first arm) in points; *Δ / spread* divides it by the larger of the two arms' seed standard deviations, and an arm
-**clears** when it is better by more than 2 spreads (never with a single seed, which has no spread: such tables are
-a first look, not evidence yet). *+params* is the parameter cost over the baseline.
+**clears** when it is better by more than 2 spreads, and is a *clear loss* when it is worse by as much (never with a
+single seed, which has no spread: such tables are a first look, not evidence yet). *+params* is the parameter cost over the baseline.
 """
+
+
+def _clears_cell(row: dict) -> str:
+    """The *clears* column: yes (better by > 2 spreads), no — a clear loss (worse by > 2 spreads), or no."""
+    return "**yes**" if row["clears"] else "no — a clear loss" if row["clear_loss"] else "no"
 
 
 def _metric_name(res: dict) -> str:
@@ -54,7 +59,7 @@ def _experiment_table(res: dict, name: str) -> list[str]:
             delta = f"{100 * row['delta']:+.1f}"
             ratio = ("— (1 seed)" if row["n"] < 2 else
                      "∞" if abs(row["delta_in_spread"]) == float("inf") else f"{row['delta_in_spread']:.1f}")
-            clears = "**yes**" if row["clears"] else "no"
+            clears = _clears_cell(row)
             extra = f"{100 * row['extra_params']:+.1f} %"
         acc = f"{100 * row['mean']:.1f} ± {100 * row['std']:.1f}" if len(a["runs"]) > 1 else f"{100 * row['mean']:.1f} (1 seed)"
         lines.append(f"| {row['arm']} | {acc} | {per_seed} | {delta} | {ratio} | "
@@ -86,7 +91,7 @@ def _shift_table(shift: dict, name: str) -> list[str]:
             tail = ["", "", ""]
         else:
             tail = [f"{100 * row['delta']:+.1f}", "— (1 seed)" if row["n"] < 2 else f"{row['delta_in_spread']:.1f}",
-                    "**yes**" if row["clears"] else "no"]
+                    _clears_cell(row)]
         lines.append(f"| {arm} | {'/'.join(a['source'])} | " + " | ".join(cells + tail) + " |")
     return lines + [""]
 

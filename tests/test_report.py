@@ -32,6 +32,8 @@ def test_results_page_tables_full_runs_with_their_effect(tmp_path):
     assert "| baseline | 50.0 ± 10.0 | 40.0, 60.0, 50.0 |" in page
     assert "| se | 75.0 ± 5.0 | 70.0, 80.0, 75.0 | +25.0 | 2.5 | **yes** | 1,100 | +10.0 % |" in page
     assert "No results" in render_results_page(tmp_path / "empty_nonexistent", tmp_path / "none")
+    (tmp_path / "demo.json").write_text(json.dumps(_res(se=(0.1, 0.2, 0.15))))   # worse by 3.5 spreads
+    assert "| -35.0 | -3.5 | no — a clear loss |" in render_results_page(tmp_path, tmp_path)
 
 
 def test_reduced_profile_runs_are_not_tabled_as_evidence(tmp_path):
@@ -51,8 +53,10 @@ def test_effects_and_verdicts_follow_the_two_spread_rule():
     assert not effects(close)[1]["clears"] and "not a clear win" in verdict(close, "se")
     worse = _res(se=(0.1, 0.2, 0.15))           # far below, beyond 2 spreads
     assert "a clear loss" in verdict(worse, "se") and "no gain" not in verdict(worse, "se")
+    assert effects(worse)[1]["clear_loss"] and not effects(worse)[1]["clears"] and not effects(worse)[0]["clear_loss"]
     slightly = _res(se=(0.4, 0.5, 0.45))         # below, but within 2 spreads
     assert "no gain" in verdict(slightly, "se") and "clear" not in verdict(slightly, "se")
+    assert not effects(slightly)[1]["clear_loss"] and not effects(_res())[1]["clear_loss"]
     one_seed = _res(base=(0.5,), se=(0.9,))
     assert not effects(one_seed)[1]["clears"] and "one seed" in verdict(one_seed, "se")
     with pytest.raises(ValueError, match="no arm"):

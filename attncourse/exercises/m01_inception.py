@@ -352,7 +352,7 @@ def _one_spatial() -> tuple[str, str]:
     numbers = (f"Recorded ({recorded_note('inception_spatial_depth')}): Inception {-100 * gap['delta']:.1f} points below "
                f"the plain stack; one 3×3 per stage {-100 * cut['delta']:.1f} points below it, with a seed spread of "
                f"{100 * cut['spread']:.1f}.")
-    if not (cut["n"] >= 2 and cut["delta"] < -2 * cut["spread"]):
+    if not cut["clear_loss"]:
         return "c", numbers
     return ("a" if gap["delta"] < 0 and cut["delta"] / gap["delta"] >= 0.5 else "b"), numbers
 

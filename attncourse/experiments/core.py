@@ -121,7 +121,8 @@ def effects(results: dict, baseline: str | None = None) -> list[dict]:
 
     Per arm: ``delta`` (mean accuracy − the baseline's), ``spread`` (the larger of the two arms' seed standard
     deviations), ``delta_in_spread`` (``delta / spread``), ``clears`` (better by more than 2 spreads, over at
-    least 2 seeds each) and ``extra_params`` (fraction of the baseline's parameters added).
+    least 2 seeds each), ``clear_loss`` (worse by more than 2 spreads, over at least 2 seeds each) and
+    ``extra_params`` (fraction of the baseline's parameters added).
     """
     arms = results["arms"]
     base = baseline if baseline is not None else next(iter(arms))
@@ -137,6 +138,7 @@ def effects(results: dict, baseline: str | None = None) -> list[dict]:
                      "delta": delta, "spread": spread,
                      "delta_in_spread": delta / spread if spread > 0 else float("inf") * (1 if delta > 0 else -1 if delta < 0 else 0),
                      "clears": arm != base and n >= 2 and delta > 2 * spread,
+                     "clear_loss": arm != base and n >= 2 and delta < -2 * spread,
                      "extra_params": a["params"] / b["params"] - 1})
     return rows
 
@@ -174,7 +176,7 @@ def verdict(results: dict, arm: str, baseline: str | None = None) -> str:
                        f"for {100 * row['extra_params']:+.1f} % parameters.")
     if row["delta"] > 0:
         return head + f", within 2 seed standard deviations ({row['delta_in_spread']:.1f}×) — not a clear win."
-    if row["delta"] < -2 * row["spread"]:
+    if row["clear_loss"]:
         return head + (f", {-row['delta_in_spread']:.1f}× the larger seed standard deviation below — a clear loss, "
                        f"for {100 * row['extra_params']:+.1f} % parameters.")
     return head + (f" — no gain ({row['delta_in_spread']:.1f}× the seed standard deviation)." if row["delta"] < 0
