@@ -27,6 +27,12 @@ def main(argv: list[str] | None = None) -> int:
                                                        "or ~/.cache/attncourse/runs)")
     run_all.add_argument("--out-dir", default=None, help="folder for results and checkpoints (default: the package's)")
     run_all.add_argument("--merge-only", action="store_true", help="train nothing: record and merge what has finished")
+    run_all.add_argument("--arms", nargs="*", default=None,
+                         help="only these arms (with --only NAME); the results still merge every arm that has finished")
+    items = sub.add_parser("items", help="re-evaluate existing weights to record per-item test outcomes (no training)")
+    items.add_argument("names", nargs="*", help="experiments (default: every recorded one)")
+    items.add_argument("--profile", default="full")
+    items.add_argument("--store", default=None, help="run store (default $ATTNCOURSE_RUNS or results/runs)")
     shift = sub.add_parser("shift", help="test finished runs on a harder variant of their task (no training)")
     shift.add_argument("name", help="a registered shift evaluation, e.g. clutter_shift")
     shift.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 of every source run (default 3)")
@@ -83,14 +89,23 @@ def main(argv: list[str] | None = None) -> int:
         from .experiments import run_all
 
         try:
-            out = run_all(args.only, args.profile, args.seeds, jobs=args.jobs, device=args.device, store=args.store,
-                          out_dir=args.out_dir, train=not args.merge_only)
+            out = run_all(args.only, args.profile, args.seeds, arms=args.arms, jobs=args.jobs, device=args.device,
+                          store=args.store, out_dir=args.out_dir, train=not args.merge_only)
         except ValueError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
         for label, err in out["failed"]:
             print(f"failed: {label}: {err}", file=sys.stderr)
         return 1 if out["failed"] else 0
+    if args.cmd == "items":
+        from .experiments.items import record_items
+
+        try:
+            record_items(args.names or None, args.profile, store=args.store)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        return 0
     if args.cmd == "report":
         from pathlib import Path
 

@@ -39,8 +39,8 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", n_train=384, n_test=192, epochs=1, batch_size=64, seeds=1),
-    "cpu": Profile("cpu", n_train=2000, n_test=1000, epochs=8, batch_size=128, seeds=3),
-    "full": Profile("full", n_train=8000, n_test=2000, epochs=15, batch_size=128, seeds=3),
+    "cpu": Profile("cpu", n_train=2000, n_test=1000, epochs=8, batch_size=128, seeds=5),
+    "full": Profile("full", n_train=8000, n_test=2000, epochs=15, batch_size=128, seeds=5),
 }
 
 

@@ -14,7 +14,7 @@ from torch import nn
 from ..data import DigitTask
 
 __all__ = ["Experiment", "BackboneArm", "NetArm", "arm_spec", "register_experiment", "list_experiments", "get_experiment",
-           "summarize", "effects", "verdict", "metric_label", "EXPERIMENTS"]
+           "summarize", "effects", "verdict", "interval_text", "convergence", "metric_label", "EXPERIMENTS"]
 
 EXPERIMENTS: dict[str, "Experiment"] = {}
 
@@ -116,14 +116,23 @@ def summarize(results: dict) -> list[dict]:
              "params": a["params"], "flops": a["flops"]} for arm, a in results["arms"].items()]
 
 
+def _runs_for_effect(arm: dict) -> list[dict]:
+    return [{"seed": r["seed"], "value": r["final_test_acc"], "items": r.get("items")} for r in arm["runs"]]
+
+
 def effects(results: dict, baseline: str | None = None) -> list[dict]:
     """Each arm against the baseline arm (default: the first arm): the evidence a table states.
 
-    Per arm: ``delta`` (mean accuracy − the baseline's), ``spread`` (the larger of the two arms' seed standard
-    deviations), ``delta_in_spread`` (``delta / spread``), ``clears`` (better by more than 2 spreads, over at
-    least 2 seeds each), ``clear_loss`` (worse by more than 2 spreads, over at least 2 seeds each) and
-    ``extra_params`` (fraction of the baseline's parameters added).
+    One estimator for the whole course (:func:`attncourse.metrics.effect.paired_effect`): per arm, ``delta`` (the
+    mean over seeds of the paired per-seed differences, ``per_seed``), its 95 % interval ``ci_low``/``ci_high`` over
+    seeds *and* the finite paired test set, and ``label``: ``"clear gain"`` (interval above 0), ``"clear loss"``
+    (below 0) or ``"inconclusive"``; the baseline's own row has ``label`` ``None``. Also ``mean``/``std`` (the
+    arm's mean and seed standard deviation of the metric), ``n`` (paired seeds), ``seed_se``/``item_se`` (the two
+    noise terms), ``item_source`` (how the test-set term was estimated), ``extra_params`` (fraction of the
+    baseline's parameters added) and ``train_acc`` (mean final training accuracy, or ``None``).
     """
+    from ..metrics.effect import paired_effect
+
     arms = results["arms"]
     base = baseline if baseline is not None else next(iter(arms))
     if base not in arms:
@@ -131,16 +140,49 @@ def effects(results: dict, baseline: str | None = None) -> list[dict]:
     b = arms[base]
     rows = []
     for arm, a in arms.items():
-        delta = a["mean_test_acc"] - b["mean_test_acc"]
-        spread = max(a["std_test_acc"], b["std_test_acc"])
-        n = min(len(a["runs"]), len(b["runs"]))
-        rows.append({"arm": arm, "baseline": base, "mean": a["mean_test_acc"], "std": a["std_test_acc"], "n": n,
-                     "delta": delta, "spread": spread,
-                     "delta_in_spread": delta / spread if spread > 0 else float("inf") * (1 if delta > 0 else -1 if delta < 0 else 0),
-                     "clears": arm != base and n >= 2 and delta > 2 * spread,
-                     "clear_loss": arm != base and n >= 2 and delta < -2 * spread,
-                     "extra_params": a["params"] / b["params"] - 1})
+        row = {"arm": arm, "baseline": base, "mean": a["mean_test_acc"], "std": a["std_test_acc"],
+               "n_runs": len(a["runs"]), "extra_params": a["params"] / b["params"] - 1 if b.get("params") else 0.0,
+               "train_acc": _final_train_acc(a)}
+        if arm == base:
+            row.update(delta=0.0, ci_low=0.0, ci_high=0.0, label=None, per_seed=[0.0] * len(a["runs"]),
+                       n=len(a["runs"]), seed_se=0.0, item_se=0.0, item_source=None)
+        else:
+            est = paired_effect(_runs_for_effect(a), _runs_for_effect(b), metric=results.get("metric", "accuracy"),
+                                n_test=results.get("n_test"))
+            row.update({k: est[k] for k in ("delta", "ci_low", "ci_high", "label", "per_seed", "n", "seed_se",
+                                            "item_se", "item_source")})
+        rows.append(row)
     return rows
+
+
+def _final_train_acc(arm: dict) -> float | None:
+    values = [r["history"]["train_acc"][-1] for r in arm["runs"] if r.get("history", {}).get("train_acc")]
+    return sum(values) / len(values) if values else None
+
+
+def convergence(results: dict, arm: str, useful_lr: float = 0.1) -> dict:
+    """Was ``arm`` still improving when its training stopped? Judged where it can still move.
+
+    The one-cycle schedule drives the learning rate to ~0 in the last epochs, so "it changed little in the last
+    epoch" says nothing. Instead: ``climb`` is the mean test-metric gain per epoch (points) over the two epochs
+    before the **last epoch whose learning rate is still ≥ ``useful_lr`` × the peak** (averaged over seeds);
+    ``still_climbing`` when that is ≥ 0.5 points per epoch. ``train_acc`` and ``test_acc`` are the final ones
+    (mean over seeds); a final training accuracy far from 1 says the budget, not the block, limits the arm.
+    """
+    runs = results["arms"][arm]["runs"]
+    climbs = []
+    for r in runs:
+        h = r.get("history", {})
+        lr, acc = h.get("lr") or [], h.get("test_acc") or []
+        if len(lr) >= 3 and len(acc) == len(lr):
+            peak = max(lr)
+            last = max(i for i, v in enumerate(lr) if v >= useful_lr * peak)
+            if last >= 2:
+                climbs.append(100 * (acc[last] - acc[last - 2]) / 2)
+    climb = sum(climbs) / len(climbs) if climbs else None
+    return {"arm": arm, "train_acc": _final_train_acc(results["arms"][arm]),
+            "test_acc": results["arms"][arm]["mean_test_acc"], "climb": climb,
+            "still_climbing": climb is not None and climb >= 0.5}
 
 
 METRIC_NAMES = {"accuracy": "", "miou": "mIoU", "map": "mAP"}
@@ -153,31 +195,32 @@ def metric_label(results: dict) -> str:
     return f" {name}" if name else ""
 
 
+def interval_text(row: dict) -> str:
+    """``"+1.1 points, 95 % interval [−0.2, +2.3]"`` for an :func:`effects` row (``"one seed"`` when it has none)."""
+    if row["n"] < 2:
+        return f"{100 * row['delta']:+.1f} points (one seed: no interval)"
+    return f"{100 * row['delta']:+.1f} points, 95 % interval [{100 * row['ci_low']:+.1f}, {100 * row['ci_high']:+.1f}]"
+
+
 def verdict(results: dict, arm: str, baseline: str | None = None) -> str:
-    """One sentence, computed from ``results``, saying whether ``arm`` beat the baseline by more than 2 spreads
-    (a clear win), fell below it by more than 2 spreads (a clear loss), or neither."""
+    """One sentence, computed from ``results``: ``arm`` against the baseline, its Δ with the 95 % interval over
+    seeds and test items, the per-seed differences, and the label (clear gain / clear loss / inconclusive)."""
     row = next((r for r in effects(results, baseline) if r["arm"] == arm), None)
     if row is None:
         raise ValueError(f"verdict: no arm {arm!r} in {results.get('experiment')!r}; arms: {list(results['arms'])}")
     base = results["arms"][row["baseline"]]
-    where = f"{results['profile']} profile, {row['n']} seed(s), {results['device']}"
+    where = f"{results['profile']} profile, {row['n']} paired seed(s), {results['device']}"
     unit = metric_label(results)
 
     def acc(a: dict) -> str:  # a single seed has no spread to show
         return (f"{100 * a['mean_test_acc']:.1f} ± {100 * a['std_test_acc']:.1f} %{unit}" if len(a["runs"]) > 1
                 else f"{100 * a['mean_test_acc']:.1f} %{unit}")
 
-    head = (f"{arm} reaches {acc(results['arms'][arm])} against the {row['baseline']}'s {acc(base)} ({where}): "
-            f"{100 * row['delta']:+.1f} points")
+    head = f"{arm} reaches {acc(results['arms'][arm])} against the {row['baseline']}'s {acc(base)} ({where}): "
+    if arm == row["baseline"]:
+        return head + "it is the baseline."
     if row["n"] < 2:
-        return head + "; one seed cannot say whether that is more than seed noise."
-    if row["clears"]:
-        return head + (f", {row['delta_in_spread']:.1f}× the larger seed standard deviation — a clear win, "
-                       f"for {100 * row['extra_params']:+.1f} % parameters.")
-    if row["delta"] > 0:
-        return head + f", within 2 seed standard deviations ({row['delta_in_spread']:.1f}×) — not a clear win."
-    if row["clear_loss"]:
-        return head + (f", {-row['delta_in_spread']:.1f}× the larger seed standard deviation below — a clear loss, "
-                       f"for {100 * row['extra_params']:+.1f} % parameters.")
-    return head + (f" — no gain ({row['delta_in_spread']:.1f}× the seed standard deviation)." if row["delta"] < 0
-                   else " — no difference.")
+        return head + f"{interval_text(row)} — inconclusive: one seed cannot separate the block from seed noise."
+    seeds = ", ".join(f"{100 * d:+.1f}" for d in row["per_seed"])
+    return head + (f"{interval_text(row)} — {row['label']} (per-seed differences {seeds}; "
+                   f"{100 * row['extra_params']:+.1f} % parameters).")

@@ -186,6 +186,7 @@ def _train_job(job: Job, folder: Path, device, progress, threads) -> dict:
               "git_commit": _git_commit(), "settings": hist.settings, "history": hist.as_dict(),
               "task_shape": {"in_channels": task.in_channels, "num_classes": task.num_classes,
                              "image_size": list(task.image_size)},
+              "items": _item_outcomes(model, task, hist.settings),
               "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     save_trained(folder / "model.pt", model, {"arm_spec": record["spec"]["arm"]})
     tmp = done.with_suffix(".json.tmp")
@@ -193,6 +194,15 @@ def _train_job(job: Job, folder: Path, device, progress, threads) -> dict:
     os.replace(tmp, done)
     (folder / "train.pt").unlink(missing_ok=True)  # the optimiser state is no longer needed
     return record
+
+
+def _item_outcomes(model: nn.Module, task, settings: dict) -> dict | None:
+    """The finished model's per-item test outcomes (see :mod:`attncourse.metrics.effect`), evaluated with the
+    speed settings it was trained with, so they reproduce its recorded final metric."""
+    from ..objectives import objective_for
+
+    return objective_for(task).item_outcomes(model, task, amp=settings.get("amp_bf16"),
+                                             channels_last=settings.get("channels_last"))
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -243,27 +253,45 @@ def _settings_only(info: dict) -> dict:
             and not hasattr(v, "shape")}
 
 
+MIN_MERGE_SEEDS = 3  # an experiment is merged once every arm has its first (up to) 3 seeds; later seeds join as they finish
+
+
 def merge_experiment(name: str, profile: Profile, seeds: list[int], arms: list[str] | None = None, store=None,
                      out_dir=None) -> dict | None:
-    """Write ``<experiment>.json`` and each arm's seed-0 checkpoint from finished runs; ``None`` if any is missing."""
+    """Write ``<experiment>.json`` and each arm's seed-0 checkpoint from finished runs.
+
+    Every arm of ``arms`` (default: all) needs its first ``MIN_MERGE_SEEDS`` seeds of ``seeds`` finished (else ``None``: nothing is written);
+    any later seed of ``seeds`` that has finished joins its arm, so an arm may hold more seeds than another (an
+    interval uses the seeds both arms share). Each run keeps its per-item test outcomes (``items``) when it has
+    them. Arms outside ``arms`` join when their first seeds have finished too (so training more seeds of some arms
+    never drops the others from the results)."""
     from ..cost import count_flops, count_params
     from ..data import make_task
 
     exp = get_experiment(name)
-    jobs = plan_jobs([name], profile, seeds, arms)
     store = Path(store) if store is not None else runs_dir()
+    required = set(exp.arms if arms is None else arms)
     records = {}
-    for job in jobs:
-        path = store / job.id / "run.json"
-        if not path.exists():
+    for arm in exp.arms:
+        found = {}
+        for job in plan_jobs([name], profile, seeds, [arm]):
+            path = store / job.id / "run.json"
+            if path.exists():
+                found[job] = json.loads(path.read_text())
+        if all(any(j.seed == s for j in found) for s in seeds[:MIN_MERGE_SEEDS]):
+            records.update(found)
+        elif arm in required:  # an asked-for arm's first seeds must all be there
             return None
-        records[job] = json.loads(path.read_text())
+    if not records:
+        return None
+    jobs = list(records)
     task = make_task(exp.task, profile.with_(n_train=16, n_test=16), seed=0, **exp.task_kwargs)  # for shapes only
     first = next(iter(records.values()))
     out = {"experiment": name, "description": exp.description, "module": exp.module, "task": exp.task,
            "metric": first.get("metric", "accuracy"),
            "task_info": _settings_only(task.info), "profile": profile.name, "epochs": jobs[0].epochs,
-           "n_train": profile.n_train, "n_test": profile.n_test, "batch_size": profile.batch_size, "seeds": seeds,
+           "n_train": profile.n_train, "n_test": profile.n_test, "batch_size": profile.batch_size,
+           "seeds": sorted({j.seed for j in jobs}),
            "device": first["device"], "torch": first["torch"], "python": platform.python_version(),
            "git_commit": first["git_commit"], "settings": first["settings"],
            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "arms": {}}
@@ -272,7 +300,8 @@ def merge_experiment(name: str, profile: Profile, seeds: list[int], arms: list[s
     shape = first["task_shape"]
     shape_of_runs = SimpleNamespace(in_channels=shape["in_channels"], num_classes=shape["num_classes"])
     for arm in dict.fromkeys(j.arm for j in jobs):
-        runs = [{k: r[k] for k in ("seed", "final_test_acc", "best_test_acc", "wall_s", "history", "job")}
+        runs = [{**{k: r[k] for k in ("seed", "final_test_acc", "best_test_acc", "wall_s", "history", "job")},
+                 **({"items": r["items"]} if r.get("items") else {})}
                 for j, r in records.items() if j.arm == arm]
         mean, std = _mean_std([r["final_test_acc"] for r in runs])
         model = exp.arms[arm](shape_of_runs).eval()  # the trained task's classes, not the tiny shape task's
@@ -352,14 +381,16 @@ def run_all(names: list[str] | None = None, profile: str | Profile | None = None
         unique.setdefault(job.id, job)
     todo = [j for j in unique.values() if train and not (store / j.id / "run.json").exists()]
     t0 = time.perf_counter()
-    results, failed, merged = {}, [], set()
+    results, failed, merged = {}, [], {}
 
     def merge_ready():
+        """(Re)merge every experiment that has a finished run it has not merged yet."""
         for n in names:
-            if n not in merged:
+            finished = {j.id for j in planned if j.experiment == n and (store / j.id / "run.json").exists()}
+            if merged.get(n) != finished:
                 res = merge_experiment(n, prof, seed_list, arms, store, out_dir)
                 if res is not None:
-                    merged.add(n)
+                    merged[n] = finished
                     results[n] = res
                     print(f"  merged {n} → {res['path']}", file=log, flush=True)
 

@@ -46,13 +46,15 @@ def _as_1d(name: str, t, n: int) -> torch.Tensor:
 
 
 def reid_metrics(dist: torch.Tensor, query_ids, gallery_ids, query_cams, gallery_cams, ranks=(1, 5, 10),
-                 chunk: int = 1024) -> dict:
+                 chunk: int = 1024, per_query: bool = False) -> dict:
     """CMC rank-k and mAP from a ``[Q, G]`` distance matrix (smaller = more similar).
 
     Returns ``{"rank1": …, "rank5": …, "rank10": …, "map": …, "n_queries": counted queries}`` (fractions in
     [0, 1]; ``nan`` when no query has a valid match). Same-identity same-camera gallery entries are removed
     per query; ties are ranked in gallery order (see the module docstring). Queries are processed ``chunk``
-    at a time, so memory stays ``O(chunk · G)``.
+    at a time, so memory stays ``O(chunk · G)``. ``per_query=True`` adds ``"ap"`` and ``"first_hit"`` (float64
+    ``[counted]``: each counted query's AP and the 1-based rank of its first correct match), the per-item outcomes
+    that an interval over test queries needs.
     """
     if not isinstance(dist, torch.Tensor) or dist.dim() != 2:
         raise ValueError(f"reid_metrics: dist must be a [Q, G] tensor, got "
@@ -67,6 +69,7 @@ def reid_metrics(dist: torch.Tensor, query_ids, gallery_ids, query_cams, gallery
     gi, gc = gi.to(device), gc.to(device)
     hits = {r: 0.0 for r in ranks}
     ap_sum, counted = 0.0, 0
+    aps, firsts = [], []
     for s in range(0, nq, chunk):
         d = dist[s:s + chunk].float()
         order = torch.sort(d, dim=1, stable=True).indices                     # [q, G]
@@ -86,12 +89,18 @@ def reid_metrics(dist: torch.Tensor, query_ids, gallery_ids, query_cams, gallery
         big = torch.iinfo(torch.long).max
         first = torch.where(match, position, torch.full_like(position, big)).min(1).values  # 1-based
         ap_sum += ap[valid].sum().item()
+        if per_query:
+            aps.append(ap[valid].cpu())
+            firsts.append(first[valid].double().cpu())
         counted += int(valid.sum().item())
         for r in ranks:
             hits[r] += (first[valid] <= r).sum().item()
     out = {f"rank{r}": (hits[r] / counted if counted else float("nan")) for r in ranks}
     out["map"] = ap_sum / counted if counted else float("nan")
     out["n_queries"] = counted
+    if per_query:
+        out["ap"] = torch.cat(aps) if aps else torch.empty(0, dtype=torch.float64)
+        out["first_hit"] = torch.cat(firsts) if firsts else torch.empty(0, dtype=torch.float64)
     return out
 
 

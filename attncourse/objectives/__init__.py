@@ -156,6 +156,12 @@ class Objective:
                  channels_last: bool | None = None) -> dict:
         raise NotImplementedError
 
+    def item_outcomes(self, model: nn.Module, task, *, batch_size: int = 512, amp: bool | None = None,
+                      channels_last: bool | None = None) -> dict | None:
+        """The per-item test outcomes behind the primary metric, compactly (see :mod:`attncourse.metrics.effect`),
+        or ``None`` for a kind that has none. Effect intervals resample the test items with them."""
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(kind={self.kind!r}, metric={self.metric!r})"
 
@@ -182,6 +188,14 @@ class Classification(Objective):
         if n == 0:
             return {"loss": float("nan"), "accuracy": float("nan")}
         return {"loss": loss_sum / n, "accuracy": hits / n}
+
+    def item_outcomes(self, model, task, *, batch_size=512, amp=None, channels_last=None):
+        """Which test images the model gets right (bit-packed)."""
+        from ..metrics.effect import correct_items
+
+        right = [(out.argmax(1) == task.y_test[where].to(out.device)).cpu()
+                 for where, out in iter_outputs(model, task.x_test, batch_size, amp=amp, channels_last=channels_last)]
+        return correct_items(torch.cat(right).numpy()) if right else None
 
 
 register_objective(Classification())

@@ -22,10 +22,12 @@ Batch-hard triplet loss: for every anchor, its farthest positive (same identity)
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..metrics.effect import encode_array, mean_items
 from ..metrics.reid import reid_metrics
 from . import Objective, iter_outputs, register_objective
 
@@ -98,12 +100,13 @@ def embed(model: nn.Module, x: torch.Tensor, batch_size: int = 256, *, amp: bool
 
 def reid_evaluate(model: nn.Module, task, x_test: torch.Tensor | None = None, *, batch_size: int = 256,
                   amp: bool | None = None, channels_last: bool | None = None, margin: float = MARGIN,
-                  normalize: bool = False) -> dict:
+                  normalize: bool = False, per_query: bool = False) -> dict:
     """Query/gallery evaluation: ``{"loss", "map", "rank1", "rank5", "rank10", "n_queries"}``.
 
     ``x_test`` replaces the task's test tracklets (same identities, cameras and query roles — e.g. the same
     tracklets generated without occlusion). ``loss`` is the batch-hard triplet loss of each query against
-    the gallery (its farthest valid positive, its nearest negative).
+    the gallery (its farthest valid positive, its nearest negative). ``per_query``: also each query's ``ap`` and
+    ``first_hit`` (see :func:`~attncourse.metrics.reid.reid_metrics`).
     """
     x = task.x_test if x_test is None else x_test
     emb = embed(model, x, batch_size, amp=amp, channels_last=channels_last)
@@ -113,7 +116,7 @@ def reid_evaluate(model: nn.Module, task, x_test: torch.Tensor | None = None, *,
         return {"loss": float("nan"), "map": float("nan"), "rank1": float("nan"), "rank5": float("nan"),
                 "rank10": float("nan"), "n_queries": 0}
     d = _distances(emb[q], emb[~q], normalize)
-    out = reid_metrics(d, y[q], y[~q], cam[q], cam[~q])
+    out = reid_metrics(d, y[q], y[~q], cam[q], cam[~q], per_query=per_query)
     same = y[q][:, None] == y[~q][None, :]
     valid_pos = same & ~(cam[q][:, None] == cam[~q][None, :])
     has = valid_pos.any(1) & (~same).any(1)
@@ -162,6 +165,15 @@ class MetricLearning(Objective):
     def evaluate(self, model, task, *, batch_size=512, amp=None, channels_last=None):
         return reid_evaluate(model, task, batch_size=batch_size, amp=amp, channels_last=channels_last,
                              margin=self.margin, normalize=self.normalize)
+
+    def item_outcomes(self, model, task, *, batch_size=512, amp=None, channels_last=None):
+        """Each counted query's AP (mAP is their mean) and whether its first match is at rank 1."""
+        out = reid_evaluate(model, task, batch_size=batch_size, amp=amp, channels_last=channels_last,
+                            margin=self.margin, normalize=self.normalize, per_query=True)
+        if "ap" not in out:  # no query/gallery split in this task
+            return None
+        return {**mean_items(out["ap"].numpy(), kind="ap"),
+                "rank1": encode_array(np.packbits((out["first_hit"] == 1).numpy()))}
 
 
 register_objective(MetricLearning())

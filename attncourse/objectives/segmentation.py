@@ -19,6 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..metrics.effect import iou_items
 from ..metrics.segmentation import IGNORE_INDEX, confusion_matrix, iou_per_class, segmentation_scores
 from . import Objective, iter_outputs, register_objective, translate_batch
 
@@ -98,6 +99,26 @@ class Segmentation(Objective):
                 metrics[f"miou_{name}"] = _digit_miou(c)
                 metrics[f"accuracy_{name}"] = float(c.diagonal().sum()) / total if total else math.nan
         return metrics
+
+    @torch.no_grad()
+    def item_outcomes(self, model, task, *, batch_size=512, amp=None, channels_last=None):
+        """Per test image and class, the intersection and union pixel counts (the mIoU is
+        ``mean_k Σ_i I[i, k] / Σ_i U[i, k]``), so an interval can resample the test images."""
+        k = task.num_classes
+        ignore = getattr(task, "ignore_index", self.ignore_index)
+        inter, union = [], []
+        for where, out in iter_outputs(model, task.x_test, batch_size, amp=amp, channels_last=channels_last):
+            y = task.y_test[where].to(out.device).long()
+            pred = upsample_logits(out, y.shape[-2:]).argmax(1)
+            valid = (y != ignore).reshape(len(y), -1)
+            t = torch.where(valid, y.reshape(len(y), -1), torch.zeros_like(valid, dtype=torch.long))
+            p = pred.reshape(len(y), -1)
+            onehot_t = F.one_hot(t, k).bool() & valid[..., None]
+            onehot_p = F.one_hot(p, k).bool() & valid[..., None]
+            i = (onehot_t & onehot_p).sum(1)
+            inter.append(i.cpu())
+            union.append((onehot_t.sum(1) + onehot_p.sum(1) - i).cpu())
+        return iou_items(torch.cat(inter).numpy(), torch.cat(union).numpy())
 
 
 register_objective(Segmentation())
