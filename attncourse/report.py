@@ -22,16 +22,22 @@ Every table on this page is written by `python -m attncourse report` from the re
 `python -m attncourse run-all --profile full` records in `attncourse/recorded/` (they ship with the package). Each
 table says on which device and with which profile its numbers were measured. Each table's metric is the final-epoch
 test value of its task's primary metric (accuracy; mIoU for segmentation; mAP for re-identification), mean ± sample
-standard deviation over seeds. *Δ* is the difference to the experiment's baseline (its
-first arm) in points; *Δ / spread* divides it by the larger of the two arms' seed standard deviations, and an arm
-**clears** when it is better by more than 2 spreads, and is a *clear loss* when it is worse by as much (never with a
-single seed, which has no spread: such tables are a first look, not evidence yet). *+params* is the parameter cost over the baseline.
+standard deviation over seeds, and the mean final *training* accuracy beside it. *Δ* is the difference to the
+experiment's baseline (its first arm) in points, seed by seed (*per-seed Δ*) and on average, with its **95 % interval**
+over seeds *and* the finite, paired test set; the label is a **clear gain** when the interval lies above 0, a **clear
+loss** when it lies below 0, and **inconclusive** otherwise (always with one seed). [How to read a result](methods.md)
+explains the interval, the labels and what *test-set noise* means. *+params* is the parameter cost over the baseline.
 """
 
 
-def _clears_cell(row: dict) -> str:
-    """The *clears* column: yes (better by > 2 spreads), no — a clear loss (worse by > 2 spreads), or no."""
-    return "**yes**" if row["clears"] else "no — a clear loss" if row["clear_loss"] else "no"
+def _effect_cells(row: dict) -> list[str]:
+    """Δ, its interval, the label and the per-seed differences of an :func:`effects` row (empty for the baseline)."""
+    if row["arm"] == row["baseline"]:
+        return ["", "", "baseline", ""]
+    per_seed = ", ".join(f"{100 * d:+.1f}" for d in row["per_seed"])
+    interval = "— (1 seed)" if row["n"] < 2 else f"[{100 * row['ci_low']:+.1f}, {100 * row['ci_high']:+.1f}]"
+    label = f"**{row['label']}**" if row["label"] != "inconclusive" else row["label"]
+    return [f"{100 * row['delta']:+.1f}", interval, label, per_seed]
 
 
 def _metric_name(res: dict) -> str:
@@ -47,24 +53,28 @@ def _experiment_table(res: dict, name: str) -> list[str]:
              f"Task `{res['task']}`, {res['n_train']} training / {res['n_test']} test images, {res['epochs']} epochs, "
              f"batch {res['batch_size']}, seeds {res['seeds']}, {res['profile']} profile. Device: {res['device']}; "
              f"torch {res['torch']}; commit `{res['git_commit'][:12]}`; file `attncourse/recorded/{name}`.{speed}", "",
-             f"| arm | test {_metric_name(res)} (%) | per seed (%) | Δ (points) | Δ / spread | clears | params | +params | "
-             "FLOPs / input |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             f"| arm | test {_metric_name(res)} (%) | train acc. (%) | Δ (points) | 95 % interval | label | "
+             "per-seed Δ | params | +params | FLOPs / input |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in effects(res):
         a = res["arms"][row["arm"]]
-        per_seed = ", ".join(f"{100 * r['final_test_acc']:.1f}" for r in a["runs"])
-        if row["arm"] == row["baseline"]:
-            delta = ratio = clears = extra = ""
-        else:
-            delta = f"{100 * row['delta']:+.1f}"
-            ratio = ("— (1 seed)" if row["n"] < 2 else
-                     "∞" if abs(row["delta_in_spread"]) == float("inf") else f"{row['delta_in_spread']:.1f}")
-            clears = _clears_cell(row)
-            extra = f"{100 * row['extra_params']:+.1f} %"
+        extra = "" if row["arm"] == row["baseline"] else f"{100 * row['extra_params']:+.1f} %"
         acc = f"{100 * row['mean']:.1f} ± {100 * row['std']:.1f}" if len(a["runs"]) > 1 else f"{100 * row['mean']:.1f} (1 seed)"
-        lines.append(f"| {row['arm']} | {acc} | {per_seed} | {delta} | {ratio} | "
-                     f"{clears} | {a['params']:,} | {extra} | {a['flops'] / 1e6:.1f} M |")
+        train = "" if row["train_acc"] is None else f"{100 * row['train_acc']:.1f}"
+        lines.append(f"| {row['arm']} | {acc} | {train} | " + " | ".join(_effect_cells(row))
+                     + f" | {a['params']:,} | {extra} | {a['flops'] / 1e6:.1f} M |")
+    notes = sorted({r["item_source"] for r in effects(res) if r["item_source"] not in (None, "paired")})
+    if notes:
+        lines += ["", "Test-set noise: " + "; ".join(_SOURCE_NOTES[n] for n in notes)]
     return lines + [""]
+
+
+_SOURCE_NOTES = {
+    "binomial bound": "some arms have no per-item test outcomes yet; their intervals use the unpaired binomial bound "
+                      "on the test-set term (conservative: wider than the paired estimate).",
+    "none": "some intervals have no test-set term (no per-item outcomes and no binomial bound for this metric): "
+            "they are too narrow by that term.",
+}
 
 
 def _shift_table(shift: dict, name: str) -> list[str]:
@@ -78,20 +88,15 @@ def _shift_table(shift: dict, name: str) -> list[str]:
              f"No training: trained runs (seeds {shift['seeds']}, {shift['profile']} profile, trained with "
              f"{shift['vary']} = {shift['trained_at']}) tested on {shift['n_test']} new test images per level. "
              f"Device: {shift['device']}; torch {shift['torch']}; commit `{shift['git_commit'][:12]}`; file "
-             f"`attncourse/recorded/shifts/{name}`. Δ, Δ / spread and clears at {shift['vary']} = {top}.", "",
+             f"`attncourse/recorded/shifts/{name}`. Δ, its 95 % interval and the label at {shift['vary']} = {top}.", "",
              "| arm | trained runs of | " + " | ".join(f"{shift['vary']} = {n} (%)" for n in levels)
-             + " | Δ (points) | Δ / spread | clears |",
-             "|---|---|" + "---|" * len(levels) + "---|---|---|"]
+             + " | Δ (points) | 95 % interval | label | per-seed Δ |",
+             "|---|---|" + "---|" * len(levels) + "---|---|---|---|"]
     for arm, a in shift["arms"].items():
         accs = [by_level[n]["arms"][arm] for n in levels]
         cells = [f"{100 * x['mean_test_acc']:.1f} ± {100 * x['std_test_acc']:.1f}" if len(x["runs"]) > 1
                  else f"{100 * x['mean_test_acc']:.1f} (1 seed)" for x in accs]
-        row = top_effects[arm]
-        if row["arm"] == row["baseline"]:
-            tail = ["", "", ""]
-        else:
-            tail = [f"{100 * row['delta']:+.1f}", "— (1 seed)" if row["n"] < 2 else f"{row['delta_in_spread']:.1f}",
-                    _clears_cell(row)]
+        tail = _effect_cells(top_effects[arm])
         lines.append(f"| {arm} | {'/'.join(a['source'])} | " + " | ".join(cells + tail) + " |")
     return lines + [""]
 

@@ -52,15 +52,15 @@ def test_record_shift_tests_every_arm_on_the_same_fresh_images(store, demo, tmp_
 
 
 def test_a_level_reads_like_an_experiment_for_effects_and_verdicts(demo):
-    shift = {"evaluation": "demo_shift", "vary": "n_clutter", "levels": [0, 12], "seeds": [0, 1, 2],
+    shift = {"evaluation": "demo_shift", "vary": "n_clutter", "levels": [0, 12], "seeds": [0, 1, 2], "n_test": 2000,
              "profile": "full", "device": "cpu", "arms": {
                  "baseline": {"params": 100, "accuracy": {"0": [0.9, 0.92, 0.91], "12": [0.50, 0.52, 0.51]}},
                  "se": {"params": 110, "accuracy": {"0": [0.9, 0.91, 0.92], "12": [0.60, 0.61, 0.62]}}}}
     res = shift_results(shift, 12)
     row = next(r for r in effects(res) if r["arm"] == "se")
-    assert row["delta"] == pytest.approx(0.10) and row["clears"] and row["extra_params"] == pytest.approx(0.1)
-    assert "clear win" in verdict(res, "se")
-    assert not next(r for r in effects(shift_results(shift, 0)) if r["arm"] == "se")["clears"]
+    assert row["delta"] == pytest.approx(0.10) and row["label"] == "clear gain" and row["extra_params"] == pytest.approx(0.1)
+    assert "clear gain" in verdict(res, "se") and row["item_source"] == "binomial bound"
+    assert next(r for r in effects(shift_results(shift, 0)) if r["arm"] == "se")["label"] == "inconclusive"
     with pytest.raises(ValueError, match="no level"):
         shift_results(shift, 6)
 

@@ -323,5 +323,5 @@ register_question(
         f"The recorded baseline reached {_baseline_acc():.1f} % test accuracy "
         f"({recorded_note('foundations_baseline')}); chance is 10 % with ten classes. A plain convolutional "
         "network already reads most digits among the clutter: what is left is the room spatial attention "
-        "(module 05) has to show a gain in, and why a gain of a point or two must be compared with the "
-        "seed-to-seed spread before it counts."))
+        "(module 05) has to show a gain in, and why a gain of a point or two needs its 95 % interval over seeds "
+        "and test images before it counts."))

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..experiments import effects
+from ..experiments import effects, interval_text
 from .core import (bucket, compare_number_cases, compare_numbers, compare_tensors, gradient_flow, recorded, recorded_note,
                    register_exercise, register_question, run_case, seeded_generator)
 
@@ -333,8 +333,9 @@ def _spread_explanation(correct: str) -> str:
         return text + ("All three arms are close to the ceiling, so this task leaves little room for several "
                        "receptive fields side by side to show a gain; a gap this small is within what a different "
                        "seed could change, so it says nothing about which arm is better.")
-    return text + ("The arms differ by more than a point: compare the gap with the seed-to-seed spread (one seed "
-                   "gives none) before reading it as an effect of the multi-branch design.")
+    return text + ("The arms differ by more than a point: before reading that as an effect of the multi-branch design, "
+                   "look at its 95 % interval over seeds and test images (How to read a result): a gap whose "
+                   "interval contains 0 is inconclusive.")
 
 
 register_question(
@@ -349,18 +350,18 @@ def _one_spatial() -> tuple[str, str]:
     """Where the one-3×3-per-stage plain stack lands (letter) and the recorded numbers, from inception_spatial_depth."""
     rows = {r["arm"]: r for r in effects(recorded("inception_spatial_depth"), baseline="plain")}
     gap, cut = rows["inception"], rows["one_spatial"]
-    numbers = (f"Recorded ({recorded_note('inception_spatial_depth')}): Inception {-100 * gap['delta']:.1f} points below "
-               f"the plain stack; one 3×3 per stage {-100 * cut['delta']:.1f} points below it, with a seed spread of "
-               f"{100 * cut['spread']:.1f}.")
-    if not cut["clear_loss"]:
+    numbers = (f"Recorded ({recorded_note('inception_spatial_depth')}): Inception {interval_text(gap)} against the plain "
+               f"stack ({gap['label']}); one 3×3 per stage {interval_text(cut)} ({cut['label']}).")
+    if cut["label"] != "clear loss":
         return "c", numbers
     return ("a" if gap["delta"] < 0 and cut["delta"] / gap["delta"] >= 0.5 else "b"), numbers
 
 
 _ONE_SPATIAL_MEANING = {
     "a": "One spatial layer per stage costs the plain stack most of Inception's deficit. Inception's branches have "
-         "a single spatial layer per stage each, and that alone accounts for most of its loss here: at the same cost, "
-         "several kernel sizes side by side do not make up for the missing second layer in series.",
+         "a single spatial layer per stage each, and a stack built that way loses about as much. But that stack also "
+         "sees less (a 23 px receptive field against 37 px), so this arm alone cannot tell a missing second layer from "
+         "a shorter reach: the receptive-field control of this module separates the two.",
     "b": "One spatial layer per stage costs accuracy, but less than half of Inception's deficit: it is part of the "
          "cause, and the parallel split itself accounts for the rest.",
     "c": "One spatial layer per stage, at the same cost, keeps the plain stack's accuracy: depth per stage is not "
@@ -371,9 +372,9 @@ register_question(
     "01.predict_one_spatial", title="Predict: the plain stack with one 3×3 per stage — where does it end up?",
     when="predict",
     choices={"a": "at or near Inception's level: it loses at least half of Inception's gap to the plain stack",
-             "b": "in between: below the plain stack by more than twice the seed spread, but by less than half of "
-                  "Inception's gap",
-             "c": "at the plain stack's level: within twice the seed spread"},
+             "b": "in between: a clear loss against the plain stack (its interval lies below 0), but by less than half "
+                  "of Inception's gap",
+             "c": "at the plain stack's level: not a clear loss (its interval reaches 0 or above)"},
     answer=lambda: _one_spatial()[0],
     explanation=lambda correct: _one_spatial()[1] + " " + _ONE_SPATIAL_MEANING[correct])
 

@@ -450,7 +450,8 @@ def _cbam_gain_explanation(correct: str) -> str:
     return (f"Recorded ({recorded_note('cbam_order')}): the plain baseline reaches {base:.1f} %, and CBAM in the "
             f"paper's order (channel → spatial) changes that by {gain:+.1f} points: {verdict}. A paper's ImageNet "
             "gain does not carry over by itself to a small network on a small task, and a difference of a point or "
-            "two must be compared with the seed-to-seed spread before it counts as an effect of the block.")
+            "two needs its 95 % interval over seeds and test images (How to read a result) before it counts as an "
+            "effect of the block.")
 
 
 register_question(

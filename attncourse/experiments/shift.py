@@ -189,4 +189,4 @@ def shift_results(shift: dict, level) -> dict:
         arms[arm] = {"mean_test_acc": mean, "std_test_acc": std, "params": a["params"], "flops": 0,
                      "runs": [{"seed": s, "final_test_acc": v} for s, v in zip(shift["seeds"], accs)]}
     return {"experiment": f"{shift['evaluation']} at {shift['vary']}={level}", "profile": shift["profile"],
-            "device": shift["device"], "metric": "accuracy", "arms": arms}
+            "device": shift["device"], "metric": "accuracy", "n_test": shift.get("n_test"), "arms": arms}
