@@ -192,6 +192,6 @@ def test_hostile_batch(tmp_path):
 
     n = len(rows)
     print(f"\nhonest alone: {t_alone:.1f}s for {len(HONEST)}; hostile batch (--jobs 2): {t_batch:.1f}s for {n} rows "
-          f"({t_batch / n:.1f}s per notebook, 2-core shared CPU)")
+          f"({t_batch / n:.1f}s per notebook, 2-core CPU)")
     for name, row in sorted(rows.items()):
         print(f"  {name:28s} {row['total']:>5} / {row['max']}  {row['status']:30s} {row['seconds']}s")

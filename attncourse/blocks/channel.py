@@ -15,7 +15,7 @@ The SE block in three steps (shapes for an input ``[N, C, H, W]``)::
 ``W1, W2`` are 1×1 convolutions with bias (the paper's two FC layers on the pooled vector), so the
 excitation costs ``2·C²/r + C/r + C`` parameters.
 
-The design space (seed 003) — every variant is a registered block name (``create_block(name, C)``):
+The design space (the course notes) — every variant is a registered block name (``create_block(name, C)``):
 
 =================  ==========================================================  =========================
 name               what changes                                                 weights shape
@@ -30,7 +30,7 @@ name               what changes                                                 
 ``se_conv1d``      excitation = one 1-D conv across channels (k adaptive)       ``[N, C, 1, 1]``
 ``eca``            ECA-Net: GAP → 1-D conv (k adaptive, no bias) → sigmoid      ``[N, C, 1, 1]``
 ``se_multiscale``  excitation = several 1-D convs (k = 3, 5, 7), logits summed  ``[N, C, 1, 1]``
-``se_fusion``      multi-input SE fusing three views of x (seed 003)            ``[N, 3, C]`` (per view)
+``se_fusion``      multi-input SE fusing three views of x (course notes)            ``[N, 3, C]`` (per view)
 =================  ==========================================================  =========================
 
 Multi-input fusion (:class:`MultiInputSE` takes a list of inputs, so it is not registered itself;
@@ -351,7 +351,7 @@ class ChannelPoolSE(GateBlock):
 
 # --------------------------------------------------------------------------- multi-input fusion
 class MultiInputSE(nn.Module):
-    """Fuse ``k`` inputs (different views of the same information) with per-input channel weights (seed 003).
+    """Fuse ``k`` inputs (different views of the same information) with per-input channel weights (the course notes).
 
     ``inputs x_1..x_k [N, C, H, W] → sum → GAP [N, C, 1, 1] → FC C→C/r (r = 2) → ReLU → FC → k·C
     → split into k × [N, C, 1, 1] → σ each → y = Σ_i s_i · x_i  [N, C, H, W]``.
@@ -413,11 +413,11 @@ class MultiInputSE(nn.Module):
 
 
 @register_block("se_fusion", family="channel",
-                paper=SE_PAPER + "; multi-input SE fusion of three views (identity, 3×3, dilated 3×3) — seed 003")
+                paper=SE_PAPER + "; multi-input SE fusion of three views (identity, 3×3, dilated 3×3) — the course notes")
 class MultiViewSE(nn.Module):
     """Multi-input SE as a single-input block: three views of ``x`` fused by :class:`MultiInputSE`.
 
-    Seed 003 builds the ``k`` inputs from "the same information at different scales". Here:
+    The course notes build the ``k`` inputs from "the same information at different scales". Here:
     ``views = [x, dw3×3(x), dw3×3_dilated2(x)]`` (depthwise convs, bias-free, PyTorch's default
     initialisation) → :class:`MultiInputSE` (C → C/r → 3·C, a sigmoid per view) → Σ s_i · view_i.
     ``[N, C, H, W] → 3 × [N, C, H, W] → [N, C, H, W]``. ``reduction`` defaults to 2 as in the seed.

@@ -43,7 +43,7 @@ Facts taken from the papers and their official code (the code here is written fr
   (``x · (1 + M)`` = the paper's residual ``x + x ⊗ M``). ``combine="product"`` (default) follows the
   code, ``combine="sum"`` the paper. BAM goes at the bottlenecks of the network (the end of each
   stage, where the map is about to be downsampled): ``placement="stage"``.
-* scSE's paper and seed 002 add the two recalibrated maps; the authors' code takes their element-wise
+* scSE's paper and the course notes add the two recalibrated maps; the authors' code takes their element-wise
   max. Both are offered (``"scse"``, ``"scse_max"``). Both branches have biases in the authors' code.
 * CBAM's channel branch with the max pool removed is exactly an SE block with the same weights
   (``ChannelAttention(C, pools=("avg",))`` ≡ ``create_block("se", C)``), and with both pools it is the
@@ -383,7 +383,7 @@ class SCSE(nn.Module):
     Args:
         channels: ``C`` of the input ``[N, C, H, W]``.
         reduction: ``r`` of the cSE bottleneck (the paper: 2); ``reduced_channels`` overrides ``C // r``.
-        combine: ``"sum"`` (the paper's formula, seed 002) or ``"max"`` (the authors' code).
+        combine: ``"sum"`` (the paper's formula, as in the course notes) or ``"max"`` (the authors' code).
 
     cSE: ``GAP [N, C, 1, 1] → fc1 [N, C/r, 1, 1] → ReLU → fc2 [N, C, 1, 1] → σ`` (an SE block, biases on);
     sSE: ``1×1 conv C → 1 (bias) [N, 1, H, W] → σ``. Both rescale the same ``x``; then sum or max.

@@ -9,7 +9,7 @@ key                        points  the learner writes
 ``04.gc_context``             2    ``gc_context(x, mask_logits)``: GCNet's softmax-pooled context, ``[B, C, 1, 1]``
 =========================  ======  =================================================================
 
-Shapes follow seed 000's walk-through: θ, φ, g come flattened as ``[B, d, N]`` (channels first, positions
+Shapes follow the course notes' walk-through: θ, φ, g come flattened as ``[B, d, N]`` (channels first, positions
 last, as ``conv(x).flatten(2)`` gives them); ``N`` query positions, ``M`` key positions (``M = N`` unless φ
 and g are sub-sampled; the checks use ``M ≠ N`` so that a transposed answer cannot pass by accident).
 

@@ -212,4 +212,4 @@ register_question(
     answer="a",
     explanation="In DANet, PAM and CAM each read the same backbone features, each returns γ·out + x, and the two "
                 "branches' outputs are summed: neither depends on the other. CBAM's spatial map is computed from "
-                "x·Mc(x), so the second step sees what the first one chose (seed 000's serial-vs-parallel contrast).")
+                "x·Mc(x), so the second step sees what the first one chose (the course notes' serial-vs-parallel contrast).")

@@ -64,6 +64,10 @@ def record_items(names: list[str] | None = None, profile: str = "full", store=No
                     continue
                 run_dir = store / run["job"] if run.get("job") else None
                 record = json.loads((run_dir / "run.json").read_text()) if run_dir and (run_dir / "run.json").exists() else None
+                if record is not None and record.get("items"):  # the same run, already evaluated for another experiment
+                    run["items"] = record["items"]
+                    done += 1
+                    continue
                 model = None
                 if run_dir is not None and (run_dir / "model.pt").exists() and record is not None:
                     model = run_model(Job(name, arm, run["seed"], prof), record, run_dir)

@@ -13,7 +13,7 @@ from .core import BackboneArm, Experiment, register_experiment
 
 SE_REDUCTION = 4
 
-#: channel-cue arms: the whole design space of seed 003, one arm per variant
+#: channel-cue arms: the whole design space of the course notes, one arm per variant
 CHANNEL_CUE_ARMS = {
     "baseline": "none",
     "se": "se",                   # GAP → FC-ReLU-FC → sigmoid (the paper)
