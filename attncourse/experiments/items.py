@@ -54,7 +54,8 @@ def record_items(names: list[str] | None = None, profile: str = "full", store=No
             continue
         res = json.loads(path.read_text())
         exp = get_experiment(name)
-        task = make_task(exp.task, prof, seed=0, **exp.task_kwargs)
+        sizes = prof.with_(n_train=res.get("n_train", prof.n_train), n_test=res.get("n_test", prof.n_test))
+        task = make_task(exp.task, sizes, seed=0, **exp.task_kwargs)  # the very test set the runs were scored on
         done = mismatched = 0
         for arm, a in res["arms"].items():
             if arm not in exp.arms:
