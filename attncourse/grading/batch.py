@@ -223,7 +223,7 @@ def grade_one(ctx: dict, slot: int, path: Path, nb: dict | None, read_error: str
     sub = {"file": str(path), "status": "ok", "flags": [], "notes": [], "total": 0.0,
            "max": round(sum(reg[k]["points"] for k in columns), 2), "seconds": 0.0,
            "exercises": {k: {"points": reg[k]["points"], "earned": 0.0, "answer": calls.get(k), "cases": [],
-                             "note": ""} for k in columns},
+                             "note": "", "review": ""} for k in columns},
            "questions_total": 0.0, "questions_max": round(sum(qreg[k]["points"] for k in qcolumns), 2),
            "questions": questions.new_rows(list(qcolumns), qreg, calls),
            "cells": {"code": 0, "ran": 0, "errors": []}, "review": [], "phases": {}, "survivors": 0}
@@ -237,6 +237,7 @@ def grade_one(ctx: dict, slot: int, path: Path, nb: dict | None, read_error: str
         sub["notes"].append(read_error)
         return _finish(sub, t0)
     sub["review"] = source.scan_source(nb)
+    _flag_reference_answers(nb, calls, sub)
     cells = [(no, src) for no, src in source._code_cells(nb) if not _skipped(nb["cells"][no - 1])]
     sub["cells"]["code"] = len(cells)
     for k in columns:
@@ -264,6 +265,33 @@ def grade_one(ctx: dict, slot: int, path: Path, nb: dict | None, read_error: str
         sub["flags"].append("review")
         sub["notes"].append(f"{run.survivors} process(es) survived the slot's kill")
     return _finish(sub, t0)
+
+
+def _flag_reference_answers(nb: dict, calls: dict[str, str], sub: dict) -> None:
+    """An answer built from the package's reference solutions or blocks is flagged for review on its row (and its
+    exercise), never silently scored; so is a notebook that reaches the reference solutions at all. Static: see
+    :func:`.source.reference_uses` and book/grading.md for what this cannot see."""
+    found: list[str] = []
+    try:
+        uses = source.reference_uses(nb, calls)
+        reach = source.reaches_reference_solutions(nb)
+    except (RecursionError, ValueError, MemoryError):
+        sub["review"].insert(0, "the notebook's code could not be read for uses of the package's reference solutions")
+        return
+    for key, paths in uses.items():
+        why = f"the answer to {key} is built from the package's {', '.join(paths)}"
+        if key in sub["exercises"]:
+            sub["exercises"][key]["review"] = why
+        elif key in sub.get("questions", {}):
+            sub["questions"][key]["note"] = why
+        found.append(why)
+    cells = set()
+    for reason in reach:
+        cell = reason.split(" reaches")[0]
+        if cell not in cells:  # one reason per cell is enough for a reviewer
+            cells.add(cell)
+            found.append(reason)
+    sub["review"][:0] = found  # first: the note keeps the first six reasons
 
 
 def _execute(run: Slot, cells: list[tuple[int, str]], sub: dict) -> None:
