@@ -4,7 +4,7 @@ package's reference solutions or blocks, and the assignment's columns (issue 26)
 Unit tests first (the feedback's check lines against ``check``'s own output, hostile text against a Markdown
 renderer, the export formats against their documented headers), then one graded run of four submissions through
 the CLI (about 20 s on a 2-core CPU): an honest one, a partial one, one that borrows the package's code and also
-checks module 05, and one with a hostile file name and hostile exception text.
+checks module 05 (``borrower.ipynb``), and one with a hostile file name and hostile exception text.
 """
 from __future__ import annotations
 
@@ -142,13 +142,6 @@ def _nb(*cells) -> dict:
                       for c in cells], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
 
 
-BORROWER = _nb(
-    "import torch\nfrom torch import nn\nimport attncourse as ac\nfrom attncourse.exercises import check",
-    "def channel_stat(x):\n    return x.mean(dim=(2, 3), keepdim=True)",
-    "check('00.channel_stat', channel_stat)",
-    "def conv_params(c_in, c_out, k, bias=True):\n    return ac.count_params(nn.Conv2d(c_in, c_out, k, bias=bias))",
-    "check('00.conv_params', conv_params)",
-    "check('05.bam_combine', lambda x, mc, ms: x * (1 + torch.sigmoid(mc * ms)))")
 HOSTILE = _nb(
     "from attncourse.exercises import check",
     f"def channel_stat(x):\n    raise ValueError({HOSTILE_TEXT!r})",
@@ -163,7 +156,7 @@ def graded(tmp_path_factory):
     subs.mkdir()
     shutil.copy(FIX / "good.ipynb", subs / "s1001_good.ipynb")
     shutil.copy(FIX / "partial.ipynb", subs / "s1002_partial.ipynb")
-    (subs / "s1003_borrower.ipynb").write_text(json.dumps(BORROWER))
+    shutil.copy(FIX / "borrower.ipynb", subs / "s1003_borrower.ipynb")
     (subs / HOSTILE_NAME).write_text(json.dumps(HOSTILE))
     cmd = [sys.executable, "-m", "attncourse", "grade", "--out", str(out / "grades.csv"), "--feedback", str(out / "fb"),
            "--export", "canvas", "--id-pattern", r"^(?P<id>s\d+)", "--cell-timeout", "60", "--timeout", "300",

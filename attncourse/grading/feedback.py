@@ -111,9 +111,13 @@ def render(sub: dict, report: dict) -> str:
     for key, meta in questions.items():
         row = sub.get("questions", {}).get(key, {})
         mark = "✅" if row.get("result") == "right" else "❌"
-        lines = [f"{key} — {meta['title']} (question: counted apart from the exercises)",
-                 f"  {mark} answer {row.get('value') if row.get('value') is not None else '(none)'}: "
-                 f"{row.get('result', 'not graded')}" + (f" — {row['note']}" if row.get("note") else ""),
+        result, note = row.get("result", "not graded"), row.get("note", "")
+        if row.get("value") is None and result in ("no check call", "not evaluated", "invalid") and note:
+            said = f"  ❌ {note}"
+        else:
+            value = row.get("value") if row.get("value") is not None else "None"
+            said = f"  {mark} answer {value}: {result}" + (f" — {note}" if note else "")
+        lines = [f"{key} — {meta['title']} (question: counted apart from the exercises)", said,
                  f"Question points: {_fmt(row.get('earned', 0))} / {_fmt(meta['points'])}"]
         out += [literal_block("\n".join(lines)), ""]
     out += ["## Notes from the grader", ""]
