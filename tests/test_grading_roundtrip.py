@@ -206,3 +206,84 @@ def test_the_canvas_export_holds_back_what_needs_review(graded):
     by_id = {r[2]: r[5] for r in rows[2:]}
     assert by_id["s1001"] == "9" and by_id["s1003"] == "" and by_id["s1004"] == "0"
     assert "held back for review" in graded["stdout"]
+
+
+# ---- answers built from the package ------------------------------------------------------------------------------
+def _cells(*sources) -> dict:
+    return {"cells": [{"cell_type": "code", "metadata": {}, "source": s} for s in sources]}
+
+
+@pytest.mark.parametrize("cells, flagged", [
+    (("from attncourse.exercises.m00_foundations import channel_stat", "check('00.channel_stat', channel_stat)"),
+     "attncourse.exercises.m00_foundations.channel_stat"),
+    (("import attncourse as ac", "se = ac.blocks.SEBlock", "check('02.excitation', se)"), "attncourse.blocks.SEBlock"),
+    (("import attncourse as ac", "check('02.excitation', ac.blocks.channel.SEBlock)"), "attncourse.blocks.channel.SEBlock"),
+    (("from attncourse.blocks import channel as ch", "def helper(x):\n    return ch.eca_kernel_size(x)",
+      "def eca_kernel_size(c, gamma=2, beta=1):\n    return helper(c)", "check('02.eca_kernel_size', eca_kernel_size)"),
+     "attncourse.blocks.channel.eca_kernel_size"),
+    (("from attncourse.blocks.mixed import ChannelAttention", "class ChannelAttentionMap(ChannelAttention):\n    pass",
+      "check('05.channel_mlp', ChannelAttentionMap)"), "attncourse.blocks.mixed.ChannelAttention"),
+    (("import attncourse as ac\nfrom torch import nn", "class E(nn.Module):\n    def __init__(self, c, reduction=16):\n"
+      "        super().__init__()\n        self.se = ac.create_block('se', c)\n    def forward(self, x):\n"
+      "        return self.se(x)", "check('02.excitation', E)"), "attncourse.create_block"),
+    (("import attncourse as ac", "check('00.channel_stat', lambda x: ac.blocks.channel.gap(x))"),
+     "attncourse.blocks.channel.gap"),
+    (("import attncourse.exercises as E", "f = E.EXERCISES['00.channel_stat'].solution", "check('00.channel_stat', f)"),
+     ".solution"),
+    # not flagged: the learner's own code after the lesson's import of the same name; a parameter that shadows
+    (("from attncourse.blocks.channel import eca_kernel_size", "import math\ndef eca_kernel_size(c, gamma=2, beta=1):\n"
+      "    t = int(abs((math.log2(c) + beta) / gamma))\n    return t if t % 2 else t + 1",
+      "check('02.eca_kernel_size', eca_kernel_size)"), None),
+    (("import attncourse as ac\nse = ac.create_block('se', 8)", "def f(x, branch, se, shortcut):\n"
+      "    return torch.relu(se(branch(x)) + shortcut(x))", "check('02.se_resnet_block', f)"), None),
+])
+def test_answers_built_from_the_package_are_found(cells, flagged):
+    from attncourse.grading import source
+
+    nb = _cells(*cells)
+    uses = source.reference_uses(nb, source.find_check_calls(nb))
+    if flagged is None:
+        assert uses == {}
+    else:
+        assert any(flagged in u for paths in uses.values() for u in paths), uses
+
+
+def test_a_notebook_that_reaches_the_reference_solutions_is_flagged_whatever_it_answers():
+    from attncourse.grading import source
+
+    assert source.reaches_reference_solutions(_cells("import importlib\nm = importlib.import_module("
+                                                     "'attncourse.exercises.m00_foundations')"))
+    assert source.reaches_reference_solutions(_cells("from attncourse.exercises import EXERCISES"))
+    assert source.reaches_reference_solutions(json.loads((FIX / "cheater.ipynb").read_text()))
+    assert not source.reaches_reference_solutions(_cells("import attncourse as ac\ncheck = ac.exercises.check",
+                                                         "from attncourse.exercises import check, score_summary"))
+
+
+def test_released_notebooks_and_their_own_solutions_are_flagged_for_nothing():
+    """No false alarm on the course itself: each released copy, and the copy with the notebook's solutions
+    pasted into its stubs (an honest, complete submission)."""
+    from attncourse.grading import release, source
+
+    for path in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        original = json.loads(path.read_text())
+        copy = release.release_notebook(original, path.name)
+        solutions = {}
+        for cell in original["cells"]:
+            src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            for body in re.findall(r"<details>\s*<summary>\s*Solution.*?</details>", src, re.S):
+                for code in re.findall(r"```python\n(.*?)```", body, re.S):
+                    m = re.search(r"^(?:def|class) (\w+)", code, re.M)
+                    if m:
+                        solutions[m.group(1)] = code
+        assert solutions, path.name
+        calls = source.find_check_calls(copy)
+        assert source.reference_uses(copy, calls) == {} and source.reaches_reference_solutions(copy) == []
+        filled = 0
+        for cell in copy["cells"]:
+            m = re.search(r"^(?:def|class) (\w+)", cell["source"], re.M) if cell["cell_type"] == "code" else None
+            if m and m.group(1) in solutions and "NotImplementedError" in cell["source"]:
+                cell["source"] = "import math\nimport torch\nfrom torch import nn\n" + solutions[m.group(1)]
+                filled += 1
+        assert filled == len(solutions), path.name
+        assert source.reference_uses(copy, calls) == {}, path.name
+        assert source.reaches_reference_solutions(copy) == [], path.name
