@@ -74,6 +74,8 @@ def strip_solution_lines(code: str, where: str = "a code cell") -> str:
     """``code`` with each ``# BEGIN SOLUTION`` … ``# END SOLUTION`` region replaced by ``raise NotImplementedError``
     at the marker's indentation. Raises ``ValueError`` for a region that is not closed."""
     lines, out, indent = code.splitlines(), [], None
+    if not any(_BEGIN.match(line) for line in lines):
+        return code
     for line in lines:
         if indent is None:
             m = _BEGIN.match(line)
@@ -172,7 +174,7 @@ def _run_release(args) -> int:
 
     try:
         written = release(args.notebooks, args.out)
-    except (ValueError, files.Refused) as err:
+    except (ValueError, OSError, files.Refused) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     for path in written:
