@@ -19,9 +19,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from attncourse.exercises import EXERCISES, check, grade
+from attncourse.exercises import EXERCISES, check, grade, reset_scores
 from attncourse.grading import export, feedback
 
 FIX = Path(__file__).parent / "fixtures" / "grading"
@@ -34,6 +33,7 @@ def _printed(key, answer) -> list[str]:
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         check(key, answer)
+    reset_scores()  # check keeps a per-session scoreboard: leave it empty for other tests
     return buf.getvalue().splitlines()
 
 
@@ -168,6 +168,7 @@ def graded(tmp_path_factory):
             "rows": {Path(s["file"]).name: s for s in report["submissions"]}}
 
 
+@pytest.mark.slow
 def test_one_submission_checking_another_module_changes_no_one_elses_columns(graded):
     report, rows = graded["report"], graded["rows"]
     assert list(report["exercises"]) == ["00.channel_stat", "00.conv_flops", "00.conv_params", "00.reweight"]
@@ -177,6 +178,7 @@ def test_one_submission_checking_another_module_changes_no_one_elses_columns(gra
     assert any("'05.bam_combine'" in n and "not scored" in n for n in borrower["notes"])
 
 
+@pytest.mark.slow
 def test_an_answer_built_from_the_package_is_flagged_for_review(graded):
     borrower = graded["rows"]["s1003_borrower.ipynb"]
     assert "review" in borrower["status"]
@@ -185,6 +187,7 @@ def test_an_answer_built_from_the_package_is_flagged_for_review(graded):
     assert graded["rows"]["s1001_good.ipynb"]["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_feedback_files_one_per_submission_with_cases_points_and_notes(graded):
     fb = graded["out"] / "fb"
     files = sorted(p.name for p in fb.iterdir())
@@ -200,6 +203,7 @@ def test_feedback_files_one_per_submission_with_cases_points_and_notes(graded):
     assert "<a " not in html and "<img" not in html and "<b>" not in html and "Owned</h1>" not in html
 
 
+@pytest.mark.slow
 def test_the_canvas_export_holds_back_what_needs_review(graded):
     rows = _read(graded["out"] / "grades-canvas.csv")
     assert rows[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "attncourse 00"]

@@ -105,6 +105,7 @@ def _run_grade_command(args: argparse.Namespace) -> int:
     export_path = args.export_out or str(Path(args.out).with_name(f"{Path(args.out).stem}-{args.export}.csv"))
     outputs = {Path(args.out).resolve().parent, Path(json_path).resolve().parent}
     if args.feedback:
+        Path(args.feedback).mkdir(parents=True, exist_ok=True)  # exists now, so a bwrap worker sees it hidden
         outputs.add(Path(args.feedback).resolve())
     if args.export:
         outputs.add(Path(export_path).resolve().parent)
