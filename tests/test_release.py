@@ -145,11 +145,17 @@ def test_tagged_cells_and_marked_regions_go_and_broken_markup_is_refused():
         rel.release_notebook(nb, "00_x.ipynb")
 
 
-def test_release_refuses_to_overwrite_its_source(tmp_path, capsys):
+def test_release_refuses_to_overwrite_its_source_and_writes_nothing_when_one_notebook_is_refused(tmp_path, capsys):
     nb = tmp_path / "00_x.ipynb"
     nb.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}))
     assert main(["release", str(nb), "--out", str(tmp_path)]) == 2
     assert "overwrite" in capsys.readouterr().err
+    leaky = tmp_path / "01_leaky.ipynb"
+    leaky.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+        {"cell_type": "markdown", "metadata": {}, "source": "<details><summary>Solution</summary>secret"}]}))
+    out = tmp_path / "out"
+    assert main(["release", str(nb), str(leaky), "--out", str(out)]) == 2
+    assert "never closed" in capsys.readouterr().err and not out.exists()
 
 
 @pytest.mark.slow

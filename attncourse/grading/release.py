@@ -144,16 +144,16 @@ def release(notebooks: list, out_dir) -> list[Path]:
     for p in sources:
         if (out_dir / p.name).resolve() == p.resolve():
             raise ValueError(f"release: --out {out_dir} would overwrite the source notebook {p}")
-    written = []
+    copies = []  # every copy is made before any is written: one refused notebook writes nothing
     for p in sources:
-        nb = files.read_notebook(p) if p.is_file() else None
-        if nb is None:
+        if not p.is_file():
             raise ValueError(f"release: {p} is not a notebook file")
-        copy_ = release_notebook(nb, p.name)
-        target = out_dir / p.name
+        copies.append((out_dir / p.name, release_notebook(files.read_notebook(p), p.name)))
+    if len({target.name for target, _ in copies}) < len(copies):
+        raise ValueError("release: two notebooks share a file name; their copies would overwrite each other")
+    for target, copy_ in copies:
         files.write_atomic(target, json.dumps(copy_, indent=1, ensure_ascii=False) + "\n")
-        written.append(target)
-    return written
+    return [target for target, _ in copies]
 
 
 def add_release_parser(subparsers):
