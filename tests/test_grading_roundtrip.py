@@ -60,6 +60,7 @@ def test_feedback_shows_the_cases_hints_and_points_exactly_as_check_printed_them
 
 def _html(markdown: str) -> str:
     markdown_it = pytest.importorskip("markdown_it")
+    pytest.importorskip("linkify_it")  # gfm-like turns bare addresses into links: the strictest reading
     return markdown_it.MarkdownIt("gfm-like").render(markdown)
 
 
