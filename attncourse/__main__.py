@@ -1,4 +1,4 @@
-"""Command line: ``python -m attncourse list | run NAME | run-all [--only NAME…] [--jobs N] | report | grade …``."""
+"""Command line: ``python -m attncourse list | run NAME | run-all [--only NAME…] [--jobs N] | report | release … | grade …``."""
 from __future__ import annotations
 
 import argparse
@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         add_grade_parser = None
     if add_grade_parser is not None:
         add_grade_parser(sub)
+        from .grading.release import add_release_parser  # student copies of the module notebooks
+
+        add_release_parser(sub)
     args = parser.parse_args(argv)
 
     if args.cmd == "list":

@@ -11,6 +11,7 @@ import io
 import os
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,6 +76,37 @@ def test_columns_follow_the_modules_the_submissions_check():
     assert grading._columns(registry, [{"00.a": "f"}, {}], None) == ["00.a", "00.b"]
     assert grading._columns(registry, [{"00.a": "f"}], ["02.", "05."]) == ["02.a", "05.a"]
     assert grading._columns(registry, [], ["all"]) == list(registry)
+
+
+def test_the_assignment_fixes_the_columns_not_what_one_submission_calls():
+    """Issue 26: one submission that also checks 05.* (say with the package's reference solutions) must not add
+    05's columns to every row nor raise every row's maximum; the call is noted on its row, never scored."""
+    from attncourse.grading.batch import assignment_modules, columns_for, declared_module
+
+    reg = {k: {"title": "", "points": 1.0} for k in ["00.a", "00.b", "05.a", "05.b"]}
+    honest = {"00.a": "f", "00.b": "g"}
+    cheater = {"00.a": "f", "00.b": "g", "05.a": "ref_a", "05.b": "ref_b"}
+    assert assignment_modules([honest, honest, cheater], set(reg)) == ["00"]
+    assert assignment_modules([honest, cheater], set(reg)) == ["00"]
+    assert columns_for(reg, [honest, honest, {}, cheater], None) == ["00.a", "00.b"]
+    # the module a student copy records wins over what its calls say; --exercises wins over both
+    assert assignment_modules([cheater], set(reg), ["00"]) == ["00"]
+    assert assignment_modules([cheater], set(reg)) == ["00", "05"]  # nothing else to go by: what it checks
+    assert columns_for(reg, [honest, cheater], ["05."]) == ["05.a", "05.b"]
+    assert declared_module({"metadata": {"attncourse": {"assignment": {"module": "05"}}}}) == "05"
+    assert declared_module({"metadata": {"attncourse": {"assignment": {"module": "../x"}}}}) is None
+    assert declared_module({"metadata": []}) is None
+
+
+def test_a_call_outside_the_assignment_is_noted_never_scored():
+    from attncourse.grading.batch import grade_one
+
+    reg = {"00.a": {"title": "", "points": 2.0}, "05.a": {"title": "", "points": 4.0}}
+    sub = grade_one({}, 0, Path("x.ipynb"), None, "unreadable", {"00.a": "f", "05.a": "ref", "99.z": "h"},
+                    ["00.a"], reg)
+    assert list(sub["exercises"]) == ["00.a"] and sub["max"] == 2.0
+    assert any("'05.a'" in n and "not scored" in n for n in sub["notes"])
+    assert any("'99.z'" in n and "not a registered" in n for n in sub["notes"])
 
 
 # ---- files --------------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ checks run here, in the grader's own process, on proxies that call into the work
 back (:mod:`.peer`, :mod:`.remote`, :mod:`.wire`). Files are read defensively (:mod:`.files`), the
 notebook's source is parsed, never run, here (:mod:`.source`), and the class is orchestrated by
 :mod:`.batch`. Predict-first and interpret questions are graded from their plain answers and reported
-in columns and a total of their own (:mod:`.questions`). The threat model and what was tested are in ``book/grading.md``.
+in columns and a total of their own (:mod:`.questions`). Around grading: student copies (:mod:`.release`),
+one feedback file per submission (:mod:`.feedback`) and LMS imports (:mod:`.export`). The threat model and what was tested are in ``book/grading.md``.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import files
+from . import export, feedback, files
 from .batch import _status, columns_for as _columns_for, grade_notebooks
 from .source import find_check_calls, scan_source
 
@@ -48,9 +49,22 @@ def add_grade_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--exercises", action="append", default=None, metavar="PREFIX",
                    help="grade the exercises and questions whose key starts with PREFIX (e.g. 00.); repeat for "
                         "several; 'all' for every registered one (default: every exercise and question of the "
-                        "modules the submissions check)")
+                        "assignment's module: the one the student copies record, else the modules most submissions "
+                        "check; a call outside it is noted, never scored)")
     p.add_argument("--profile", default="smoke", help="ATTNCOURSE_PROFILE for the workers (default smoke)")
     p.add_argument("--gpu", action="store_true", help="let workers see GPUs (default: hidden)")
+    p.add_argument("--feedback", default=None, metavar="DIR",
+                   help="write one Markdown feedback file per submission into DIR (cases, hints, points, notes)")
+    p.add_argument("--export", choices=export.FORMATS, default=None,
+                   help="also write a CSV an LMS imports: canvas (gradebook import), moodle (grade import) or plain "
+                        "(id, points, max)")
+    p.add_argument("--export-out", default=None, metavar="CSV",
+                   help="where to write the export (default: the --out path with -<format>.csv)")
+    p.add_argument("--id-pattern", default=None, metavar="REGEX",
+                   help="regular expression searched in each file name for the student id: its group 'id', else its "
+                        "first group, else the match (default: the name without .ipynb)")
+    p.add_argument("--export-name", default=None, metavar="NAME",
+                   help="the assignment's column name in the export (default: attncourse <modules>)")
     p.set_defaults(func=_run_grade_command)
     return p
 
@@ -63,6 +77,13 @@ def _usage_problem(args: argparse.Namespace, json_path: str) -> str:
     for prefix in args.exercises or []:
         if not _PREFIX.fullmatch(prefix):
             return f"--exercises {prefix!r} is not an exercise prefix like 00. or 02.excitation (or all)"
+    if getattr(args, "export", None) or getattr(args, "id_pattern", None):
+        try:
+            export.compile_pattern(args.id_pattern)
+        except ValueError as err:
+            return str(err)
+    if getattr(args, "export_out", None) and str(args.export_out).endswith(".ipynb"):
+        return f"--export-out {args.export_out!r} is a notebook name: put the submissions after `--`"
     return ""
 
 
@@ -81,7 +102,13 @@ def _run_grade_command(args: argparse.Namespace) -> int:
         print("error: no .ipynb files found in " + " ".join(args.submissions), file=sys.stderr)
         return 2
     t0 = time.monotonic()
+    export_path = args.export_out or str(Path(args.out).with_name(f"{Path(args.out).stem}-{args.export}.csv"))
     outputs = {Path(args.out).resolve().parent, Path(json_path).resolve().parent}
+    if args.feedback:
+        Path(args.feedback).mkdir(parents=True, exist_ok=True)  # exists now, so a bwrap worker sees it hidden
+        outputs.add(Path(args.feedback).resolve())
+    if args.export:
+        outputs.add(Path(export_path).resolve().parent)
     report = grade_notebooks(paths, timeout=args.timeout, cell_timeout=args.cell_timeout,
                              grade_timeout=args.grade_timeout, memory_mb=args.memory_mb, jobs=args.jobs,
                              prefixes=args.exercises, profile=args.profile, gpu=args.gpu, refused=refused,
@@ -90,6 +117,15 @@ def _run_grade_command(args: argparse.Namespace) -> int:
     write_json(report, json_path)
     print(f"sandbox: {report['grader']['sandbox_detail']}")
     print(f"graded {len(report['submissions'])} notebook(s) in {time.monotonic() - t0:.1f}s -> {args.out}, {json_path}")
+    if args.feedback:
+        written = feedback.write_feedback(report, args.feedback)
+        print(f"feedback: {len(written)} file(s) in {args.feedback}")
+    if args.export:
+        problems = export.write_export(report, args.export, export_path, export.compile_pattern(args.id_pattern),
+                                       args.export_name)
+        print(f"export ({args.export}, max {report['max_total']:g}): {export_path}")
+        for line in problems:
+            print(f"  {line.encode('ascii', 'backslashreplace').decode('ascii')}")
     return 0
 
 

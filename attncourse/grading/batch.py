@@ -63,16 +63,54 @@ def registry() -> dict:
     return {k: {"title": ex.title, "points": float(ex.points)} for k, ex in sorted(EXERCISES.items())}
 
 
-def columns_for(reg: dict, calls: list[dict[str, str]], prefixes: list[str] | None, known=None) -> list[str]:
-    """The keys of ``reg`` to report: those with a prefix, or those of the modules whose keys (of ``known``:
-    by default ``reg``; exercises and questions together when grading) the submissions check."""
+def assignment_modules(calls: list[dict[str, str]], known, declared: list | None = None) -> list[str]:
+    """The modules an assignment covers, when no ``--exercises`` prefix says so.
+
+    Each submission names its module: the one its student copy records (``declared[i]``, written by
+    ``release``), else the modules of the keys (of ``known``) it checks. A module is in the assignment when
+    more than half of the submissions that name one name it; when none is, the modules named most often.
+    So one submission that also checks another module's exercises (e.g. with the package's reference
+    solutions) neither adds columns to every row nor raises every row's maximum."""
+    votes: dict[str, int] = {}
+    voters = 0
+    for i, found in enumerate(calls):
+        mine = {declared[i]} if declared and i < len(declared) and declared[i] else {
+            k.split(".")[0] for k in found if k in known}
+        if mine:
+            voters += 1
+            for m in mine:
+                votes[m] = votes.get(m, 0) + 1
+    if not votes:
+        return []
+    chosen = [m for m, n in votes.items() if 2 * n > voters]
+    if not chosen:
+        top = max(votes.values())
+        chosen = [m for m, n in votes.items() if n == top]
+    return sorted(chosen)
+
+
+def columns_for(reg: dict, calls: list[dict[str, str]], prefixes: list[str] | None, known=None,
+                modules: list[str] | None = None) -> list[str]:
+    """The keys of ``reg`` to report: those with a prefix, or those of the assignment's ``modules`` (by default
+    :func:`assignment_modules` of the calls, over the keys of ``known``: by default ``reg``; exercises and
+    questions together when grading)."""
     if prefixes and any(p == "all" for p in prefixes):
         return list(reg)
     if prefixes:
         return [k for k in reg if any(k.startswith(p) for p in prefixes)]
     known = reg if known is None else known
-    modules = {k.split(".")[0] for c in calls for k in c if k in known}
-    return [k for k in reg if k.split(".")[0] in modules]
+    if modules is None:
+        modules = assignment_modules(calls, known)
+    return [k for k in reg if k.split(".")[0] in set(modules)]
+
+
+def declared_module(nb: dict | None) -> str | None:
+    """The module a student copy records (``release`` writes it into the notebook metadata), if any."""
+    meta = nb.get("metadata") if isinstance(nb, dict) else None
+    info = meta.get("attncourse") if isinstance(meta, dict) else None
+    info = info.get("assignment") if isinstance(info, dict) else None
+    module = info.get("module") if isinstance(info, dict) else None
+    return module if isinstance(module, str) and len(module) == 2 and module.isdigit() else None
 
 
 def build_worker_package(run_dir: str) -> str:
@@ -185,18 +223,21 @@ def grade_one(ctx: dict, slot: int, path: Path, nb: dict | None, read_error: str
     sub = {"file": str(path), "status": "ok", "flags": [], "notes": [], "total": 0.0,
            "max": round(sum(reg[k]["points"] for k in columns), 2), "seconds": 0.0,
            "exercises": {k: {"points": reg[k]["points"], "earned": 0.0, "answer": calls.get(k), "cases": [],
-                             "note": ""} for k in columns},
+                             "note": "", "review": ""} for k in columns},
            "questions_total": 0.0, "questions_max": round(sum(qreg[k]["points"] for k in qcolumns), 2),
            "questions": questions.new_rows(list(qcolumns), qreg, calls),
            "cells": {"code": 0, "ran": 0, "errors": []}, "review": [], "phases": {}, "survivors": 0}
     for k in calls:
         if k not in reg and k not in qreg:
             sub["notes"].append(f"check({k!r}, …) is not a registered exercise or question (ignored)")
+        elif k not in columns and k not in qcolumns:
+            sub["notes"].append(f"check({k!r}, …) is outside this assignment's exercises: noted, not scored")
     if nb is None:
         sub["flags"].append("failed")
         sub["notes"].append(read_error)
         return _finish(sub, t0)
     sub["review"] = source.scan_source(nb)
+    _flag_reference_answers(nb, calls, sub)
     cells = [(no, src) for no, src in source._code_cells(nb) if not _skipped(nb["cells"][no - 1])]
     sub["cells"]["code"] = len(cells)
     for k in columns:
@@ -224,6 +265,33 @@ def grade_one(ctx: dict, slot: int, path: Path, nb: dict | None, read_error: str
         sub["flags"].append("review")
         sub["notes"].append(f"{run.survivors} process(es) survived the slot's kill")
     return _finish(sub, t0)
+
+
+def _flag_reference_answers(nb: dict, calls: dict[str, str], sub: dict) -> None:
+    """An answer built from the package's reference solutions or blocks is flagged for review on its row (and its
+    exercise), never silently scored; so is a notebook that reaches the reference solutions at all. Static: see
+    :func:`.source.reference_uses` and book/grading.md for what this cannot see."""
+    found: list[str] = []
+    try:
+        uses = source.reference_uses(nb, calls)
+        reach = source.reaches_reference_solutions(nb)
+    except (RecursionError, ValueError, MemoryError):
+        sub["review"].insert(0, "the notebook's code could not be read for uses of the package's reference solutions")
+        return
+    for key, paths in uses.items():
+        why = f"the answer to {key} is built from the package's {', '.join(paths)}"
+        if key in sub["exercises"]:
+            sub["exercises"][key]["review"] = why
+        elif key in sub.get("questions", {}):
+            sub["questions"][key]["note"] = why
+        found.append(why)
+    cells = set()
+    for reason in reach:
+        cell = reason.split(" reaches")[0]
+        if cell not in cells:  # one reason per cell is enough for a reviewer
+            cells.add(cell)
+            found.append(reason)
+    sub["review"][:0] = found  # first: the note keeps the first six reasons
 
 
 def _execute(run: Slot, cells: list[tuple[int, str]], sub: dict) -> None:
@@ -359,8 +427,9 @@ def grade_notebooks(paths: list, *, timeout: float = 600.0, grade_timeout: float
         notebooks.append((Path(p), None, why))
         calls.append({})
     known = set(reg) | set(qreg)
-    columns = columns_for(reg, calls, prefixes, known)
-    qcolumns = columns_for(qreg, calls, prefixes, known)
+    modules = None if prefixes else assignment_modules(calls, known, [declared_module(nb) for _, nb, _ in notebooks])
+    columns = columns_for(reg, calls, prefixes, known, modules)
+    qcolumns = columns_for(qreg, calls, prefixes, known, modules)
     run_dir = tempfile.mkdtemp(prefix="attncourse-grade-")
     os.chmod(run_dir, 0o711)
     hidden = {Path(os.path.realpath(Path(p).parent)) for p, _, _ in notebooks}
@@ -408,6 +477,7 @@ def grade_notebooks(paths: list, *, timeout: float = 600.0, grade_timeout: float
         shutil.rmtree(run_dir, ignore_errors=True)
     return {
         "grader": {**settings, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+        "assignment": {"exercises": list(prefixes) if prefixes else None, "modules": modules},
         "exercises": {k: reg[k] for k in columns},
         "max_total": round(sum(reg[k]["points"] for k in columns), 2),
         "questions": {k: qreg[k] for k in qcolumns},  # counted apart: never part of an exercise total
