@@ -1,7 +1,7 @@
 """Video re-identification models: the course backbone on every frame, then a clip head (TAP, temporal
 attention or STA), global pooling and an embedding layer.
 
->>> from attncourse.reid_models import ReIDNet
+>>> from attncourse.models.reid import ReIDNet
 >>> net = ReIDNet(in_channels=1, num_classes=500, head="sta")
 
 Shape flow (defaults ``widths=(16, 32, 64)``, 32×16 frames, ``T`` frames per tracklet)::
@@ -25,8 +25,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks.temporal import check_tracklets, create_temporal_head
-from .models import AttnResNet
+from ..blocks.temporal import check_tracklets, create_temporal_head
+from .resnet import AttnResNet
 
 __all__ = ["ReIDNet"]
 
@@ -42,6 +42,8 @@ class ReIDNet(nn.Module):
         widths, depths: of the backbone's stages (see :class:`~attncourse.models.AttnResNet`).
         embedding: ``D``, the size of the embedding.
     """
+
+    arm_spec_name = "attncourse.reid_models.ReIDNet"  # the name in arm specs and job ids: NetArm
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, head: str = "tap", head_kwargs: dict | None = None,
                  widths=(16, 32, 64), depths=(1, 1, 1), embedding: int = 128):
