@@ -156,6 +156,12 @@ def positive_int(block: str, what: str, value) -> int:
     return int(value)
 
 
+def check_choice(block: str, what: str, value, choices: tuple) -> None:
+    """``ValueError`` naming ``block`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{block}: {what} must be one of {choices}, got {value!r}")
+
+
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
     """Round ``value`` to the nearest multiple of ``divisor`` (not below 90 % of it), as timm does."""
     min_value = min_value or divisor
