@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..blocks._common import check_batch_one_training
 from ..blocks.temporal import check_tracklets, create_temporal_head
 from .resnet import AttnResNet
 
@@ -60,10 +61,7 @@ class ReIDNet(nn.Module):
 
     def _check(self, x) -> None:
         check_tracklets(self, x, self.in_channels)
-        if self.training and x.shape[0] == 1:   # BNNeck normalises the embeddings over the clips of the batch
-            raise ValueError(f"{type(self).__name__}: in training mode its BNNeck (BatchNorm1d over the embeddings) "
-                             f"needs more than one clip, got batch 1 of shape {tuple(x.shape)}; use a batch of 2 or "
-                             f"more clips, or eval()")
+        check_batch_one_training(self, x, per_sample="BNNeck")  # it normalises the embeddings over the batch's clips
 
     def frame_features(self, x: torch.Tensor) -> torch.Tensor:
         """``[N, T, C, H, W] → [N, T, C', H', W']``: every frame through the backbone."""
