@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from .mistakes import _as_tensor, join_hints, match_mistakes, _pairs
+from .mistakes import _as_tensor, _pairs, join_hints, match_mistakes
 
 
 NOT_IMPLEMENTED_HINT = "not implemented yet (the stub still raises NotImplementedError)"

@@ -8,9 +8,9 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from .cases import _MISSING, NOT_IMPLEMENTED_HINT, CaseResult, _Points, describe_exception, deterministic, _fmt, _say
+from .cases import CaseResult, NOT_IMPLEMENTED_HINT, _MISSING, _Points, _fmt, _say, describe_exception, deterministic
 from .questions import _check_question, _grade_question
-from .registry import (EXERCISES, _QUESTION_BOARD, QUESTIONS, _REFERENCE_CASES, _SCOREBOARD, Exercise,
+from .registry import (EXERCISES, QUESTIONS, Exercise, _QUESTION_BOARD, _REFERENCE_CASES, _SCOREBOARD,
                        list_exercises, list_questions)
 
 

@@ -64,7 +64,7 @@ from .checking import check, grade, reset_scores, score_summary
 from .mistakes import _close, join_hints, match_mistakes
 from .questions import _grade_question, bucket, recorded, recorded_gain, recorded_note
 from .readings import MLPWeights, compare_gradient, gradient_flow, mlp_readings
-from .registry import (_REFERENCE_CASES, _SCOREBOARD, EXERCISES, QUESTIONS, Exercise, Question, list_exercises,
+from .registry import (EXERCISES, QUESTIONS, Exercise, Question, _REFERENCE_CASES, _SCOREBOARD, list_exercises,
                        list_questions, register_exercise, register_question)
 
 __all__ = [

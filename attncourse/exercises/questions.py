@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from .cases import _MISSING, NOT_ANSWERED_HINT, CaseResult, _Points, describe_exception, _fmt, _num, _say
-from .registry import _QUESTION_BOARD, Question, _as_number
+from .cases import CaseResult, NOT_ANSWERED_HINT, _MISSING, _Points, _fmt, _num, _say, describe_exception
+from .registry import Question, _QUESTION_BOARD, _as_number
 
 
 def _read_answer(q: Question, given: Any) -> tuple[Any, str]:
