@@ -82,6 +82,29 @@ def test_arm_unchanged(key):
         assert math.isclose(g["sum"], e["sum"], rel_tol=1e-4, abs_tol=1e-5 * scale), f"{key}: output changed"
 
 
+def test_networks_keep_the_names_their_runs_were_recorded_under():
+    """A network class that moved keeps, in arm specs, the dotted path its runs were recorded under; a subclass
+    (another network) does not inherit it."""
+    from attncourse import models
+    from attncourse.experiments.core import NetArm, net_spec_name
+
+    recorded_as = {models.AttnResNet: "attncourse.models.AttnResNet",
+                   models.InceptionNet: "attncourse.blocks.inception.InceptionNet",
+                   models.PlainNet: "attncourse.blocks.inception.PlainNet",
+                   models.BranchResNet: "attncourse.branch_models.BranchResNet",
+                   models.DeepStack: "attncourse.branch_models.DeepStack",
+                   models.SegNet: "attncourse.segmentation_models.SegNet",
+                   models.ReIDNet: "attncourse.reid_models.ReIDNet"}
+    for net, name in recorded_as.items():
+        assert net_spec_name(net) == name
+        assert repr(NetArm(net, {"b": 1, "a": 2})) == f"NetArm({name}, {{'a': 2, 'b': 1}})"
+
+    class Wider(models.AttnResNet):
+        pass
+
+    assert net_spec_name(Wider) == f"{__name__}.test_networks_keep_the_names_their_runs_were_recorded_under.<locals>.Wider"
+
+
 RECORDED = Path(__file__).resolve().parents[1] / "attncourse" / "recorded" / "checkpoints"
 CHECKPOINTS = sorted(RECORDED.glob("*/*.pt"))
 
