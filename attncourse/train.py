@@ -23,14 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .augment import random_translate
 from .config import pick_device, seed_everything
 from .data import DigitTask, float_images
 from .objectives import auxiliary_loss, iter_outputs, objective_for, progress_modules
 from .speed import (autocast as _autocast, bf16_supported, memory_format as _memory_format, speed_settings,
                     to_channels_last)
 
-__all__ = ["History", "fit", "evaluate", "predict", "random_translate", "save_checkpoint", "load_checkpoint", "progress_bar",
-           "bf16_supported", "speed_settings"]
+__all__ = ["History", "fit", "evaluate", "predict", "predict_labels", "random_translate", "save_checkpoint",
+           "load_checkpoint", "progress_bar", "bf16_supported", "speed_settings"]
 
 
 @dataclass
@@ -97,25 +98,6 @@ def progress_bar(iterable=None, *, total=None, desc=None, enabled=None, leave=Tr
     return tqdm(iterable, total=total, desc=desc, disable=not enabled, leave=leave)
 
 
-# --------------------------------------------------------------------------- augmentation
-def random_translate(x: torch.Tensor, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Shift each image in the batch by its own random integer offset in ``[-max_shift, max_shift]`` px.
-
-    Runs on ``x``'s device (``grid_sample`` with zero padding); ``[N, C, H, W] → [N, C, H, W]``.
-    """
-    if max_shift <= 0:
-        return x
-    n, _, h, w = x.shape
-    shifts = torch.randint(-max_shift, max_shift + 1, (n, 2), generator=generator, device="cpu").to(x.device, torch.float32)
-    theta = torch.zeros(n, 2, 3, device=x.device)
-    theta[:, 0, 0] = 1
-    theta[:, 1, 1] = 1
-    theta[:, 0, 2] = -2 * shifts[:, 0] / w  # grid coordinates span [-1, 1]
-    theta[:, 1, 2] = -2 * shifts[:, 1] / h
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid.to(x.dtype), mode="nearest", padding_mode="zeros", align_corners=False)
-
-
 # --------------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512, device=None, amp: bool | None = None,
@@ -138,6 +120,19 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     logits = predict(model, x, batch_size, amp=amp, channels_last=channels_last)
     y = y.cpu()
     return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
+
+
+@torch.no_grad()
+def predict_labels(model: nn.Module, images: torch.Tensor, size=None) -> torch.Tensor:
+    """Per-pixel class labels ``[N, H, W]`` (int64, CPU) for ``images`` (uint8 or float), in eval mode.
+
+    The segmentation counterpart of :func:`predict`: logits upsampled (bilinear) to ``size`` (default the
+    images' own), then the arg-max over classes.
+    """
+    size = tuple(images.shape[-2:]) if size is None else tuple(size)
+    out = [F.interpolate(o.float(), size=size, mode="bilinear", align_corners=False).argmax(1).cpu()
+           for _, o in iter_outputs(model, images, 256, amp=False, channels_last=False)]
+    return torch.cat(out) if out else torch.empty(0, *size, dtype=torch.int64)
 
 
 # --------------------------------------------------------------------------- checkpoints

@@ -22,25 +22,18 @@ Writes ``results/pam_memory_<device>.md`` and ``.json`` (``--no-write`` to skip)
 from __future__ import annotations
 
 import argparse
-import gc
-import platform
-import statistics
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from attention_blocks import _cpu_model, _mb, _s, _slug, mem_fwd_bwd, publish, render_comparison  # noqa: E402
+from _harness import (add_common_args, device_and_dtype, environment, measure_arms, publish,  # noqa: E402
+                      render_comparison, slug)
 
 from attncourse.blocks.dual import PositionAttention  # noqa: E402
 from attncourse.blocks.nonlocal_ import sdpa_backends  # noqa: E402
-from attncourse.config import device_name  # noqa: E402
-from attncourse.cost import measure_latency  # noqa: E402
 
 ARMS = ("efficient", "sdpa_unpadded", "naive")
 
@@ -63,25 +56,12 @@ def render(env: dict, rows: list[dict]) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--sizes", type=int, nargs="+", default=[64, 96], help="square map sizes H = W")
-    p.add_argument("--batch", type=int, default=2)
-    p.add_argument("--channels", type=int, default=64)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--device", default=None, help="cpu | cuda (default: CUDA when present)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    p.add_argument("--note", default="", help="a note stored with the table (e.g. 'CPU shared with other jobs')")
-    p.add_argument("--out-dir", default=str(ROOT / "results"))
-    p.add_argument("--no-write", action="store_true")
+    add_common_args(p, sizes=[64, 96], batch=2)
     args = p.parse_args(argv)
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = getattr(torch, args.dtype)
-    inner = build("efficient", args.channels).inner_channels
-    env = {"device": device_name(device), "device_type": device.type, "torch": torch.__version__,
-           "python": platform.python_version(), "threads": torch.get_num_threads(), "cpu": _cpu_model(),
-           "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "batch": args.batch,
-           "channels": args.channels, "dtype": args.dtype, "warmup": args.warmup, "note": args.note, "inner": inner}
+    device, dtype = device_and_dtype(args)
+    env = environment(device, args, inner=build("efficient", args.channels).inner_channels)
+    inner = env["inner"]
     print(f"# PAM, forward+backward — {env['device']} ({env['cpu']}), torch {env['torch']}, {env['threads']} threads")
     t = torch.randn(args.batch, 1, 256, inner, device=device, dtype=dtype)
     v = torch.randn(args.batch, 1, 256, args.channels, device=device, dtype=dtype)
@@ -99,26 +79,12 @@ def main(argv=None) -> int:
         for arm in ARMS:
             torch.testing.assert_close(outs[arm], outs["naive"], atol=tol, rtol=tol)
         del outs
-        times = {arm: [] for arm in models}
-        for m in models.values():
-            measure_latency(m, x, warmup=args.warmup, repeats=1, backward=True)
-        for _ in range(args.repeats):
-            for arm, m in models.items():
-                times[arm] += measure_latency(m, x, warmup=0, repeats=1, backward=True)["times_ms"]
-        for arm, m in models.items():
-            mem = mem_fwd_bwd(m, x)
-            ts = times[arm]
-            rows.append({"size": size, "tokens": size * size, "arm": arm, "median_ms": statistics.median(ts),
-                         "min_ms": min(ts), "max_ms": max(ts), "times_ms": ts, "repeats": args.repeats,
-                         "peak_mem_bytes": mem})
-            print(f"{size:>4}×{size:<4} {arm:10s} {_s(rows[-1]['median_ms']):>10} (min {_s(min(ts))}, n={args.repeats}) "
-                  f"peak {_mb(mem):>10}", flush=True)
-            gc.collect()
+        rows += measure_arms(models, x, size, warmup=args.warmup, repeats=args.repeats)
         del models, x
         if device.type == "cuda":
             torch.cuda.empty_cache()
 
-    publish(render(env, rows), env, rows, None if args.no_write else Path(args.out_dir) / f"pam_memory_{_slug(device)}")
+    publish(render(env, rows), env, rows, None if args.no_write else Path(args.out_dir) / f"pam_memory_{slug(device)}")
     return 0
 
 

@@ -10,7 +10,8 @@ from torch.testing import assert_close
 
 import attncourse as ac
 from attncourse.blocks import BLOCKS
-from attncourse.blocks.inception import ONE_SPATIAL_WIDTHS, InceptionBlock, InceptionNet, NaiveInceptionBlock, PlainNet
+from attncourse.blocks.inception import InceptionBlock, NaiveInceptionBlock
+from attncourse.models import ONE_SPATIAL_WIDTHS, InceptionNet, PlainNet
 
 tv_googlenet = importlib.import_module("torchvision.models.googlenet")  # the module, not the builder function
 

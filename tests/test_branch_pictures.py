@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from attncourse.branch_models import BranchResNet, branch_weights, size_trend, weight_by_size
+from attncourse.models.branch import BranchResNet, branch_weights, size_trend, weight_by_size
 from attncourse.data import _resized_all, multiscale_digits, source_digits
 
 

@@ -12,7 +12,8 @@ import torch
 
 from attncourse.blocks import create_block
 from attncourse.blocks.channel import ECABlock, SEBlock
-from attncourse.blocks.inception import InceptionBlock, InceptionNet
+from attncourse.blocks.inception import InceptionBlock
+from attncourse.models import InceptionNet
 from attncourse.blocks.nonlocal_ import EMAUnit, GlobalContext
 from attncourse.data import (channel_cue_digits, cluttered_digits, long_range_pairs, multiscale_digits,
                              source_digits)

@@ -7,7 +7,7 @@ from torch.testing import assert_close
 from attncourse.blocks.dual import ChannelSelfAttention, PositionAttention
 from attncourse.exercises import QUESTIONS, grade, list_exercises
 from attncourse.exercises import m06_danet as ex
-from attncourse.segmentation_models import SegNet
+from attncourse.models.segmentation import SegNet
 from exercise_helpers import assert_scores_less
 
 KEYS = ["06.pam_attention", "06.cam_attention", "06.parallel_fusion"]

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from attncourse.blocks.branch import CondConv2d, DynamicConv2d, Highway, SelectiveKernel, SplitAttention
-from attncourse.branch_models import BRANCH_CONVS, BranchResNet, DeepStack, branch_weights
+from attncourse.models.branch import BRANCH_CONVS, BranchResNet, DeepStack, branch_weights
 from attncourse.cost import count_flops, count_params
 from attncourse.data import make_task
 from attncourse.experiments import get_experiment, list_experiments

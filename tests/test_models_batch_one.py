@@ -8,10 +8,10 @@ import pytest
 import torch
 from types import SimpleNamespace
 
-from attncourse.blocks.inception import InceptionNet, PlainNet
-from attncourse.branch_models import BranchResNet
+from attncourse.models import InceptionNet, PlainNet
+from attncourse.models.branch import BranchResNet
 from attncourse.models import AttnResNet
-from attncourse.segmentation_models import SegNet
+from attncourse.models.segmentation import SegNet
 
 NETS = {
     "AttnResNet": lambda: AttnResNet(1, 3),

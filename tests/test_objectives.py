@@ -172,7 +172,7 @@ def test_batches_cover_the_training_set_once_and_never_leave_one_sample_alone(n,
 
 
 def test_fit_trains_an_sk_network_when_the_last_batch_would_hold_one_sample():
-    from attncourse.branch_models import BranchResNet
+    from attncourse.models.branch import BranchResNet
     from attncourse.data import cluttered_digits
 
     task = cluttered_digits(n_train=65, n_test=8, seed=0)

@@ -103,7 +103,7 @@ def test_fit_trains_metric_learning_end_to_end(tiny):
 # --------------------------------------------------------------------------- the re-ID models and the experiment
 @pytest.mark.parametrize("head", ["tap", "temporal_attention", "sta"])
 def test_reid_net_convention_and_shapes(head):
-    from attncourse.reid_models import ReIDNet
+    from attncourse.models.reid import ReIDNet
 
     torch.manual_seed(0)
     net = ReIDNet(1, 7, head=head)
@@ -121,7 +121,7 @@ def test_reid_net_convention_and_shapes(head):
 
 
 def test_reid_net_in_channels_last_equals_contiguous():
-    from attncourse.reid_models import ReIDNet
+    from attncourse.models.reid import ReIDNet
 
     torch.manual_seed(0)
     net = ReIDNet(1, 5, head="sta").eval()
@@ -144,7 +144,7 @@ def test_sta_experiment_is_registered_and_trains_through_fit(tiny):
 
 
 def test_one_clip_fails_clearly_in_training():
-    from attncourse.reid_models import ReIDNet
+    from attncourse.models.reid import ReIDNet
 
     net = ReIDNet(1, 5, head="tap")
     for x in (torch.rand(1, 4, 1, 32, 16), torch.rand(1, 1, 1, 4, 4)):   # BNNeck, and a one-pixel last stage

@@ -34,7 +34,7 @@ def test_identical_runs_of_different_experiments_are_one_job():
 def test_arm_specs_name_what_is_built():
     assert arm_spec(BackboneArm("se", {"reduction": 4})) != arm_spec(BackboneArm("se", {"reduction": 8}))
     assert arm_spec(BackboneArm("none", {"reduction": 4})) == arm_spec(BackboneArm("none"))
-    from attncourse.blocks.inception import InceptionNet, PlainNet
+    from attncourse.models import InceptionNet, PlainNet
     assert arm_spec(NetArm(InceptionNet)) != arm_spec(NetArm(PlainNet))
     assert "attention" in arm_spec(NetArm(InceptionNet, {"attention": "se"}))
     with pytest.raises(TypeError, match="stable description"):

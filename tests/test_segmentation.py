@@ -144,7 +144,8 @@ def test_fit_trains_a_segmentation_model_end_to_end(tiny):
 
 # --------------------------------------------------------------------------- the models of module 06
 from attncourse.data.digit_scenes import FCN_RECEPTIVE_FIELD  # noqa: E402
-from attncourse.segmentation_models import HEADS, SegNet, predict_labels, receptive_field  # noqa: E402
+from attncourse.models.segmentation import HEADS, SegNet, receptive_field  # noqa: E402
+from attncourse.train import predict_labels  # noqa: E402
 
 
 @pytest.mark.parametrize("head", HEADS)
@@ -213,7 +214,7 @@ def test_pictures(tiny):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from attncourse.viz_segmentation import show_channel_affinity, show_pam_attention, show_segmentation
+    from attncourse.viz.segmentation import show_channel_affinity, show_pam_attention, show_segmentation
 
     model = SegNet(1, 11, "danet")
     pred = predict_labels(model, tiny.x_test[:3])

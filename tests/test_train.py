@@ -152,7 +152,7 @@ def test_fit_runs_with_very_few_steps(easy_task, n_train):
 def test_channels_last_training_of_a_model_with_5d_parameters():
     """CondConv / DynamicConv keep their expert kernels as one 5-D parameter, which
     ``model.to(memory_format=torch.channels_last)`` cannot convert; fit converts only the 4-D tensors."""
-    from attncourse.branch_models import BranchResNet
+    from attncourse.models.branch import BranchResNet
     from attncourse.data import multiscale_digits
 
     task = multiscale_digits(64, 32, seed=0)

@@ -88,7 +88,8 @@ def check_input(block: nn.Module | str, x, channels: int | None = None, ndim: in
                          f"shape {shape} (batch 1 with a 1×1 map); use a larger batch or map, or eval()")
 
 
-def check_batch_one_training(net: nn.Module, x: torch.Tensor, *, name: str | None = None) -> None:
+def check_batch_one_training(net: nn.Module, x: torch.Tensor, *, name: str | None = None,
+                             per_sample: str | None = None) -> None:
     """``ValueError`` when a network in training mode gets batch 1 whose map some BatchNorm would see as 1×1.
 
     BatchNorm in training mode needs more than one value per channel. A network's first layers may see a large map
@@ -96,9 +97,17 @@ def check_batch_one_training(net: nn.Module, x: torch.Tensor, *, name: str | Non
     training mode (the rare case), this runs the network once in eval mode without gradients — no running statistic
     or other state moves, every submodule's mode is restored — and records what each BatchNorm would get. Call it
     at the top of ``forward`` (after :func:`check_input`); it costs nothing for any other batch.
+
+    ``per_sample`` names a BatchNorm of the network that normalises one vector per sample (e.g. re-ID's
+    ``"BNNeck"``, which eval mode skips): it sees one value per channel for every batch 1, so batch 1 in training
+    fails at once, naming it, without the dry run.
     """
     if not net.training or x.ndim < 2 or x.shape[0] != 1:
         return
+    if per_sample:
+        raise ValueError(f"{name or type(net).__name__}: in training mode its {per_sample} (a BatchNorm over one vector "
+                         f"per sample) needs more than one value per channel, but got batch 1 of shape "
+                         f"{tuple(x.shape)}; use a batch of 2 or more, or eval()")
     bns = [(n, m) for n, m in net.named_modules() if isinstance(m, _BatchNorm)]
     if not bns:
         return
@@ -154,6 +163,12 @@ def positive_int(block: str, what: str, value) -> int:
     if not _is_int(value) or value < 1:
         raise ValueError(f"{block}: {what} must be a positive int, got {value!r}")
     return int(value)
+
+
+def check_choice(block: str, what: str, value, choices: tuple) -> None:
+    """``ValueError`` naming ``block`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{block}: {what} must be one of {choices}, got {value!r}")
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:

@@ -25,7 +25,7 @@ name               attends over                                weights (``attent
 =================  ==========================================  =============================================
 
 SK, CondConv, DynamicConv and split attention are *convolutions* (a 3×3 conv's drop-in replacement): in
-:class:`attncourse.branch_models.BranchResNet` they replace the second 3×3 conv of every basic block, so a
+:class:`attncourse.models.branch.BranchResNet` they replace the second 3×3 conv of every basic block, so a
 comparison with the plain conv is at matched FLOPs. Registered, they follow the block contract like every
 other block (``create_block("sk", C)`` maps ``[N, C, H, W] → [N, C, H, W]``); placed by
 :class:`~attncourse.models.AttnResNet` on the residual branch they would *add* a conv.
@@ -84,7 +84,7 @@ class SKAttention(nn.Module):
     fc_select (1×1, no bias) [N, M·C, 1, 1] → view [N, M, C, 1, 1] → softmax over M``.
 
     ``fc_select`` is the paper's per-branch matrices ``A, B, …`` stacked into one 1×1 conv. A forward hook on
-    this module sees the branch weights of every sample (:func:`attncourse.branch_models.branch_weights`).
+    this module sees the branch weights of every sample (:func:`attncourse.models.branch.branch_weights`).
     """
 
     def __init__(self, channels: int, num_branches: int, reduced_channels: int):
@@ -210,7 +210,7 @@ class Highway(nn.Module):
             mostly carries ``x`` through; the papers use −1 to −3 (more negative for deeper stacks). Default −2.
 
     ``H(x) = ReLU(conv_H(x) + b_H)``, ``T(x) = σ(conv_T(x) + b_T)``, both ``[N, C, H, W]``; no normalisation, so a
-    stack of them can be compared with the same stack without gates (:class:`attncourse.branch_models.DeepStack`).
+    stack of them can be compared with the same stack without gates (:class:`attncourse.models.branch.DeepStack`).
     """
 
     def __init__(self, channels: int, kernel_size: int = 3, gate_bias: float = -2.0):

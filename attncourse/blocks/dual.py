@@ -46,7 +46,7 @@ Public-code deviations worth knowing: a popular collection of attention modules
 position branch from a generic scaled multi-head self-attention (with ``1/√d``) and its channel branch from
 a scaled softmax over the plain ``A Aᵀ`` — neither the ``max − E`` energy nor the γ = 0 residual; it is a
 different block. The segmentation head that puts the two modules in parallel is
-:class:`attncourse.segmentation_models.DualHead`.
+:class:`attncourse.models.segmentation.DualHead`.
 """
 from __future__ import annotations
 

@@ -28,9 +28,9 @@ import torch
 from torch import nn
 
 from . import create_block  # defined in the package __init__ before it imports this file
-from ._common import check_batch_one_training, check_input
+from ._common import check_input
 
-__all__ = ["ConvBNReLU", "InceptionBlock", "NaiveInceptionBlock", "InceptionNet", "PlainNet", "ONE_SPATIAL_WIDTHS"]
+__all__ = ["ConvBNReLU", "InceptionBlock", "NaiveInceptionBlock"]
 
 
 def _positive(block: str, **values) -> None:
@@ -157,108 +157,3 @@ class NaiveInceptionBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x, self.in_channels)
         return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], dim=1)
-
-
-# --------------------------------------------------------------------------- small networks for 40×40 digits
-# Inception widths per block: (ch1x1, ch3x3_reduce, ch3x3, ch5x5_reduce, ch5x5, pool_proj), GoogLeNet's
-# proportions (3a: 64, 96, 128, 16, 32, 32) scaled down; outputs 64, 128 and 160 channels.
-INCEPTION_NET_CONFIG = (
-    (16, 16, 32, 4, 8, 8),
-    (32, 32, 64, 8, 16, 16),
-    (48, 48, 64, 12, 24, 24),
-)
-
-
-class _StagedNet(nn.Module):
-    """The skeleton both small networks share: 3×3 stem → stages with 3×3 max-pools (stride 2) between them →
-    global average pool → linear. ``make_stage(i, cin) -> (module, cout)`` builds stage ``i``."""
-
-    def __init__(self, in_channels: int, num_classes: int, stem_channels: int, n_stages: int, make_stage):
-        super().__init__()
-        _positive(type(self).__name__, in_channels=in_channels, num_classes=num_classes, stem_channels=stem_channels)
-        self.in_channels = in_channels
-        self.stem = ConvBNReLU(in_channels, stem_channels, 3)
-        _init_convs(self.stem)
-        layers, cin = [], stem_channels
-        for i in range(n_stages):
-            if i > 0:
-                layers.append(nn.MaxPool2d(3, stride=2, padding=1))
-            stage, cin = make_stage(i, cin)
-            layers.append(stage)
-        self.blocks = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
-        self.out_channels = cin
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last feature map, before pooling: ``[N, out_channels, H/4, W/4]`` for three stages."""
-        check_input(self, x, self.in_channels)
-        check_batch_one_training(self, x)
-        return self.blocks(self.stem(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-
-class InceptionNet(_StagedNet):
-    """A small GoogLeNet for ~40×40 inputs: stem → 3 Inception blocks with max-pool downsampling → GAP → linear.
-
-    Shape flow (40×40 input, default config)::
-
-        x [N, Cin, 40, 40] → stem 3×3 conv-BN-ReLU → [N, 32, 40, 40]
-          → inception 1 → [N, 64, 40, 40]  → max-pool 3×3 s2 → [N, 64, 20, 20]
-          → inception 2 → [N, 128, 20, 20] → max-pool 3×3 s2 → [N, 128, 10, 10]
-          → inception 3 → [N, 160, 10, 10] → global average pool → linear → [N, classes]
-
-    ``attention`` is applied on the concatenated output of every Inception block: ``"se"`` gives SE-Inception.
-    Receptive field along the 5×5 path: 37 px.
-    """
-
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, attention: str = "none",
-                 attention_kwargs: dict | None = None, stem_channels: int = 32, config=INCEPTION_NET_CONFIG):
-        def make_stage(i, cin):
-            block = InceptionBlock(cin, *config[i], attention=attention, attention_kwargs=attention_kwargs)
-            return block, block.out_channels
-
-        super().__init__(in_channels, num_classes, stem_channels, len(config), make_stage)
-
-
-class PlainNet(_StagedNet):
-    """The single-kernel baseline for :class:`InceptionNet`: the same skeleton with every Inception
-    block replaced by a serial stack of conv-BN-ReLU layers (by default two 3×3).
-
-    Same stem, same downsampling points, same head and the same receptive field (two stacked 3×3
-    convs see 5×5, like the Inception block's longest path), with widths chosen so parameters and
-    FLOPs are close to the default :class:`InceptionNet` — only the block design differs.
-
-    ``[N, Cin, 40, 40] → stem → [N, 32, 40, 40] → 2×conv3×3 → [N, 18, 40, 40] → pool → 2×conv3×3 → [N, 40, 20, 20]
-    → pool → 2×conv3×3 → [N, 64, 10, 10] → GAP → linear`` (90 k params, 56 MFLOPs vs 89 k, 55 MFLOPs).
-
-    ``kernels`` sets the kernel sizes of each stage's layers (all ``widths[i]`` wide). ``kernels=(1, 3)`` with
-    ``widths=ONE_SPATIAL_WIDTHS`` is the ablation of module 01: one 3×3 per stage behind a 1×1 — the serial form
-    of an Inception branch — at the same parameters and FLOPs (90 k, 55 MFLOPs), spent on width instead of depth.
-    """
-
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, widths=(18, 40, 64), stem_channels: int = 32,
-                 kernels=(3, 3)):
-        kernels = tuple(kernels)
-        if not kernels or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 or k % 2 == 0 for k in kernels):
-            raise ValueError(f"PlainNet: kernels must be a non-empty sequence of positive odd ints, got {kernels!r}")
-        for i, w in enumerate(widths):
-            _positive("PlainNet", **{f"widths[{i}]": w})
-        self.kernels = kernels
-
-        def make_stage(i, cin):
-            layers, c = [], cin
-            for k in kernels:
-                layers.append(ConvBNReLU(c, widths[i], k))
-                c = widths[i]
-            stage = nn.Sequential(*layers)
-            _init_convs(stage)
-            return stage, widths[i]
-
-        super().__init__(in_channels, num_classes, stem_channels, len(widths), make_stage)
-
-
-# Widths that give PlainNet(kernels=(1, 3)) the default PlainNet's parameters and FLOPs (90.3 k vs 90.4 k params,
-# 54.8 M vs 55.5 M FLOPs on 40×40): the one-spatial-layer ablation of module 01.
-ONE_SPATIAL_WIDTHS = (26, 52, 76)

@@ -32,7 +32,7 @@ __all__ = ["SceneTask", "digit_scenes", "IGNORE_INDEX", "BACKGROUND", "SMALL", "
 IGNORE_INDEX = 255
 BACKGROUND = 0
 SMALL, LARGE = 1, 2  # values of the size maps
-#: theoretical receptive field (px) of the course's FCN (:class:`attncourse.segmentation_models.SegNet`, head
+#: theoretical receptive field (px) of the course's FCN (:class:`attncourse.models.segmentation.SegNet`, head
 #: included); a test in tests/test_segmentation.py checks it against the network.
 FCN_RECEPTIVE_FIELD = 35
 

@@ -1,7 +1,7 @@
 """Experiments of module 07 (SKNet and branch attention).
 
 ``branch_multiscale`` — one digit whose size varies by a factor of ~6 (6–38 px on a 40×40 canvas) under strong
-pixel noise. Every arm is :class:`~attncourse.branch_models.BranchResNet` (AttnResNet's skeleton, widths
+pixel noise. Every arm is :class:`~attncourse.models.branch.BranchResNet` (AttnResNet's skeleton, widths
 16/32/64, one basic block per stage) and the arms differ ONLY in the second 3×3 conv of each block, which is
 replaced (nothing is added), at the plain conv's FLOPs:
 
@@ -22,14 +22,14 @@ meant to adapt to. Measured before choosing (2-core CPU, full-profile sizes, see
 seed, so the notebook can plot SK's branch weights against digit size from the trained checkpoint.
 
 ``highway_depth`` — the Highway papers' demonstration: a deep fully connected stack without normalisation
-(:class:`~attncourse.branch_models.DeepStack`, ``HIGHWAY_DEPTH`` layers of width 32) with and without highway gates
+(:class:`~attncourse.models.branch.DeepStack`, ``HIGHWAY_DEPTH`` layers of width 32) with and without highway gates
 (gate bias −3), on near-centred digits (20–24 px on 24×24, so a fully connected net can read them). Measured
 before choosing (2-core CPU, 2000 training images, 6 epochs, seed 0): a 2-layer plain stack reaches 82 % test
 accuracy, the 40-layer highway stack 79 %, the same 40 layers without gates 20 % (gate bias −2: 27 %).
 """
 from __future__ import annotations
 
-from ..branch_models import BranchResNet, DeepStack
+from ..models.branch import BranchResNet, DeepStack
 from .core import Experiment, NetArm, register_experiment
 
 NOISE = 0.3

@@ -71,7 +71,17 @@ class NetArm:
         return self.net(task.in_channels, task.num_classes, **dict(self.kwargs))
 
     def __repr__(self) -> str:
-        return f"NetArm({self.net.__module__}.{self.net.__qualname__}, {dict(sorted(self.kwargs.items()))!r})"
+        return f"NetArm({net_spec_name(self.net)}, {dict(sorted(self.kwargs.items()))!r})"
+
+
+def net_spec_name(net: type) -> str:
+    """The name a network class has in arm specs: its own ``arm_spec_name`` when it sets one, else its dotted path.
+
+    The course's networks set ``arm_spec_name`` to the path they were first recorded under, so moving a class
+    to another file changes no job id and no recorded checkpoint's ``arm_spec``. Only the class's own attribute
+    counts (not an inherited one): a subclass is another network.
+    """
+    return net.__dict__.get("arm_spec_name") or f"{net.__module__}.{net.__qualname__}"
 
 
 def arm_spec(builder) -> str:

@@ -4,7 +4,7 @@
 and 2–3 small ones (9–14 px); every pixel is labelled background, a digit class, or ignored (soft edges,
 overlaps). The metric is mIoU (``attncourse.objectives.segmentation``), with mIoU by digit size.
 
-Every arm is :class:`~attncourse.segmentation_models.SegNet`: the same dilated FCN backbone (output stride 4,
+Every arm is :class:`~attncourse.models.segmentation.SegNet`: the same dilated FCN backbone (output stride 4,
 widths 16/32/64) and a head at 16 channels that differs only in its attention:
 
 * ``fcn`` — no attention (the baseline);
@@ -18,7 +18,7 @@ Record it with ``python -m attncourse run-all --only danet_scenes --profile full
 from __future__ import annotations
 
 from ..data.digit_scenes import digit_scenes  # noqa: F401  (registers the task in attncourse.data.TASKS)
-from ..segmentation_models import SegNet
+from ..models.segmentation import SegNet
 from .core import Experiment, NetArm, register_experiment
 
 #: arm name → SegNet head

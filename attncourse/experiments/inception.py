@@ -12,7 +12,7 @@
   at the full profile over 3 seeds (2-core CPU): one_spatial 85.2 ± 0.6 %, the same as Inception's 85.2 ± 0.4 %,
   against the plain stack's 87.2 ± 0.3 % — the single spatial layer per stage accounts for Inception's whole deficit.
 """
-from ..blocks.inception import ONE_SPATIAL_WIDTHS, InceptionNet, PlainNet
+from ..models import ONE_SPATIAL_WIDTHS, InceptionNet, PlainNet
 from .branch import DIGIT_SIZE, NOISE
 from .core import Experiment, NetArm, register_experiment
 

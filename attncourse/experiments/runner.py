@@ -422,16 +422,7 @@ def run_all(names: list[str] | None = None, profile: str | Profile | None = None
               f"ETA {_fmt_s(eta)}", file=log, flush=True)
 
     if jobs == 1:
-        for job in todo:
-            try:
-                rec = run_job(job, store, device, threads=None)
-                done_s.append(rec["wall_s"])
-                report(job, rec, None)
-            except Exception as err:  # keep going: one broken arm must not lose the others
-                failed.append((job.label, repr(err)))
-                done_s.append(0.0)
-                report(job, None, repr(err))
-            merge_ready()
+        _collect(_run_here(todo, store, device), failed, done_s, report, merge_ready)
     elif todo:
         import multiprocessing as mp
 
@@ -439,7 +430,7 @@ def run_all(names: list[str] | None = None, profile: str | Profile | None = None
                                                           initializer=_worker_init, initargs=(threads,)) as pool:
             pending = {pool.submit(run_job, job, store, device): job for job in todo}
             try:
-                _collect(pending, failed, done_s, report, merge_ready)
+                _collect(_as_finished(pending), failed, done_s, report, merge_ready)
             except KeyboardInterrupt:  # stop the workers too; finished epochs are kept for the next call
                 workers = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
                 for proc in workers:
@@ -453,20 +444,42 @@ def run_all(names: list[str] | None = None, profile: str | Profile | None = None
     return {"results": results, "failed": failed, "wall_s": wall}
 
 
-def _collect(pending: dict, failed: list, done_s: list, report, merge_ready) -> None:
-    """Report the pool's jobs as they finish (failures are kept, not raised) and merge what is complete."""
+def _run_here(todo: list, store: Path, device):
+    """Train ``todo`` one after another in this process: ``(job, run record, None)`` or ``(job, None, error)`` each."""
+    for job in todo:
+        try:
+            rec = run_job(job, store, device, threads=None)
+        except Exception as err:  # keep going: one broken arm must not lose the others
+            yield job, None, err
+        else:
+            yield job, rec, None
+
+
+def _as_finished(pending: dict):
+    """The pool's jobs as they finish, in the same form as :func:`_run_here`."""
     while pending:
         finished, _ = wait(pending, return_when=FIRST_COMPLETED)
         for fut in finished:
             job = pending.pop(fut)
             try:
                 rec = fut.result()
-                done_s.append(rec["wall_s"])
-                report(job, rec, None)
             except Exception as err:
-                failed.append((job.label, repr(err)))
-                done_s.append(0.0)
-                report(job, None, repr(err))
+                yield job, None, err
+            else:
+                yield job, rec, None
+
+
+def _collect(outcomes, failed: list, done_s: list, report, merge_ready) -> None:
+    """The one path for any ``jobs``: report each finished job (failures are kept, not raised), then merge
+    what is complete. ``outcomes`` yields ``(job, run record, None)`` or ``(job, None, error)``."""
+    for job, rec, err in outcomes:
+        if err is None:
+            done_s.append(rec["wall_s"])
+            report(job, rec, None)
+        else:
+            failed.append((job.label, repr(err)))
+            done_s.append(0.0)
+            report(job, None, repr(err))
         merge_ready()
 
 

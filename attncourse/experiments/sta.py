@@ -2,7 +2,7 @@
 
 ``sta_tracklets``: video re-identification of individual handwritten digits (:mod:`attncourse.data.digit_tracklets`:
 4-frame tracklets of 32×16 frames, 3 cameras, jitter, clutter, and frames partly or wholly occluded by a grey
-obstacle). Every arm is :class:`~attncourse.reid_models.ReIDNet` — the course backbone (AttnResNet widths
+obstacle). Every arm is :class:`~attncourse.models.reid.ReIDNet` — the course backbone (AttnResNet widths
 16/32/64, no attention inside) on each frame, then a clip head, global pooling and a 128-d embedding — trained
 with identity cross-entropy plus a batch-hard triplet loss on P×K batches (:mod:`attncourse.objectives.metric`);
 the test metric is mAP (rank-1/5/10 beside it) on queries against a gallery of other cameras. Arms:
@@ -16,7 +16,7 @@ Record it with ``python -m attncourse run-all --only sta_tracklets --profile ful
 from __future__ import annotations
 
 from ..data import digit_tracklets as _task_family  # noqa: F401 — registers the task this experiment trains on
-from ..reid_models import ReIDNet
+from ..models.reid import ReIDNet
 from .core import Experiment, NetArm, register_experiment
 
 HEADS = ("tap", "temporal_attention", "sta")

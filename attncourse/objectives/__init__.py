@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..augment import translate_batch
 from ..speed import autocast, memory_format, speed_settings
 
 __all__ = ["Objective", "Classification", "register_objective", "get_objective", "objective_for", "OBJECTIVES",
@@ -78,16 +79,6 @@ def auxiliary_loss(model: nn.Module) -> torch.Tensor | None:
 def progress_modules(model: nn.Module) -> list:
     """The bound ``set_training_progress`` methods of every submodule that has one."""
     return [m.set_training_progress for m in model.modules() if callable(getattr(m, "set_training_progress", None))]
-
-
-def translate_batch(x: torch.Tensor, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """:func:`attncourse.train.random_translate` for ``[N, C, H, W]`` or ``[N, T, C, H, W]`` (one shift per sample)."""
-    from ..train import random_translate
-
-    if x.dim() == 5:
-        n, t, c, h, w = x.shape
-        return random_translate(x.reshape(n, t * c, h, w), max_shift, generator).reshape(n, t, c, h, w)
-    return random_translate(x, max_shift, generator)
 
 
 @torch.no_grad()

@@ -1,7 +1,7 @@
 """Metric learning for re-identification (task kind ``"metric"``): P×K batches, identity cross-entropy plus a
 batch-hard triplet loss, and CMC / mAP on a query set against a gallery.
 
-The model's convention (as in the re-ID models of :mod:`attncourse.reid_models`):
+The model's convention (as in the re-ID models of :mod:`attncourse.models.reid`):
 
 * in **training** mode ``model(x)`` returns ``(logits, embedding)`` — ``logits [N, identities]`` for the
   identity classifier, ``embedding [N, D]`` for the triplet loss;

@@ -1,7 +1,7 @@
 """Video re-identification models: the course backbone on every frame, then a clip head (TAP, temporal
 attention or STA), global pooling and an embedding layer.
 
->>> from attncourse.reid_models import ReIDNet
+>>> from attncourse.models.reid import ReIDNet
 >>> net = ReIDNet(in_channels=1, num_classes=500, head="sta")
 
 Shape flow (defaults ``widths=(16, 32, 64)``, 32×16 frames, ``T`` frames per tracklet)::
@@ -25,8 +25,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks.temporal import check_tracklets, create_temporal_head
-from .models import AttnResNet
+from ..blocks._common import check_batch_one_training
+from ..blocks.temporal import check_tracklets, create_temporal_head
+from .resnet import AttnResNet
 
 __all__ = ["ReIDNet"]
 
@@ -43,6 +44,8 @@ class ReIDNet(nn.Module):
         embedding: ``D``, the size of the embedding.
     """
 
+    arm_spec_name = "attncourse.reid_models.ReIDNet"  # the name in arm specs and job ids: NetArm
+
     def __init__(self, in_channels: int = 1, num_classes: int = 10, head: str = "tap", head_kwargs: dict | None = None,
                  widths=(16, 32, 64), depths=(1, 1, 1), embedding: int = 128):
         super().__init__()
@@ -58,10 +61,7 @@ class ReIDNet(nn.Module):
 
     def _check(self, x) -> None:
         check_tracklets(self, x, self.in_channels)
-        if self.training and x.shape[0] == 1:   # BNNeck normalises the embeddings over the clips of the batch
-            raise ValueError(f"{type(self).__name__}: in training mode its BNNeck (BatchNorm1d over the embeddings) "
-                             f"needs more than one clip, got batch 1 of shape {tuple(x.shape)}; use a batch of 2 or "
-                             f"more clips, or eval()")
+        check_batch_one_training(self, x, per_sample="BNNeck")  # it normalises the embeddings over the batch's clips
 
     def frame_features(self, x: torch.Tensor) -> torch.Tensor:
         """``[N, T, C, H, W] → [N, T, C', H', W']``: every frame through the backbone."""

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .viz import table
+from .core import table
 
 __all__ = ["show_tracklets", "plot_sta_attention", "plot_ranking", "reid_summary", "reid_results_table"]
 

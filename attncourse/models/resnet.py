@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from .blocks import create_block, get_block_spec
-from .blocks._common import check_batch_one_training, check_input
+from ..blocks import create_block, get_block_spec
+from ..blocks._common import check_batch_one_training, check_input
 
 __all__ = ["BasicBlock", "AttnResNet", "receptive_field"]
 
@@ -74,6 +74,8 @@ class AttnResNet(nn.Module):
         head_hidden: 0 (default) for the usual linear classifier on the pooled features; ``k > 0`` for an MLP
             head (pooled features → ``k`` units → ReLU → classes), a non-linear read-out of the pooled vector.
     """
+
+    arm_spec_name = "attncourse.models.AttnResNet"  # the name in arm specs and job ids: NetArm
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, widths=(16, 32, 64), depths=(1, 1, 1),
                  attention: str = "none", attention_kwargs: dict | None = None, attention_stages=None,

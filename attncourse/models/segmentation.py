@@ -29,15 +29,14 @@ large digits; the branches' auxiliary losses of the official code are not used.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .blocks import create_block
-from .blocks._common import check_batch_one_training, check_input
-from .blocks.dual import ChannelSelfAttention, PositionAttention
-from .models import init_backbone
+from ..blocks import create_block
+from ..blocks._common import check_batch_one_training, check_input
+from ..blocks.dual import ChannelSelfAttention, PositionAttention
+from .resnet import init_backbone
 
-__all__ = ["DilatedFCN", "DualHead", "SegNet", "HEADS", "CBAM_REDUCTION", "receptive_field", "predict_labels"]
+__all__ = ["DilatedFCN", "DualHead", "SegNet", "HEADS", "CBAM_REDUCTION", "receptive_field"]
 
 HEADS = ("fcn", "pam", "cam", "danet", "cbam_series")
 CBAM_REDUCTION = 4  # 16 head channels / 4 = 4 hidden units (r = 16 would leave 1), as the module 05 experiments
@@ -110,6 +109,8 @@ class SegNet(nn.Module):
         widths: the backbone's widths; the head works at ``widths[-1] // 4`` channels.
     """
 
+    arm_spec_name = "attncourse.segmentation_models.SegNet"  # the name in arm specs and job ids: NetArm
+
     def __init__(self, in_channels: int = 1, num_classes: int = 11, head: str = "danet", widths=(16, 32, 64),
                  dropout: float = 0.1):
         super().__init__()
@@ -152,14 +153,3 @@ def receptive_field(model: SegNet) -> int:
         r += (conv.kernel_size[0] - 1) * conv.dilation[0] * jump
         jump *= conv.stride[0]
     return r
-
-
-@torch.no_grad()
-def predict_labels(model: nn.Module, images: torch.Tensor, size=None) -> torch.Tensor:
-    """Per-pixel class labels ``[N, H, W]`` (int64, CPU) for ``images`` (uint8 or float), in eval mode."""
-    from .objectives import iter_outputs
-
-    size = tuple(images.shape[-2:]) if size is None else tuple(size)
-    out = [F.interpolate(o.float(), size=size, mode="bilinear", align_corners=False).argmax(1).cpu()
-           for _, o in iter_outputs(model, images, 256, amp=False, channels_last=False)]
-    return torch.cat(out) if out else torch.empty(0, *size, dtype=torch.int64)

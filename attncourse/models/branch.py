@@ -17,10 +17,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import create_block
-from .blocks._common import check_batch_one_training, check_input, positive_int
-from .blocks.branch import Highway, SKAttention, SplitAttention
-from .models import conv_bn, init_backbone
+from ..blocks import create_block
+from ..blocks._common import check_batch_one_training, check_input, positive_int
+from ..blocks.branch import Highway, SKAttention, SplitAttention
+from .resnet import conv_bn, init_backbone
 
 __all__ = ["BRANCH_CONVS", "BranchBasicBlock", "BranchResNet", "DeepStack", "branch_weights", "weight_by_size",
            "size_trend"]
@@ -65,6 +65,8 @@ class BranchResNet(nn.Module):
 
     ``[N, Cin, H, W] → [N, 16, H, W] → [N, 32, H/2, W/2] → [N, 64, H/4, W/4] → GAP → [N, classes]``.
     """
+
+    arm_spec_name = "attncourse.branch_models.BranchResNet"  # the name in arm specs and job ids: NetArm
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, widths=(16, 32, 64), depths=(1, 1, 1),
                  conv: str = "plain", conv_kwargs: dict | None = None):
@@ -219,6 +221,8 @@ class DeepStack(nn.Module):
     :class:`~attncourse.blocks.branch.Highway` block with ``kernel_size=1``.
     ``[N, Cin, H, W] → [N, Cin·H·W, 1, 1] → [N, width, 1, 1] → … → [N, classes]``.
     """
+
+    arm_spec_name = "attncourse.branch_models.DeepStack"  # the name in arm specs and job ids: NetArm
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 32, depth: int = 40,
                  gated: bool = True, gate_bias: float = -3.0, image_size: tuple[int, int] = (24, 24)):

@@ -1,0 +1,161 @@
+"""The harness the block benchmarks share: command-line options, the environment record, round-robin timing
+with peak memory per arm, the Markdown comparison table and writing ``results/<name>_<device>.md`` / ``.json``.
+
+A benchmark script builds its arms (modules computing the same function on the same input) and hands them to
+:func:`measure_arms` for each map size; :func:`render_comparison` and :func:`publish` do the rest.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import re
+import statistics
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from attncourse.config import device_name  # noqa: E402
+from attncourse.cost import measure_latency, peak_memory  # noqa: E402
+
+
+def add_common_args(p: argparse.ArgumentParser, *, sizes: list[int], batch: int) -> None:
+    """The options every block benchmark takes (map sizes, batch, channels, repeats, device, dtype, output)."""
+    p.add_argument("--sizes", type=int, nargs="+", default=sizes, help="square map sizes H = W")
+    p.add_argument("--batch", type=int, default=batch)
+    p.add_argument("--channels", type=int, default=64)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--device", default=None, help="cpu | cuda (default: CUDA when present)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--note", default="", help="a note stored with the table (e.g. 'CPU shared with other jobs')")
+    p.add_argument("--out-dir", default=str(ROOT / "results"))
+    p.add_argument("--no-write", action="store_true")
+
+
+def device_and_dtype(args) -> tuple[torch.device, torch.dtype]:
+    return torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu")), getattr(torch, args.dtype)
+
+
+def environment(device: torch.device, args, **extra) -> dict:
+    """What a result table must name: device, CPU model, torch, Python, threads, date and the run's options."""
+    return {"device": device_name(device), "device_type": device.type, "torch": torch.__version__,
+            "python": platform.python_version(), "threads": torch.get_num_threads(), "cpu": _cpu_model(),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "batch": args.batch,
+            "channels": args.channels, "dtype": args.dtype, "warmup": args.warmup, "note": args.note, **extra}
+
+
+def mem_fwd_bwd(model, x) -> int:
+    """Peak memory (bytes) of one forward+backward of ``model`` on ``x``, above what was live before."""
+    def step():
+        model.zero_grad(set_to_none=True)
+        model(x).float().sum().backward()
+
+    model.zero_grad(set_to_none=True)
+    return peak_memory(step, x.device)
+
+
+def measure_arms(models: dict, x: torch.Tensor, size: int, *, warmup: int, repeats: int) -> list[dict]:
+    """One row per arm: forward+backward times of ``repeats`` passes after ``warmup`` and the peak memory.
+
+    The arms take turns (round-robin): repeat r runs every arm once, so a shared machine's changing load hits
+    every arm alike.
+    """
+    times = {arm: [] for arm in models}
+    for m in models.values():
+        measure_latency(m, x, warmup=warmup, repeats=1, backward=True)  # warm-up
+    for _ in range(repeats):
+        for arm, m in models.items():
+            times[arm] += measure_latency(m, x, warmup=0, repeats=1, backward=True)["times_ms"]
+    rows = []
+    for arm, m in models.items():
+        mem = mem_fwd_bwd(m, x)
+        ts = times[arm]
+        row = {"size": size, "tokens": size * size, "arm": arm, "median_ms": statistics.median(ts),
+               "min_ms": min(ts), "max_ms": max(ts), "times_ms": ts, "repeats": repeats, "peak_mem_bytes": mem}
+        rows.append(row)
+        print(f"{size:>4}×{size:<4} {arm:15s} {_s(row['median_ms']):>10} (min {_s(row['min_ms'])}, max "
+              f"{_s(row['max_ms'])}, n={repeats})  peak {_mb(mem):>10}", flush=True)
+        gc.collect()
+    return rows
+
+
+def render_comparison(env: dict, rows: list[dict], *, title: str, input_desc: str, reference: str) -> str:
+    """The Markdown table of one benchmark run: every arm's time and peak memory, with ratios against the
+    ``reference`` arm of the same map size (on the median and on the fastest repeat). Adds the ratios to ``rows``
+    (``speedup_vs_<reference>``, ``speedup_vs_<reference>_fastest``, ``memory_ratio_vs_<reference>``)."""
+    by = {(r["size"], r["arm"]): r for r in rows}
+    cpu = env["device_type"] == "cpu"
+    lines = [f"# {title}: forward+backward time and peak memory ({env['device']})", "",
+             f"- device: {env['device']} — {env['cpu']}" if cpu else f"- device: {env['device']}",
+             f"- torch {env['torch']}, Python {env['python']}, {env['threads']} threads, dtype {env['dtype']}",
+             f"- date: {env['date']}",
+             f"- input: batch {env['batch']}, {env['channels']} channels, square maps; {input_desc}",
+             f"- time: median and fastest of the repeats (n per row, arms taking turns) after {env['warmup']} warm-up "
+             f"pass(es); memory: `attncourse.cost.peak_memory` of one forward+backward "
+             f"({'profiler allocation events' if cpu else 'CUDA allocator peak'})",
+             "- SDPA backends able to run: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in env["sdpa_backends"].items()),
+             ]
+    if env.get("note"):
+        lines.append(f"- note: {env['note']}")
+    lines += ["", f"| map | tokens N | arm | time: median (fastest) | peak memory | faster than {reference}: median "
+              f"(fastest) | less memory than {reference} |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ref = by.get((r["size"], reference))
+        speed, fastest, memory = (f"speedup_vs_{reference}", f"speedup_vs_{reference}_fastest",
+                                  f"memory_ratio_vs_{reference}")
+        r[speed] = ref["median_ms"] / r["median_ms"] if ref else None
+        r[fastest] = ref["min_ms"] / r["min_ms"] if ref else None
+        r[memory] = ref["peak_mem_bytes"] / r["peak_mem_bytes"] if ref and r["peak_mem_bytes"] else None
+        if r["arm"] == reference:
+            ts = ms = "1 (reference)"
+        else:
+            ts = f"{r[speed]:.2f}× ({r[fastest]:.2f}×)" if ref else ""
+            ms = f"{r[memory]:.1f}×" if r[memory] else ""
+        lines.append(f"| {r['size']}×{r['size']} | {r['tokens']:,} | {r['arm']} | {_s(r['median_ms'])} "
+                     f"({_s(r['min_ms'])}), n={r['repeats']} | {_mb(r['peak_mem_bytes'])} | {ts} | {ms} |")
+    return "\n".join(lines) + "\n"
+
+
+def publish(table: str, env: dict, rows: list[dict], stem: Path | None) -> None:
+    """Print the table; unless ``stem`` is None, write it to ``<stem>.md`` and the raw numbers to ``<stem>.json``."""
+    print()
+    print(table)
+    if stem is not None:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        stem.with_suffix(".md").write_text(table)
+        stem.with_suffix(".json").write_text(json.dumps({"env": env, "rows": rows}, indent=1))
+        print(f"wrote {stem}.md and {stem}.json")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def slug(device: torch.device) -> str:
+    """``cpu``, or the GPU's short name (``h100``, ``a100``, …) for result file names."""
+    if device.type == "cpu":
+        return "cpu"
+    name = torch.cuda.get_device_name(device).lower()
+    m = re.search(r"(h100|h200|a100|l4|t4|v100|a10g?|rtx ?\d+)", name)
+    return (m.group(1) if m else device.type).replace(" ", "")
+
+
+def _mb(b: float) -> str:
+    return f"{b / 2**20:,.0f} MB" if b >= 2**20 else f"{b / 2**10:,.0f} kB"
+
+
+def _s(ms: float) -> str:
+    return f"{ms / 1e3:.2f} s" if ms >= 1000 else f"{ms:.1f} ms"
