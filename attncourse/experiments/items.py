@@ -36,12 +36,16 @@ def _evaluate(model, task, settings: dict) -> tuple[dict | None, float]:
 
 
 def record_items(names: list[str] | None = None, profile: str = "full", store=None, folder=None,
-                 tolerance: float = 1e-6, log=print) -> dict:
+                 tolerance: float = 1e-6, log=print, threads: int | None = 1) -> dict:
     """Fill in ``items`` for every recorded run of ``names`` whose weights exist; return a summary per experiment.
 
     Writes the results files (``folder``, default the package's recorded folder) and, where the run store holds
-    the run's record, that ``run.json`` too, so a later merge keeps the items.
+    the run's record, that ``run.json`` too, so a later merge keeps the items. ``threads``: the CPU threads to
+    evaluate with (default 1, as the course's runs were trained: a different thread count can change the reduction
+    order of bf16 convolutions and flip an image whose logits nearly tie).
     """
+    if threads:
+        torch.set_num_threads(threads)
     from ..data import make_task
 
     prof = get_profile(profile)
