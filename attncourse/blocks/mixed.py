@@ -262,8 +262,10 @@ class CBAM(nn.Module):
         self.channel = ChannelAttention(channels, reduction, reduced_channels, bias=bias, init_logit=self.init_logit)
         self.spatial = SpatialAttention(channels, kernel_size, spatial_order, norm, bn_momentum=bn_momentum,
                                         init_logit=self.init_logit)
+        self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """Each half's own (official) init: see :class:`ChannelAttention` and :class:`SpatialAttention`."""
         self.channel.reset_parameters()
         self.spatial.reset_parameters()
 

@@ -303,10 +303,15 @@ class GlobalContext(nn.Module):
         pool: ``"att"`` (softmax context, the paper) or ``"avg"`` (global average pooling: an SE-like context).
         eps: LayerNorm epsilon; 1e-5 as ``nn.LayerNorm([C/r, 1, 1])`` in the official code (timm uses 1e-6).
 
-    Init as the official code (``last_zero_init`` for both transforms): the mask conv Kaiming-normal (fan_in);
-    the last conv of each transform zero (weight and bias). With ``fuse="add"`` the block starts as the
-    identity; with ``fuse="mul"`` as ``x · σ(0) = x / 2``.
+    Init as the official code's ``reset_parameters`` (``kaiming_init(conv_mask, mode="fan_in")`` and
+    ``last_zero_init`` for both transforms): the mask conv Kaiming-normal (fan_in), bias 0; the first conv of each
+    transform PyTorch's default (the official block leaves it to ``nn.Conv2d``), LayerNorm scale 1 and shift 0; the
+    last conv of each transform zero (weight and bias). With ``fuse="add"`` the block starts as the identity; with
+    ``fuse="mul"`` as ``x · σ(0) = x / 2``. :meth:`reset_parameters` sets every parameter of the block, so it starts
+    the same inside a backbone as on its own.
     """
+
+    spec_revision = 1  # 1: inside a backbone the transforms' first conv keeps this init (was re-drawn Kaiming, ~10×)
 
     def __init__(self, channels: int, reduction: float = 16, reduced_channels: int | None = None, fuse: str = "add",
                  pool: str = "att", eps: float = 1e-5):
@@ -333,6 +338,8 @@ class GlobalContext(nn.Module):
             nn.init.zeros_(self.conv_mask.bias)
         for transform in (self.channel_add, self.channel_mul):
             if transform is not None:
+                transform[0].reset_parameters()
+                transform[1].reset_parameters()
                 nn.init.zeros_(transform[-1].weight)
                 nn.init.zeros_(transform[-1].bias)
 
@@ -395,8 +402,10 @@ class CrissCrossAttention(nn.Module):
         self.key = nn.Conv2d(channels, d, 1)
         self.value = nn.Conv2d(channels, channels, 1)
         self.gamma = nn.Parameter(torch.zeros(1))
+        self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """As the official code: the query/key/value convs PyTorch's default, γ = 0 (the identity at init)."""
         for conv in (self.query, self.key, self.value):
             conv.reset_parameters()
         nn.init.zeros_(self.gamma)
@@ -545,7 +554,13 @@ class AsymmetricNonLocal2d(nn.Module):
     The N×N matrix becomes N×S: O(N·S·d) time and memory, linear in N. The output is a fusion of
     ``cat[context, x]`` (as the official code), not a residual sum, so the block is not the identity at
     init. ``psp_sizes=None`` keeps all N keys (OCNet's base-OC: quadratic).
+
+    Init as the official code (ANN's APNB and OCNet's self-attention block): ``W`` zero (weight and bias), every
+    other conv PyTorch's default and every BatchNorm scale 1, shift 0 (the official blocks set only ``W``).
+    :meth:`reset_parameters` sets every parameter, so the block starts the same inside a backbone as on its own.
     """
+
+    spec_revision = 1  # 1: inside a backbone the key/value/fuse convs keep this init (was re-drawn Kaiming, ~3.5×)
 
     def __init__(self, channels: int, key_channels: int | None = None, value_channels: int | None = None,
                  psp_sizes: Sequence[int] | None = (1, 3, 6, 8), dropout: float = 0.05,
@@ -572,6 +587,8 @@ class AsymmetricNonLocal2d(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        for m in (self.f_key[0], self.f_key[1], self.f_value, self.fuse[0], self.fuse[1]):
+            m.reset_parameters()
         nn.init.zeros_(self.W.weight)
         nn.init.zeros_(self.W.bias)
 
@@ -702,7 +719,14 @@ class GloRe(nn.Module):
         out = x + BN(conv(Y))           [B, C, H, W] (BN γ = 0: identity at init)
 
     ``m = num_mid`` defaults to ``C/4`` as in the official ResNet-50. Cost O(N·m²): linear in N.
+
+    Init as the official code: the output BatchNorm (the "blocker") scale and shift 0, so the unit starts as the
+    identity; every conv (state, projection, both GCN convs, extension) PyTorch's default, which the official unit
+    leaves them at. :meth:`reset_parameters` sets every parameter, so the unit starts the same inside a backbone as
+    on its own.
     """
+
+    spec_revision = 1  # 1: inside a backbone its convs keep this init (were re-drawn Kaiming, 1.7–4.9×)
 
     def __init__(self, channels: int, num_mid: int | None = None, normalize: bool = False):
         super().__init__()
@@ -719,6 +743,9 @@ class GloRe(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        for conv in (self.conv_state, self.conv_proj, self.gcn_node, self.gcn_state, self.conv_extend):
+            conv.reset_parameters()
+        self.blocker.reset_parameters()
         nn.init.zeros_(self.blocker.weight)
         nn.init.zeros_(self.blocker.bias)
 
