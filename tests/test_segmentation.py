@@ -201,7 +201,8 @@ def test_predict_labels_and_the_experiment(tiny):
     from attncourse.experiments import get_experiment
 
     exp = get_experiment("danet_scenes")
-    assert list(exp.arms) == ["fcn", "pam", "cam", "danet", "cbam_series"] and exp.task == "digit_scenes"
+    assert list(exp.arms) == ["fcn", "pam", "cam", "danet", "cbam_series", "fcn_two_branch", "cam_paper",
+                              "danet_paper"] and exp.task == "digit_scenes"
     model = exp.arms["danet"](tiny)
     labels = predict_labels(model, tiny.x_test[:5])
     assert labels.shape == (5, 48, 48) and labels.dtype == torch.int64 and int(labels.max()) < 11
@@ -240,3 +241,46 @@ def test_size_table_reads_every_runs_final_metrics():
     assert fcn["miou"] == pytest.approx(0.6) and fcn["miou_std"] == pytest.approx(0.1414, abs=1e-4)
     assert fcn["miou_large"] == pytest.approx(0.7) and fcn["miou_small"] == pytest.approx(0.3)
     assert danet["miou_large"] == 0.95 and danet["miou_large_std"] == 0.0
+
+
+def test_cam_form_reaches_the_heads_with_cam():
+    from attncourse.blocks.dual import ChannelSelfAttention
+
+    def forms(net):
+        return [m.form for m in net.modules() if isinstance(m, ChannelSelfAttention)]
+
+    assert forms(SegNet(1, 11, head="cam")) == ["code"] and forms(SegNet(1, 11, head="danet")) == ["code"]
+    assert forms(SegNet(1, 11, head="cam", cam_form="paper")) == ["paper"]
+    assert forms(SegNet(1, 11, head="danet", cam_form="paper")) == ["paper"]
+    with pytest.raises(ValueError, match="SegNet: cam_form"):
+        SegNet(1, 11, head="pam", cam_form="paper")
+    with pytest.raises(ValueError, match="SegNet: cam_form"):
+        SegNet(1, 11, head="cam", cam_form="eq3")
+
+
+def test_danet_scenes_paper_form_arms_leave_the_recorded_arms_unchanged():
+    """The new arms add ``cam_form="paper"``; the recorded arms keep their exact specs (so their job ids)."""
+    from attncourse.experiments import arm_spec, get_experiment
+
+    arms = get_experiment("danet_scenes").arms
+    for arm in ("fcn", "pam", "cam", "danet", "cbam_series"):
+        assert arm_spec(arms[arm]) == f"NetArm(attncourse.segmentation_models.SegNet, {{'head': {arm!r}}})"
+    assert arms["cam_paper"].kwargs == {"head": "cam", "cam_form": "paper"}
+    assert arms["danet_paper"].kwargs == {"head": "danet", "cam_form": "paper"}
+
+
+def test_the_two_branch_plain_head_is_danet_without_attention_at_its_parameters():
+    """The control for DANet's second conv branch: two plain branches summed, DANet's parameters within 1 %."""
+    from attncourse.cost import count_flops, count_params
+    from attncourse.experiments import get_experiment
+
+    exp = get_experiment("danet_scenes")
+    task = type("T", (), {"in_channels": 1, "num_classes": 11})()
+    control, danet, fcn = (exp.arms[a](task) for a in ("fcn_two_branch", "danet", "fcn"))
+    assert len(control.head.branches) == len(danet.head.branches) == 2 and len(fcn.head.branches) == 1
+    assert all(isinstance(b.attention, nn.Identity) for b in control.head.branches)
+    assert abs(count_params(control) / count_params(danet) - 1) < 0.01
+    assert count_params(control) / count_params(fcn) - 1 > 0.12  # the second branch is what DANet adds in size
+    # the convolutions are DANet's; only the attention's own matrix products (PAM's N×N) are missing
+    flops = {name: count_flops(m, (1, 1, 48, 48)) for name, m in (("control", control), ("danet", danet), ("fcn", fcn))}
+    assert flops["fcn"] < flops["control"] < flops["danet"]

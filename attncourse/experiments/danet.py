@@ -11,7 +11,13 @@ widths 16/32/64) and a head at 16 channels that differs only in its attention:
 * ``pam`` — DANet's position attention module in the branch;
 * ``cam`` — DANet's channel attention module in the branch;
 * ``danet`` — both, in two parallel branches whose outputs are summed (the paper's head);
-* ``cbam_series`` — CBAM (channel gate, then spatial gate, in series; r = 4) in the branch.
+* ``cbam_series`` — CBAM (channel gate, then spatial gate, in series; r = 4) in the branch;
+* ``fcn_two_branch`` — DANet's head without its attention modules: two plain branches in parallel, summed. DANet has
+  a second conv branch the FCN baseline lacks (+14 % parameters); this arm has it too, at DANet's parameters
+  within 1 %, so PAM, CAM and DANet can be judged against a head of the same size and shape;
+* ``cam_paper`` / ``danet_paper`` — ``cam`` / ``danet`` with CAM in the paper's form (Eq. 3, ``softmax(E)``: a channel
+  attends most to the channels most similar to it) instead of the authors' code's ``softmax(max(E) − E)``, which the
+  other arms use (:class:`~attncourse.blocks.dual.ChannelSelfAttention`).
 
 Record it with ``python -m attncourse run-all --only danet_scenes --profile full`` (resumable).
 """
@@ -22,15 +28,19 @@ from ..segmentation_models import SegNet
 from .core import Experiment, NetArm, register_experiment
 
 #: arm name → SegNet head
-ARMS = {"fcn": "fcn", "pam": "pam", "cam": "cam", "danet": "danet", "cbam_series": "cbam_series"}
+ARMS = {"fcn": "fcn", "pam": "pam", "cam": "cam", "danet": "danet", "cbam_series": "cbam_series", "fcn_two_branch": "fcn2"}
+#: arm name → SegNet head, with CAM in the paper's form (``cam_form="paper"``)
+PAPER_FORM_ARMS = {"cam_paper": "cam", "danet_paper": "danet"}
 
 register_experiment(Experiment(
     name="danet_scenes",
     description=("Digit scenes (48×48, one large digit beyond the FCN's 35-px receptive field and 2-3 small digits; "
                  "per-pixel labels, mIoU): a dilated FCN (output stride 4) with a plain head vs + PAM vs + CAM vs "
-                 "DANet (PAM ∥ CAM, summed) vs a CBAM-in-series head."),
+                 "DANet (PAM ∥ CAM, summed) vs a CBAM-in-series head vs two plain branches summed (DANet's head without attention); CAM and DANet also with CAM in the paper's form "
+                 "(softmax(E), Eq. 3) instead of the code's softmax(max(E) − E)."),
     task="digit_scenes",
-    arms={arm: NetArm(SegNet, {"head": head}) for arm, head in ARMS.items()},
+    arms={**{arm: NetArm(SegNet, {"head": head}) for arm, head in ARMS.items()},
+          **{arm: NetArm(SegNet, {"head": head, "cam_form": "paper"}) for arm, head in PAPER_FORM_ARMS.items()}},
     module="06_danet",
 ))
 
