@@ -30,7 +30,8 @@ from torch import nn
 from . import create_block  # defined in the package __init__ before it imports this file
 from ._common import check_batch_one_training, check_input
 
-__all__ = ["ConvBNReLU", "InceptionBlock", "NaiveInceptionBlock", "InceptionNet", "PlainNet", "ONE_SPATIAL_WIDTHS"]
+__all__ = ["ConvBNReLU", "InceptionBlock", "NaiveInceptionBlock", "InceptionNet", "PlainNet", "ONE_SPATIAL_WIDTHS",
+           "ONE_SPATIAL_5X5_WIDTHS", "receptive_field"]
 
 
 def _positive(block: str, **values) -> None:
@@ -42,12 +43,15 @@ def _positive(block: str, **values) -> None:
 class ConvBNReLU(nn.Module):
     """k×k conv ("same" padding) → BatchNorm → ReLU, as torchvision's ``BasicConv2d`` (conv without bias, BN eps=0.001).
 
-    With ``use_bn=False`` it is conv (with bias) → ReLU, as in the original GoogLeNet.
+    With ``use_bn=False`` it is conv (with bias) → ReLU, as in the original GoogLeNet. ``dilation`` spreads the
+    kernel's taps (padding ``dilation·(k // 2)`` keeps the size).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, use_bn: bool = True):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, use_bn: bool = True,
+                 dilation: int = 1):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=not use_bn)
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=dilation * (kernel_size // 2),
+                              dilation=dilation, bias=not use_bn)
         self.bn = nn.BatchNorm2d(out_channels, eps=0.001) if use_bn else nn.Identity()
         self.act = nn.ReLU(inplace=True)
 
@@ -236,21 +240,25 @@ class PlainNet(_StagedNet):
     ``kernels`` sets the kernel sizes of each stage's layers (all ``widths[i]`` wide). ``kernels=(1, 3)`` with
     ``widths=ONE_SPATIAL_WIDTHS`` is the ablation of module 01: one 3×3 per stage behind a 1×1 — the serial form
     of an Inception branch — at the same parameters and FLOPs (90 k, 55 MFLOPs), spent on width instead of depth.
+    Its receptive field is 23 px against the plain stack's 37 (:func:`receptive_field`); ``dilation=2`` (every
+    spatial conv of the stages dilated) or ``kernels=(1, 5)`` with ``widths=ONE_SPATIAL_5X5_WIDTHS`` give the same
+    one-spatial-layer design the plain stack's 37 px at the same parameters and FLOPs (within 2 %).
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, widths=(18, 40, 64), stem_channels: int = 32,
-                 kernels=(3, 3)):
+                 kernels=(3, 3), dilation: int = 1):
         kernels = tuple(kernels)
         if not kernels or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 or k % 2 == 0 for k in kernels):
             raise ValueError(f"PlainNet: kernels must be a non-empty sequence of positive odd ints, got {kernels!r}")
         for i, w in enumerate(widths):
             _positive("PlainNet", **{f"widths[{i}]": w})
-        self.kernels = kernels
+        _positive("PlainNet", dilation=dilation)
+        self.kernels, self.dilation = kernels, dilation
 
         def make_stage(i, cin):
             layers, c = [], cin
             for k in kernels:
-                layers.append(ConvBNReLU(c, widths[i], k))
+                layers.append(ConvBNReLU(c, widths[i], k, dilation=dilation if k > 1 else 1))
                 c = widths[i]
             stage = nn.Sequential(*layers)
             _init_convs(stage)
@@ -262,3 +270,30 @@ class PlainNet(_StagedNet):
 # Widths that give PlainNet(kernels=(1, 3)) the default PlainNet's parameters and FLOPs (90.3 k vs 90.4 k params,
 # 54.8 M vs 55.5 M FLOPs on 40×40): the one-spatial-layer ablation of module 01.
 ONE_SPATIAL_WIDTHS = (26, 52, 76)
+# Widths that give PlainNet(kernels=(1, 5)) the same (91.0 k params, 55.3 M FLOPs on 40×40; widths in the ratio of
+# ONE_SPATIAL_WIDTHS): one 5×5 per stage, the plain stack's 37-px receptive field.
+ONE_SPATIAL_5X5_WIDTHS = (16, 32, 47)
+
+
+def _receptive(module: nn.Module, rf: int, jump: int) -> tuple[int, int]:
+    if isinstance(module, (nn.Conv2d, nn.MaxPool2d)):
+        k, s, d = (v if isinstance(v, int) else v[0] for v in (module.kernel_size, module.stride, module.dilation))
+        return rf + (k - 1) * d * jump, jump * s
+    if isinstance(module, (InceptionBlock, NaiveInceptionBlock)):  # branches side by side: the widest one counts
+        ends = [_receptive(b, rf, jump) for b in (module.branch1, module.branch2, module.branch3, module.branch4)]
+        return max(r for r, _ in ends), ends[0][1]
+    if isinstance(module, _StagedNet):
+        module = nn.Sequential(module.stem, module.blocks)
+    if isinstance(module, (nn.Sequential, ConvBNReLU)):
+        for child in module.children():
+            rf, jump = _receptive(child, rf, jump)
+    return rf, jump  # BN, ReLU, attention blocks: no spatial window of their own (attention is left out)
+
+
+def receptive_field(net: nn.Module) -> int:
+    """The theoretical receptive field (px) of one output position of ``net.features`` (an :class:`InceptionNet`,
+    :class:`PlainNet`, or one of their blocks): ``r ← r + (k − 1)·dilation·jump``, ``jump ← jump·stride`` over the
+    convolutions and max-pools in order, the widest branch of an Inception block. Attention blocks are left out.
+
+    Default nets on 40×40: PlainNet 37 px, InceptionNet 37 px (its 5×5 path), ``PlainNet(kernels=(1, 3))`` 23 px."""
+    return _receptive(net, 1, 1)[0]
