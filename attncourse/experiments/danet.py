@@ -46,25 +46,37 @@ register_experiment(Experiment(
 
 
 # --------------------------------------------------------------------------- mIoU by digit size
-SIZE_METRICS = ("miou", "miou_large", "miou_small", "pixel_accuracy")
+SIZE_METRICS = ("miou", "scene_miou_large", "scene_miou_small", "digit_pixel_miou_large", "digit_pixel_miou_small",
+                "pixel_accuracy")
+#: metrics recorded under another name before: new name → the old one (the same computation)
+LEGACY_NAMES = {"digit_pixel_miou_large": "miou_large", "digit_pixel_miou_small": "miou_small"}
 
 
 def size_table(results: dict) -> list[dict]:
-    """Per arm: mean and seed standard deviation of the final epoch's ``miou``, ``miou_large``, ``miou_small`` and
-    ``pixel_accuracy`` (from each run's recorded ``history["test_metrics"]``), and the number of seeds ``n``.
+    """Per arm: mean and seed standard deviation of the final epoch's :data:`SIZE_METRICS` (from each run's recorded
+    ``history["test_metrics"]``), and the number of seeds ``n``.
 
-    Keys ``<metric>`` and ``<metric>_std``; a metric a run did not record is ``nan``.
+    ``scene_miou_*`` is a real IoU per digit size (false positives on the background count); ``digit_pixel_miou_*``
+    counts only that size's digit pixels (blind to false positives), read from the old name ``miou_*`` for runs
+    recorded before the rename (:mod:`attncourse.objectives.segmentation`). Keys ``<metric>`` and ``<metric>_std``;
+    a metric a run did not record is ``nan`` (``scene_miou_*`` for runs recorded before it existed).
     """
     import math
     import statistics
+
+    def value(metrics: dict, key: str):
+        v = metrics.get(key)
+        if v is None and key in LEGACY_NAMES:
+            v = metrics.get(LEGACY_NAMES[key])
+        return math.nan if v is None else v
 
     rows = []
     for arm, a in results["arms"].items():
         row = {"arm": arm, "n": len(a["runs"])}
         for key in SIZE_METRICS:
-            values = [r["history"]["test_metrics"][-1].get(key, math.nan) for r in a["runs"]
+            values = [value(r["history"]["test_metrics"][-1], key) for r in a["runs"]
                       if r.get("history", {}).get("test_metrics")]
-            values = [v for v in values if v is not None]
+            values = [v for v in values if not math.isnan(v)]
             row[key] = statistics.fmean(values) if values else math.nan
             row[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
         rows.append(row)
