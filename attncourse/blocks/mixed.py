@@ -265,7 +265,7 @@ class CBAM(nn.Module):
                                         init_logit=self.init_logit)
         self.spatial = SpatialAttention(channels, kernel_size, spatial_order, norm, bn_momentum=bn_momentum,
                                         init_logit=self.init_logit)
-        self.reset_parameters()
+        # each half initialised itself as it was built (the same init reset_parameters applies)
 
     def reset_parameters(self) -> None:
         """Each half's own (official) init: see :class:`ChannelAttention` and :class:`SpatialAttention`."""

@@ -401,8 +401,7 @@ class CrissCrossAttention(nn.Module):
         self.query = nn.Conv2d(channels, d, 1)
         self.key = nn.Conv2d(channels, d, 1)
         self.value = nn.Conv2d(channels, channels, 1)
-        self.gamma = nn.Parameter(torch.zeros(1))
-        self.reset_parameters()
+        self.gamma = nn.Parameter(torch.zeros(1))  # built at the init reset_parameters applies
 
     def reset_parameters(self) -> None:
         """As the official code: the query/key/value convs PyTorch's default, γ = 0 (the identity at init)."""
