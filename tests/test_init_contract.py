@@ -7,7 +7,8 @@ For EVERY registered block (``list_blocks()``, new ones included):
 * the constructed block *is* its ``reset_parameters()`` output: replaying the random state of the constructor's
   last ``reset_parameters()`` call on a twin gives bit-identical tensors;
 * inside ``AttnResNet`` — and inside every other backbone that builds it (``InceptionNet``'s blocks, ``BranchResNet``'s
-  convs, ``SegNet``'s heads) — each block instance holds exactly what a standalone block of the same width and
+  convs, ``SegNet``'s heads; ``ReIDNet``'s clip heads and ``DeepStack``'s highway layers, which are never
+  re-initialised) — each block instance holds exactly what a standalone block of the same width and
   keywords holds after ``reset_parameters()`` from the same random state: per tensor, bit-identical. A backbone
   that re-initialises a block's child afterwards (the old SK bug: its branch convs reset to PyTorch's default,
   ~0.41× the Kaiming std) or a block that leaves a conv to the backbone's Kaiming pass (the old GC, ANN, GloRe)
@@ -267,3 +268,29 @@ def test_net_arm_specs_name_the_revisions_of_their_blocks():
     assert "revisions" not in arm_spec(arms["plain"]) and "revisions" not in arm_spec(arms["condconv"])
     assert "revision=1" in arm_spec(get_experiment("nonlocal_pairs").arms["gc"])
     assert "revisions" not in arm_spec(get_experiment("inception_noisy").arms["se_inception"])
+
+
+def test_the_other_backbones_build_their_blocks_without_reinitialising_them(monkeypatch):
+    """ReIDNet's clip heads and DeepStack's highway layers are built once and never re-initialised: each holds what
+    the standalone head / layer holds after its own init from the same random state."""
+    from attncourse.blocks.branch import Highway
+    from attncourse.blocks.temporal import TemporalAttentionPool, create_temporal_head
+    from attncourse.branch_models import DeepStack
+    from attncourse.reid_models import ReIDNet
+
+    spy = ResetSpy(monkeypatch, TemporalAttentionPool)
+    torch.manual_seed(0)
+    net = ReIDNet(1, 5, head="temporal_attention")
+    twin = create_temporal_head("temporal_attention", 64)
+    spy.replay(net.temporal, twin)
+    assert_same_tensors(net.temporal, twin, "temporal attention in ReIDNet")
+    sta = ReIDNet(1, 5, head="sta").temporal
+    assert_same_tensors(sta, create_temporal_head("sta", 64), "STA in ReIDNet")  # no random tensor of its own
+
+    spy = ResetSpy(monkeypatch, Highway)
+    torch.manual_seed(0)
+    stack = DeepStack(1, 10, width=8, depth=3, image_size=(8, 8))
+    for i, layer in enumerate(stack.layers):
+        twin = Highway(8, kernel_size=1, gate_bias=-3.0)
+        spy.replay(layer, twin)
+        assert_same_tensors(layer, twin, f"highway layer {i} in DeepStack")
