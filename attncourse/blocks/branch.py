@@ -125,8 +125,9 @@ class SelectiveKernel(nn.Module):
     Equal to ``timm.layers.SelectiveKernel(C, kernel_size=[3, 5, …], rd_channels=d, split_input=False)``
     under the mapping ``branches.m.{0,1} ↔ paths.m.{conv,bn}``, ``attn.* ↔ attn.*``.
 
-    Init: the branch convs Kaiming-normal (fan-out, ReLU), as ResNet and the SKNet release train them; every
-    BatchNorm scale 1, shift 0; the fuse and select FCs PyTorch's default (the paper prescribes none).
+    Init (the paper prescribes none): the branch convs Kaiming-normal (fan-out, ReLU), the init of ResNet-style
+    backbones' convs (torchvision's, and the course backbones' own — an SK unit replaces such a conv, so it starts
+    like one); every BatchNorm scale 1, shift 0; the fuse and select FCs PyTorch's default.
     """
 
     spec_revision = 1  # 1: inside a backbone the branch convs keep Kaiming (were reset to PyTorch's default, ~0.41×)
@@ -508,8 +509,8 @@ class SplitAttention(nn.Module):
     Equal to ``timm.layers.SplitAttn(C, radix=R, groups=G, norm_layer=nn.BatchNorm2d)`` with the same hidden
     width, parameter names identical (``conv, bn0, fc1, bn1, fc2``).
 
-    Init: the split conv Kaiming-normal (fan-out, ReLU), as the official ResNeSt trains its convs; BatchNorms scale
-    1, shift 0; the attention FCs PyTorch's default.
+    Init: the split conv Kaiming-normal (fan-out, ReLU), as the official ResNeSt network initialises its convs
+    (normal with std √(2 / (k²·C_out))); BatchNorms scale 1, shift 0; the attention FCs PyTorch's default.
     """
 
     spec_revision = 1  # 1: inside a backbone the split conv keeps Kaiming (was reset to PyTorch's default)

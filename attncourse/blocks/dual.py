@@ -61,7 +61,8 @@ from torch import nn
 from . import register_block
 from ._common import check_input, picture_helper, reduced_width
 
-__all__ = ["PositionAttention", "ChannelSelfAttention", "PAM", "CAM", "pam_naive", "cam_naive", "CAM_FORMS", "DANET_PAPER"]
+__all__ = ["PositionAttention", "ChannelSelfAttention", "PAM", "CAM", "pam_naive", "cam_naive", "CAM_FORMS",
+           "DANET_PAPER"]
 
 DANET_PAPER = "Dual Attention Network for Scene Segmentation (arXiv:1809.02983)"
 IMPLEMENTATIONS = ("efficient", "naive")
@@ -85,8 +86,8 @@ CAM_FORMS = ("code", "paper")
 
 
 def cam_naive(x: torch.Tensor, form: str = "code") -> tuple[torch.Tensor, torch.Tensor]:
-    """The CAM aggregation: ``(S·A as [B, C, H, W], S [B, C, C])`` with ``E = A Aᵀ`` and
-    ``S = softmax(max(E) − E)`` (``form="code"``, the authors' code) or ``S = softmax(E)`` (``form="paper"``, Eq. 3)."""
+    """The CAM aggregation: ``(S·A as [B, C, H, W], S [B, C, C])`` with ``E = A Aᵀ`` and ``S = softmax(max(E) − E)``
+    (``form="code"``, the authors' code) or ``S = softmax(E)`` (``form="paper"``, the paper's Eq. 3)."""
     if form not in CAM_FORMS:
         raise ValueError(f"cam_naive: form must be one of {CAM_FORMS}, got {form!r}")
     b, c, h, w = x.shape
@@ -163,8 +164,8 @@ class ChannelSelfAttention(nn.Module):
 
     Args:
         channels: input (and output) channels ``C``.
-        form: ``"code"`` (default) — ``S = softmax(max(E) − E) = softmax(−E)``, the authors' code, what the recorded
-            models trained — or ``"paper"`` — ``S = softmax(E)``, the paper's Eq. 3 (see the module docstring).
+        form: ``"code"`` (default) — ``S = softmax(max(E) − E) = softmax(−E)``, the authors' code, what the
+            recorded models trained — or ``"paper"`` — ``S = softmax(E)``, the paper's Eq. 3 (module docstring).
 
     Shape: ``[B, C, H, W] → [B, C, H, W]``. ``attention_maps(x)`` returns ``{"channel": S [B, C, C]}``.
     """

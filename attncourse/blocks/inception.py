@@ -292,8 +292,8 @@ def _receptive(module: nn.Module, rf: int, jump: int) -> tuple[int, int]:
 
 def receptive_field(net: nn.Module) -> int:
     """The theoretical receptive field (px) of one output position of ``net.features`` (an :class:`InceptionNet`,
-    :class:`PlainNet`, or one of their blocks): ``r ← r + (k − 1)·dilation·jump``, ``jump ← jump·stride`` over the
-    convolutions and max-pools in order, the widest branch of an Inception block. Attention blocks are left out.
+    :class:`PlainNet`, or one of their blocks): ``r ← r + (k − 1)·dilation·jump``, ``jump ← jump·stride`` over
+    the convolutions and max-pools in order, the widest branch of an Inception block. Attention blocks are left out.
 
     Default nets on 40×40: PlainNet 37 px, InceptionNet 37 px (its 5×5 path), ``PlainNet(kernels=(1, 3))`` 23 px."""
     return _receptive(net, 1, 1)[0]

@@ -554,8 +554,8 @@ class AsymmetricNonLocal2d(nn.Module):
     ``cat[context, x]`` (as the official code), not a residual sum, so the block is not the identity at
     init. ``psp_sizes=None`` keeps all N keys (OCNet's base-OC: quadratic).
 
-    Init as the official code (ANN's APNB and OCNet's self-attention block): ``W`` zero (weight and bias), every
-    other conv PyTorch's default and every BatchNorm scale 1, shift 0 (the official blocks set only ``W``).
+    Init as the official blocks (ANN's APNB and OCNet's self-attention block), which set only ``W``: ``W`` zero
+    (weight and bias); every other conv PyTorch's default, every BatchNorm scale 1, shift 0.
     :meth:`reset_parameters` sets every parameter, so the block starts the same inside a backbone as on its own.
     """
 
@@ -719,10 +719,10 @@ class GloRe(nn.Module):
 
     ``m = num_mid`` defaults to ``C/4`` as in the official ResNet-50. Cost O(N·m²): linear in N.
 
-    Init as the official code: the output BatchNorm (the "blocker") scale and shift 0, so the unit starts as the
-    identity; every conv (state, projection, both GCN convs, extension) PyTorch's default, which the official unit
-    leaves them at. :meth:`reset_parameters` sets every parameter, so the unit starts the same inside a backbone as
-    on its own.
+    Init: the output BatchNorm (the official code's "blocker", which it marks to be zero-initialised) scale and shift
+    0, so the unit starts as the identity; every conv (state, projection, both GCN convs, extension) PyTorch's
+    default (the official unit sets none of its own). :meth:`reset_parameters` sets every parameter, so the unit
+    starts the same inside a backbone as on its own.
     """
 
     spec_revision = 1  # 1: inside a backbone its convs keep this init (were re-drawn Kaiming, 1.7–4.9×)

@@ -245,7 +245,8 @@ def digit_tracklets(n_train: int = 8000, n_test: int = 2000, *, seed: int = 0, f
     long = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.int64)  # noqa: E731
     info = dict(frames=frames, height=height, width=width, cameras=cameras, tracklets_per_identity=tracklets_per_identity,
                 occlusion=occlusion, whole=whole, shift=shift, scale=scale, rotation=rotation, digit_height=digit_height,
-                clutter=clutter, clear_frame=clear_frame, seed=seed, train_identities=ptr["n_ids"], test_identities=pte["n_ids"],
+                clutter=clutter, clear_frame=clear_frame,
+                seed=seed, train_identities=ptr["n_ids"], test_identities=pte["n_ids"],
                 counts="n_train and n_test count frames", attention="spatial-temporal",
                 why=("An identity is one individual handwritten digit, recognised across cameras from clips whose "
                      "frames are each jittered and often partly or wholly hidden by a grey obstacle. Temporal "

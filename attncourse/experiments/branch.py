@@ -74,8 +74,8 @@ register_experiment(Experiment(
     description=(f"Multi-scale digits with heavy noise ({DIGIT_SIZE[0]}–{DIGIT_SIZE[1]} px on 40×40, noise {NOISE}; the "
                  "default task is saturated at ~98 % for a plain CNN): BranchResNet with its 3×3 conv replaced — plain vs "
                  "SK (2 branches, 2 groups each) vs CondConv (4 experts) vs DynamicConv (4 kernels, τ 30→1) vs split "
-                 "attention (radix 2) — at the plain conv's FLOPs; and at matched parameters: the plain net widened to CondConv's "
-                 "parameters, CondConv and DynamicConv in a net narrowed to the plain net's."),
+                 "attention (radix 2) — at the plain conv's FLOPs; and at matched parameters: the plain net "
+                 "widened to CondConv's parameters, CondConv and DynamicConv in a net narrowed to the plain net's."),
     task="multiscale_digits",
     task_kwargs={"noise": NOISE, "digit_size": DIGIT_SIZE},
     arms={**{arm: NetArm(BranchResNet, {"conv": c, "conv_kwargs": kw}) for arm, (c, kw) in ARMS.items()},

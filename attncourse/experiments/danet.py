@@ -28,7 +28,8 @@ from ..segmentation_models import SegNet
 from .core import Experiment, NetArm, register_experiment
 
 #: arm name → SegNet head
-ARMS = {"fcn": "fcn", "pam": "pam", "cam": "cam", "danet": "danet", "cbam_series": "cbam_series", "fcn_two_branch": "fcn2"}
+ARMS = {"fcn": "fcn", "pam": "pam", "cam": "cam", "danet": "danet", "cbam_series": "cbam_series",
+        "fcn_two_branch": "fcn2"}
 #: arm name → SegNet head, with CAM in the paper's form (``cam_form="paper"``)
 PAPER_FORM_ARMS = {"cam_paper": "cam", "danet_paper": "danet"}
 
@@ -36,8 +37,9 @@ register_experiment(Experiment(
     name="danet_scenes",
     description=("Digit scenes (48×48, one large digit beyond the FCN's 35-px receptive field and 2-3 small digits; "
                  "per-pixel labels, mIoU): a dilated FCN (output stride 4) with a plain head vs + PAM vs + CAM vs "
-                 "DANet (PAM ∥ CAM, summed) vs a CBAM-in-series head vs two plain branches summed (DANet's head without attention); CAM and DANet also with CAM in the paper's form "
-                 "(softmax(E), Eq. 3) instead of the code's softmax(max(E) − E)."),
+                 "DANet (PAM ∥ CAM, summed) vs a CBAM-in-series head vs two plain branches summed (DANet's head "
+                 "without attention); CAM and DANet also with CAM in the paper's form (softmax(E), Eq. 3) instead of "
+                 "the code's softmax(max(E) − E)."),
     task="digit_scenes",
     arms={**{arm: NetArm(SegNet, {"head": head}) for arm, head in ARMS.items()},
           **{arm: NetArm(SegNet, {"head": head, "cam_form": "paper"}) for arm, head in PAPER_FORM_ARMS.items()}},

@@ -51,8 +51,8 @@ register_experiment(Experiment(
     description=("Why Inception loses on the noisy multi-scale digits: the plain stack (two 3×3 per stage) vs the same "
                  "stack with one spatial conv per stage (1×1 → 3×3, widths "
                  f"{ONE_SPATIAL_WIDTHS}, same parameters and FLOPs) vs InceptionNet, whose branches have at most one "
-                 "spatial conv per stage; and two controls with one spatial conv per stage at the plain stack's 37-px receptive field "
-                 "(the 3×3 dilated 2; one 5×5 per stage, narrower), same parameters and FLOPs."),
+                 "spatial conv per stage; and two controls with one spatial conv per stage at the plain stack's "
+                 "37-px receptive field (the 3×3 dilated 2; one 5×5 per stage, narrower), same parameters and FLOPs."),
     task="multiscale_digits",
     task_kwargs={"noise": NOISE, "digit_size": DIGIT_SIZE},
     arms={"plain": ARMS["plain"],
