@@ -191,3 +191,51 @@ def test_bad_arguments():
         PositionAttention(4, reduction=8)
     with pytest.raises(ValueError, match="ChannelSelfAttention"):
         ChannelSelfAttention(0)
+
+
+# --------------------------------------------------------------------------- CAM: the paper's form and the code's
+def cam_paper_reference(block: ChannelSelfAttention, x: torch.Tensor) -> torch.Tensor:
+    """CAM as the paper's Eq. 3 writes it, by hand: S_ij = exp(E_ij) / Σ_k exp(E_ik), out = S·A, y = γ·out + x."""
+    b, c, h, w = x.shape
+    a = x.reshape(b, c, h * w)
+    energy = torch.einsum("bin,bjn->bij", a, a)
+    s = torch.exp(energy - energy.amax(-1, keepdim=True))  # the row shift cancels in the ratio
+    s = s / s.sum(-1, keepdim=True)
+    return (block.gamma * torch.einsum("bij,bjn->bin", s, a) + a).reshape(b, c, h, w)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 5), st.integers(1, 5), st.integers(2, 12), st.integers(0, 99))
+def test_cam_paper_form_equals_eq3_and_the_code_form_the_code(b, h, w, c, seed):
+    x = torch.randn(b, c, h, w, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    paper = randomized(ChannelSelfAttention(c, form="paper").double(), seed)
+    code = randomized(ChannelSelfAttention(c, form="code").double(), seed)
+    assert_close(paper(x), cam_paper_reference(paper, x), rtol=1e-6, atol=1e-6)
+    assert_close(code(x), cam_reference(code, x), rtol=1e-6, atol=1e-6)
+    a = x.reshape(b, c, -1)
+    energy = a @ a.transpose(1, 2)
+    assert_close(paper.attention_maps(x)["channel"], torch.softmax(energy, -1), rtol=1e-10, atol=1e-12)
+    assert_close(code.attention_maps(x)["channel"], torch.softmax(-energy, -1), rtol=1e-10, atol=1e-12)
+
+
+def test_cam_forms_differ_and_the_default_is_the_code():
+    x = torch.randn(2, 8, 4, 4, generator=torch.Generator().manual_seed(0))
+    assert ChannelSelfAttention(8).form == "code"
+    paper = ChannelSelfAttention(8, form="paper").attention_maps(x)["channel"]
+    code = ChannelSelfAttention(8).attention_maps(x)["channel"]
+    assert not torch.allclose(paper, code)
+    # the paper's form puts each channel's largest weight on itself (E_ii = |A_i|² is the row's largest for these
+    # inputs' near-orthogonal channels); the code's form puts its smallest there
+    assert (paper.diagonal(dim1=1, dim2=2) == paper.amax(-1)).all()
+    assert (code.diagonal(dim1=1, dim2=2) == code.amin(-1)).all()
+    assert "form='paper'" in repr(ChannelSelfAttention(8, form="paper"))
+    with pytest.raises(ValueError, match="ChannelSelfAttention.*form"):
+        ChannelSelfAttention(8, form="Paper")
+    with pytest.raises(ValueError, match="cam_naive"):
+        cam_naive(x, form="both")
+
+
+def test_cam_paper_form_gradcheck():
+    block = randomized(ChannelSelfAttention(6, form="paper").double(), 1)
+    x = torch.randn(2, 6, 3, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(block, (x,), eps=1e-6, atol=1e-5, rtol=1e-3)

@@ -216,3 +216,43 @@ def test_plain_net_rejects_bad_kernels(kernels):
 def test_plain_net_rejects_bad_widths():
     with pytest.raises(ValueError, match=r"PlainNet: widths\[1\]"):
         PlainNet(1, 10, widths=(8, 0, 8))
+
+
+# --------------------------------------------------------------------------- the receptive-field controls (module 01)
+def test_receptive_field_by_hand():
+    from attncourse.models.inception import receptive_field
+
+    # stem 3×3 → 3; stage 1: two 3×3 → 7; pool 3×3 s2 → 9 (jump 2); stage 2 → 17; pool → 21 (jump 4); stage 3 → 37
+    assert receptive_field(PlainNet(1, 10)) == 37
+    assert receptive_field(InceptionNet(1, 10)) == 37  # the 5×5 path: 3 → 7 → 9 → 17 → 21 → 37
+    assert receptive_field(PlainNet(1, 10, widths=ONE_SPATIAL_WIDTHS, kernels=(1, 3))) == 23  # 3 → 5 → 7 → 11 → 15 → 23
+    assert receptive_field(PlainNet(1, 10, kernels=(3,), dilation=3)) == 3 + 6 + 2 + 12 + 4 + 24
+    assert receptive_field(nn.Sequential(nn.Conv2d(1, 1, 3, stride=2), nn.Conv2d(1, 1, 3))) == 7
+    assert receptive_field(InceptionBlock(4, 2, 2, 2, 2, 2, 2, kernel5=7)) == 7
+
+
+def test_the_receptive_field_controls_are_fair():
+    """one_spatial_dilated / one_spatial_5x5: one spatial conv per stage (behind a 1×1) like one_spatial, the plain
+    stack's and Inception's 37 px, and the plain stack's parameters and FLOPs within 2 %."""
+    from attncourse.models.inception import receptive_field
+    from attncourse.experiments import get_experiment
+
+    exp = get_experiment("inception_spatial_depth")
+    task = type("T", (), {"in_channels": 1, "num_classes": 10})()
+    nets = {arm: exp.arms[arm](task).eval() for arm in exp.arms}
+    x = torch.randn(2, 1, 40, 40)
+    rf = {arm: receptive_field(n) for arm, n in nets.items()}
+    assert rf == {"plain": 37, "one_spatial": 23, "inception": 37, "one_spatial_dilated": 37, "one_spatial_5x5": 37}
+    p, f = ac.count_params(nets["plain"]), ac.count_flops(nets["plain"], x)
+    for arm in ("one_spatial_dilated", "one_spatial_5x5"):
+        convs = [m for m in nets[arm].blocks.modules() if isinstance(m, nn.Conv2d)]
+        assert [c.kernel_size[0] for c in convs] == [1, nets[arm].kernels[1]] * 3  # one spatial conv per stage
+        assert abs(ac.count_params(nets[arm]) / p - 1) < 0.02 and abs(ac.count_flops(nets[arm], x) / f - 1) < 0.02
+        assert nets[arm](x).shape == (2, 10)
+    # the dilated control is one_spatial with only the dilation changed: the same tensors, the same cost
+    dil, one = nets["one_spatial_dilated"], nets["one_spatial"]
+    assert [t.shape for t in dil.state_dict().values()] == [t.shape for t in one.state_dict().values()]
+    assert ac.count_flops(dil, x) == ac.count_flops(one, x)
+    assert [m.dilation for m in dil.blocks.modules() if isinstance(m, nn.Conv2d)] == [(1, 1), (2, 2)] * 3
+    with pytest.raises(ValueError, match="PlainNet: dilation"):
+        PlainNet(1, 10, dilation=0)

@@ -91,3 +91,36 @@ def test_make_task_and_to(task):
 def test_bad_arguments_are_named(kwargs, match):
     with pytest.raises(ValueError, match=f"digit_tracklets: invalid {match}"):
         digit_tracklets(64, 64, **kwargs)
+
+
+# --------------------------------------------------------------------------- the partial-occlusion variant (module 08)
+def test_partial_occlusion_hides_parts_of_every_frame_and_no_whole_frame():
+    """sta_tracklets_partial's task: every frame has exactly one band (a quarter or half of its rows) hidden, no frame
+    is clear or wholly hidden, and almost every row of a tracklet is visible in some frame — the case where per-region
+    frame choice (STA) can see the whole digit and a per-frame weight cannot pick a clean frame."""
+    from attncourse.experiments import get_experiment
+    from attncourse.experiments.sta import PARTIAL_OCCLUSION
+
+    exp, ref = get_experiment("sta_tracklets_partial"), get_experiment("sta_tracklets")
+    assert exp.task == ref.task and exp.task_kwargs == PARTIAL_OCCLUSION and ref.task_kwargs == {}
+    assert exp.arms == ref.arms and (exp.fit_kwargs, exp.epochs_scale) == (ref.fit_kwargs, ref.epochs_scale)
+    part = digit_tracklets(640, 320, seed=0, **PARTIAL_OCCLUSION)
+    for occluded in (part.occluded_train, part.occluded_test):
+        frac = occluded.float().mean(-1)  # [N, T]: hidden share of each frame's rows
+        h = occluded.shape[-1]
+        assert set(frac.unique().tolist()) == {(h // 4) / h, (h // 2) / h}
+        rows = occluded.int()
+        assert ((rows[..., 1:] - rows[..., :-1]) == 1).sum(-1).le(1).all()  # one contiguous band per frame
+        assert occluded.all(1).float().mean() < 0.1  # a row hidden in every frame of its tracklet is rare (~5 %)
+    # the same digits, cameras and identities as the default task: only the occluders differ
+    base = digit_tracklets(640, 320, seed=0)
+    assert torch.equal(part.y_test, base.y_test) and torch.equal(part.cam_test, base.cam_test)
+    both_clear = ~(part.occluded_test | base.occluded_test)[:, :, None, :, None].expand_as(part.x_test)
+    assert torch.equal(part.x_test[both_clear], base.x_test[both_clear])
+
+
+def test_clear_frame_default_keeps_a_clear_frame_even_at_full_occlusion():
+    t = digit_tracklets(320, 160, seed=2, occlusion=1.0)
+    assert ((t.occluded_train.any(-1)).sum(1) < t.frames).all()
+    with pytest.raises(ValueError, match="digit_tracklets: invalid clear_frame"):
+        digit_tracklets(64, 64, clear_frame=1)

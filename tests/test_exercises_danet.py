@@ -58,7 +58,7 @@ def _e(a):
 
 
 @pytest.mark.parametrize("mutant,hint", [
-    (lambda a: _e(a).softmax(-1), "sign is flipped"),
+    (lambda a: _e(a).softmax(-1), "the paper's equation"),
     (lambda a: (_e(a) - _e(a).amax(-1, keepdim=True)).softmax(-1), None),
     (lambda a: (_e(a).amax(-1, keepdim=True) - _e(a)).softmax(1), "wrong axis"),
     (lambda a: (a.transpose(1, 2) @ a).softmax(-1), "position × position"),
@@ -120,7 +120,7 @@ MISTAKES = {
                          (lambda q, k: _energy(q, k).softmax(1), "wrong axis"),
                          (lambda q, k: _energy(q, k), "softmax is missing"),
                          (lambda q, k: (q @ k.transpose(1, 2)).softmax(-1), "over channels")],
-    "06.cam_attention": [(lambda a: _e(a).softmax(-1), "sign is flipped"),
+    "06.cam_attention": [(lambda a: _e(a).softmax(-1), "the paper's equation"),
                          (lambda a: (_e(a).amax(-1, keepdim=True) - _e(a)).softmax(1), "wrong axis"),
                          (lambda a: (a.transpose(1, 2) @ a).softmax(-1), "position × position")],
     "06.parallel_fusion": [(lambda x, p, c: c(p(x)), "in series"), (lambda x, p, c: (p(x) + c(x)) / 2, "averaged"),

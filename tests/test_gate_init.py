@@ -257,7 +257,8 @@ def test_cbam_init_is_registered_with_mixed_compares_recipe():
     exp, ref = get_experiment("cbam_init"), get_experiment("mixed_compare")
     assert exp.module == "05_cbam" and exp.task == ref.task == "cluttered_digits"
     assert (exp.task_kwargs, exp.fit_kwargs, exp.epochs_scale) == (ref.task_kwargs, ref.fit_kwargs, ref.epochs_scale)
-    assert list(exp.arms) == ["baseline", "cbam", "cbam_init2", "se", "se_init2"]
+    assert list(exp.arms) == ["baseline", "cbam", "cbam_init2", "se", "se_init2", "se_avgmax", "se_avgmax_init2",
+                              "cbam_avg", "cbam_avg_init2"]
     for arm, block in (("cbam_init2", "cbam"), ("se_init2", "se")):
         assert exp.arms[arm].attention == block
         assert exp.arms[arm].attention_kwargs == {"reduction": ref.arms["cbam"].attention_kwargs["reduction"],
@@ -272,7 +273,8 @@ def test_cbam_init_shares_the_baseline_cbam_and_se_jobs_with_mixed_compare(profi
         for arm in ("baseline", "cbam", "se"):
             assert Job("cbam_init", arm, seed, p).id == Job("mixed_compare", arm, seed, p).id, arm
         ids = {Job("cbam_init", arm, seed, p).id for arm in get_experiment("cbam_init").arms}
-        assert len(ids) == 5  # the shifted arms are jobs of their own
+        assert len(ids) == 9  # the shifted arms are jobs of their own
+        assert Job("cbam_init", "se_avgmax", seed, p).id == Job("senet_cluttered", "se_avgmax", seed, p).id
 
 
 def test_cbam_init_arms_build_the_shifted_blocks():
@@ -286,3 +288,34 @@ def test_cbam_init_arms_build_the_shifted_blocks():
     assert sum(isinstance(m, SpatialAttention) for m in net.modules()) == 3
     plain = exp.arms["cbam"](task)
     assert all(float(m.bn.bias.detach()) == 0.0 for m in plain.modules() if isinstance(m, SpatialAttention))
+
+
+# --------------------------------------------------------------------------- separating the init from the descriptor
+def test_the_descriptor_arms_cross_descriptor_and_init():
+    """se_avgmax(_init2) is SE with CBAM's avg+max descriptor, cbam_avg(_init2) CBAM with SE's avg-only one: each
+    differs from its block's recorded arm in the descriptor only (same parameters), and from the other of its pair in
+    the gate's start only (the logits shifted by exactly init_logit for every input)."""
+    exp = get_experiment("cbam_init")
+    task = SimpleNamespace(in_channels=3, num_classes=10)
+    nets = {arm: exp.arms[arm](task) for arm in exp.arms}
+
+    def blocks(arm, cls):
+        return [m for m in nets[arm].modules() if type(m) is cls]
+
+    n_params = {arm: sum(p.numel() for p in net.parameters()) for arm, net in nets.items()}
+    assert n_params["se_avgmax"] == n_params["se_avgmax_init2"] == n_params["se"] == n_params["se_init2"]
+    assert n_params["cbam_avg"] == n_params["cbam_avg_init2"] == n_params["cbam"] == n_params["cbam_init2"]
+    assert all(b.squeeze == "avgmax" for arm in ("se_avgmax", "se_avgmax_init2") for b in blocks(arm, SEBlock))
+    for arm in ("cbam_avg", "cbam_avg_init2"):
+        assert [b.channel.pools for b in blocks(arm, CBAM)] == [("avg",)] * 3
+    assert [b.channel.pools for b in blocks("cbam", CBAM)] == [("avg", "max")] * 3
+    # the logits of a pair differ by init_logit for any input (same seed, same random weights)
+    x = _x()
+    for block, kwargs in (("se_avgmax", {}), ("cbam", {"pools": ("avg",)})):
+        torch.manual_seed(0)
+        default = create_block(block, C, reduction=4, **kwargs).eval()
+        torch.manual_seed(0)
+        shifted = create_block(block, C, reduction=4, init_logit=2.0, **kwargs).eval()
+        gate = (lambda b, t: b.weights(t)) if block == "se_avgmax" else (lambda b, t: b.channel.weights(t))
+        logit = lambda g: torch.log(g / (1 - g))  # noqa: E731
+        assert_close(logit(gate(shifted, x)), logit(gate(default, x)) + 2.0, rtol=1e-4, atol=1e-4)

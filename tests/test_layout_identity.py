@@ -111,11 +111,25 @@ CHECKPOINTS = sorted(RECORDED.glob("*/*.pt"))
 
 @pytest.mark.parametrize("path", CHECKPOINTS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_recorded_checkpoint_loads(path):
-    """Every recorded checkpoint still loads, strictly, into the model today's code builds for its arm."""
+    """Every recorded checkpoint still loads, strictly, into the model today's code builds for its arm — or is
+    refused because the arm's block declared a new ``spec_revision`` since it was trained (its training changed, so
+    the old weights are not the arm's any more: they wait to be retrained, and ``load_or_train`` says so)."""
+    import torch
+
     import attncourse as ac
+    from attncourse.experiments import CheckpointMismatch, arm_spec, get_experiment
 
     arm, _, profile = path.name[:-len(".pt")].partition(".")  # <arm>.pt is the full profile, <arm>.<profile>.pt others
     profile = profile or "full"
+    recorded_spec = torch.load(path, map_location="cpu", weights_only=False)["provenance"].get("arm_spec")
+    spec_now = arm_spec(get_experiment(path.parent.name).arms[arm])
+    if recorded_spec not in (None, spec_now):
+        import re
+        unrevised = re.sub(r", revisions?=(\{[^}]*\}|\d+)\)$", ")", spec_now)
+        assert unrevised == re.sub(r", revisions?=(\{[^}]*\}|\d+)\)$", ")", recorded_spec), (spec_now, recorded_spec)
+        with pytest.raises(CheckpointMismatch, match="trained for"):
+            ac.load_trained(path.parent.name, arm, profile=profile)
+        return
     model = ac.load_trained(path.parent.name, arm, profile=profile)
     assert model.provenance["source"] == "recorded"
     assert Path(model.provenance["path"]).resolve() == path.resolve()

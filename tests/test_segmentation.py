@@ -104,7 +104,10 @@ def test_evaluate_streams_to_the_whole_split_reference(objective, tiny):
         mask = tiny.size_test == size
         iou = iou_per_class(confusion_matrix(pred[mask], y[mask], 11))[1:]
         expected = float(iou[~iou.isnan()].mean())
-        assert got[f"miou_{name}"] == pytest.approx(expected, abs=1e-12)
+        assert got[f"digit_pixel_miou_{name}"] == pytest.approx(expected, abs=1e-12)
+        scene = (tiny.size_test == size) | (tiny.size_test == 0)  # the other size's digit pixels left out
+        iou = iou_per_class(confusion_matrix(pred[scene], y[scene], 11))[1:]
+        assert got[f"scene_miou_{name}"] == pytest.approx(float(iou[~iou.isnan()].mean()), abs=1e-12)
         assert got[f"accuracy_{name}"] == pytest.approx(float((pred[mask] == y[mask]).double().mean()), abs=1e-12)
     assert len(got["iou"]) == 11
 
@@ -113,7 +116,8 @@ def test_evaluate_streams_to_the_whole_split_reference(objective, tiny):
 def test_a_perfect_model_scores_one(objective, tiny, stride):
     got = objective.evaluate(Oracle(tiny, stride), tiny, batch_size=10, amp=False, channels_last=False)
     if stride == 1:
-        assert got["miou"] == 1.0 and got["pixel_accuracy"] == 1.0 and got["miou_large"] == 1.0
+        assert got["miou"] == 1.0 and got["pixel_accuracy"] == 1.0
+        assert got["scene_miou_large"] == got["scene_miou_small"] == got["digit_pixel_miou_large"] == 1.0
     else:  # a 4× coarser map loses the thin parts: still far above chance, below perfect
         assert 0.3 < got["miou"] < 1.0
 
@@ -131,7 +135,8 @@ def test_fit_trains_a_segmentation_model_end_to_end(tiny):
     hist = fit(model, tiny, epochs=4, batch_size=16, lr=1e-2, progress=False, device="cpu", seed=0)
     assert hist.metric == "miou" and len(hist.test_acc) == 4
     assert hist.test_acc == [m["miou"] for m in hist.test_metrics]
-    assert {"loss", "miou", "pixel_accuracy", "iou", "miou_small", "miou_large"} <= set(hist.test_metrics[-1])
+    assert {"loss", "miou", "pixel_accuracy", "iou", "scene_miou_small", "scene_miou_large", "digit_pixel_miou_small",
+            "digit_pixel_miou_large"} <= set(hist.test_metrics[-1])
     assert hist.train_loss[-1] < hist.train_loss[0]
     # better than labelling everything background: that scores IoU = (background share) for background and 0
     # for every digit class present, so its mIoU is that share over the number of classes present
@@ -202,7 +207,8 @@ def test_predict_labels_and_the_experiment(tiny):
     from attncourse.experiments import get_experiment
 
     exp = get_experiment("danet_scenes")
-    assert list(exp.arms) == ["fcn", "pam", "cam", "danet", "cbam_series"] and exp.task == "digit_scenes"
+    assert list(exp.arms) == ["fcn", "pam", "cam", "danet", "cbam_series", "fcn_two_branch", "cam_paper",
+                              "danet_paper"] and exp.task == "digit_scenes"
     model = exp.arms["danet"](tiny)
     labels = predict_labels(model, tiny.x_test[:5])
     assert labels.shape == (5, 48, 48) and labels.dtype == torch.int64 and int(labels.max()) < 11
@@ -231,13 +237,91 @@ def test_pictures(tiny):
 def test_size_table_reads_every_runs_final_metrics():
     from attncourse.experiments.danet import size_table
 
-    def run(miou, large, small):
-        return {"history": {"test_metrics": [{"miou": 0.0}, {"miou": miou, "miou_large": large, "miou_small": small,
-                                                             "pixel_accuracy": 0.9}]}}
+    def run(miou, large, small, scene=None):  # runs recorded before the rename stored miou_large / miou_small
+        final = {"miou": miou, "miou_large": large, "miou_small": small, "pixel_accuracy": 0.9}
+        if scene is not None:
+            final = {"miou": miou, "digit_pixel_miou_large": large, "digit_pixel_miou_small": small,
+                     "scene_miou_large": scene[0], "scene_miou_small": scene[1], "pixel_accuracy": 0.9}
+        return {"history": {"test_metrics": [{"miou": 0.0}, final]}}
 
-    results = {"arms": {"fcn": {"runs": [run(0.5, 0.6, 0.2), run(0.7, 0.8, 0.4)]}, "danet": {"runs": [run(0.9, 0.95, 0.3)]}}}
+    results = {"arms": {"fcn": {"runs": [run(0.5, 0.6, 0.2), run(0.7, 0.8, 0.4)]},
+                        "danet": {"runs": [run(0.9, 0.95, 0.3, scene=(0.5, 0.1))]}}}
     fcn, danet = size_table(results)
     assert fcn["arm"] == "fcn" and fcn["n"] == 2
     assert fcn["miou"] == pytest.approx(0.6) and fcn["miou_std"] == pytest.approx(0.1414, abs=1e-4)
-    assert fcn["miou_large"] == pytest.approx(0.7) and fcn["miou_small"] == pytest.approx(0.3)
-    assert danet["miou_large"] == 0.95 and danet["miou_large_std"] == 0.0
+    assert fcn["digit_pixel_miou_large"] == pytest.approx(0.7) and fcn["digit_pixel_miou_small"] == pytest.approx(0.3)
+    assert math.isnan(fcn["scene_miou_large"]) and "miou_large" not in fcn  # not recorded then, and no old name
+    assert danet["digit_pixel_miou_large"] == 0.95 and danet["digit_pixel_miou_large_std"] == 0.0
+    assert danet["scene_miou_large"] == 0.5 and danet["scene_miou_small"] == 0.1
+
+
+def test_cam_form_reaches_the_heads_with_cam():
+    from attncourse.blocks.dual import ChannelSelfAttention
+
+    def forms(net):
+        return [m.form for m in net.modules() if isinstance(m, ChannelSelfAttention)]
+
+    assert forms(SegNet(1, 11, head="cam")) == ["code"] and forms(SegNet(1, 11, head="danet")) == ["code"]
+    assert forms(SegNet(1, 11, head="cam", cam_form="paper")) == ["paper"]
+    assert forms(SegNet(1, 11, head="danet", cam_form="paper")) == ["paper"]
+    with pytest.raises(ValueError, match="SegNet: cam_form"):
+        SegNet(1, 11, head="pam", cam_form="paper")
+    with pytest.raises(ValueError, match="SegNet: cam_form"):
+        SegNet(1, 11, head="cam", cam_form="eq3")
+
+
+def test_danet_scenes_paper_form_arms_leave_the_recorded_arms_unchanged():
+    """The new arms add ``cam_form="paper"``; the recorded arms keep their exact specs (so their job ids)."""
+    from attncourse.experiments import arm_spec, get_experiment
+
+    arms = get_experiment("danet_scenes").arms
+    for arm in ("fcn", "pam", "cam", "danet", "cbam_series"):
+        assert arm_spec(arms[arm]) == f"NetArm(attncourse.segmentation_models.SegNet, {{'head': {arm!r}}})"
+    assert arms["cam_paper"].kwargs == {"head": "cam", "cam_form": "paper"}
+    assert arms["danet_paper"].kwargs == {"head": "danet", "cam_form": "paper"}
+
+
+def test_the_two_branch_plain_head_is_danet_without_attention_at_its_parameters():
+    """The control for DANet's second conv branch: two plain branches summed, DANet's parameters within 1 %."""
+    from attncourse.cost import count_flops, count_params
+    from attncourse.experiments import get_experiment
+
+    exp = get_experiment("danet_scenes")
+    task = type("T", (), {"in_channels": 1, "num_classes": 11})()
+    control, danet, fcn = (exp.arms[a](task) for a in ("fcn_two_branch", "danet", "fcn"))
+    assert len(control.head.branches) == len(danet.head.branches) == 2 and len(fcn.head.branches) == 1
+    assert all(isinstance(b.attention, nn.Identity) for b in control.head.branches)
+    assert abs(count_params(control) / count_params(danet) - 1) < 0.01
+    assert count_params(control) / count_params(fcn) - 1 > 0.12  # the second branch is what DANet adds in size
+    # the convolutions are DANet's; only the attention's own matrix products (PAM's N×N) are missing
+    flops = {name: count_flops(m, (1, 1, 48, 48)) for name, m in (("control", control), ("danet", danet), ("fcn", fcn))}
+    assert flops["fcn"] < flops["control"] < flops["danet"]
+
+
+class PaintOneClass(nn.Module):
+    """Paints every pixel of a scene with the class of that scene's large (or small) digit: a model that "finds" the
+    digit by labelling the whole image."""
+
+    def __init__(self, task, size: int):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(()))
+        self.table = {}
+        for x, y, s in zip(task.x_test, task.y_test, task.size_test):
+            cls = y[(s == size) & (y != IGNORE_INDEX)]
+            self.table[bytes(x.numpy().tobytes())] = int(cls.mode().values) if len(cls) else 0
+
+    def forward(self, x):
+        cls = torch.tensor([self.table[bytes((x[i] * 255).round().to(torch.uint8).numpy().tobytes())]
+                            for i in range(len(x))])
+        return F.one_hot(cls, 11).float()[:, :, None, None].expand(-1, -1, *x.shape[-2:]) * 10 + self.w
+
+
+@pytest.mark.parametrize("size, name", [(2, "large"), (1, "small")])
+def test_painting_the_whole_scene_with_the_digits_class_is_not_a_perfect_size_score(objective, tiny, size, name):
+    """The digit-pixel mIoU cannot see false positives on the background: the painting scores 1.0 on it for the
+    large digits (one per scene). The scene mIoU counts them: the painting scores the digits' share of the scene."""
+    got = objective.evaluate(PaintOneClass(tiny, size), tiny, batch_size=10, amp=False, channels_last=False)
+    if name == "large":
+        assert got["digit_pixel_miou_large"] > 0.99  # blind to the painted background (labels near edges may differ)
+    assert got[f"scene_miou_{name}"] < 0.5
+    assert got[f"scene_miou_{name}"] < got[f"digit_pixel_miou_{name}"]

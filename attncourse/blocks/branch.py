@@ -124,7 +124,13 @@ class SelectiveKernel(nn.Module):
     Shape flow: ``[N, C, H, W] → M × [N, C', H', W'] → weights [N, M, C', 1, 1] → [N, C', H', W']``.
     Equal to ``timm.layers.SelectiveKernel(C, kernel_size=[3, 5, …], rd_channels=d, split_input=False)``
     under the mapping ``branches.m.{0,1} ↔ paths.m.{conv,bn}``, ``attn.* ↔ attn.*``.
+
+    Init (the paper prescribes none): the branch convs Kaiming-normal (fan-out, ReLU), the init of ResNet-style
+    backbones' convs (torchvision's, and the course backbones' own — an SK unit replaces such a conv, so it starts
+    like one); every BatchNorm scale 1, shift 0; the fuse and select FCs PyTorch's default.
     """
+
+    spec_revision = 1  # 1: inside a backbone the branch convs keep Kaiming (were reset to PyTorch's default, ~0.41×)
 
     def __init__(self, channels: int, out_channels: int | None = None, num_branches: int = 2, groups: int = 1,
                  dilation: int = 1, stride: int = 1, reduction: float = 16, reduced_channels: int | None = None,
@@ -502,7 +508,12 @@ class SplitAttention(nn.Module):
 
     Equal to ``timm.layers.SplitAttn(C, radix=R, groups=G, norm_layer=nn.BatchNorm2d)`` with the same hidden
     width, parameter names identical (``conv, bn0, fc1, bn1, fc2``).
+
+    Init: the split conv Kaiming-normal (fan-out, ReLU), as the official ResNeSt network initialises its convs
+    (normal with std √(2 / (k²·C_out))); BatchNorms scale 1, shift 0; the attention FCs PyTorch's default.
     """
+
+    spec_revision = 1  # 1: inside a backbone the split conv keeps Kaiming (was reset to PyTorch's default)
 
     def __init__(self, channels: int, out_channels: int | None = None, radix: int = 2, cardinality: int = 1,
                  kernel_size: int = 3, stride: int = 1, dilation: int = 1, reduction: float = 4,

@@ -52,10 +52,15 @@ class GlobalContext(nn.Module):
         pool: ``"att"`` (softmax context, the paper) or ``"avg"`` (global average pooling: an SE-like context).
         eps: LayerNorm epsilon; 1e-5 as ``nn.LayerNorm([C/r, 1, 1])`` in the official code (timm uses 1e-6).
 
-    Init as the official code (``last_zero_init`` for both transforms): the mask conv Kaiming-normal (fan_in);
-    the last conv of each transform zero (weight and bias). With ``fuse="add"`` the block starts as the
-    identity; with ``fuse="mul"`` as ``x · σ(0) = x / 2``.
+    Init as the official code's ``reset_parameters`` (``kaiming_init(conv_mask, mode="fan_in")`` and
+    ``last_zero_init`` for both transforms): the mask conv Kaiming-normal (fan_in), bias 0; the first conv of each
+    transform PyTorch's default (the official block leaves it to ``nn.Conv2d``), LayerNorm scale 1 and shift 0; the
+    last conv of each transform zero (weight and bias). With ``fuse="add"`` the block starts as the identity; with
+    ``fuse="mul"`` as ``x · σ(0) = x / 2``. :meth:`reset_parameters` sets every parameter of the block, so it starts
+    the same inside a backbone as on its own.
     """
+
+    spec_revision = 1  # 1: inside a backbone the transforms' first conv keeps this init (was re-drawn Kaiming, ~10×)
 
     def __init__(self, channels: int, reduction: float = 16, reduced_channels: int | None = None, fuse: str = "add",
                  pool: str = "att", eps: float = 1e-5):
@@ -82,6 +87,8 @@ class GlobalContext(nn.Module):
             nn.init.zeros_(self.conv_mask.bias)
         for transform in (self.channel_add, self.channel_mul):
             if transform is not None:
+                transform[0].reset_parameters()
+                transform[1].reset_parameters()
                 nn.init.zeros_(transform[-1].weight)
                 nn.init.zeros_(transform[-1].bias)
 
@@ -143,9 +150,10 @@ class CrissCrossAttention(nn.Module):
         self.query = nn.Conv2d(channels, d, 1)
         self.key = nn.Conv2d(channels, d, 1)
         self.value = nn.Conv2d(channels, channels, 1)
-        self.gamma = nn.Parameter(torch.zeros(1))
+        self.gamma = nn.Parameter(torch.zeros(1))  # built at the init reset_parameters applies
 
     def reset_parameters(self) -> None:
+        """As the official code: the query/key/value convs PyTorch's default, γ = 0 (the identity at init)."""
         for conv in (self.query, self.key, self.value):
             conv.reset_parameters()
         nn.init.zeros_(self.gamma)
@@ -292,7 +300,14 @@ class GloRe(nn.Module):
         out = x + BN(conv(Y))           [B, C, H, W] (BN γ = 0: identity at init)
 
     ``m = num_mid`` defaults to ``C/4`` as in the official ResNet-50. Cost O(N·m²): linear in N.
+
+    Init: the output BatchNorm (the official code's "blocker", which it marks to be zero-initialised) scale and shift
+    0, so the unit starts as the identity; every conv (state, projection, both GCN convs, extension) PyTorch's
+    default (the official unit sets none of its own). :meth:`reset_parameters` sets every parameter, so the unit
+    starts the same inside a backbone as on its own.
     """
+
+    spec_revision = 1  # 1: inside a backbone its convs keep this init (were re-drawn Kaiming, 1.7–4.9×)
 
     def __init__(self, channels: int, num_mid: int | None = None, normalize: bool = False):
         super().__init__()
@@ -309,6 +324,9 @@ class GloRe(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        for conv in (self.conv_state, self.conv_proj, self.gcn_node, self.gcn_state, self.conv_extend):
+            conv.reset_parameters()
+        self.blocker.reset_parameters()
         nn.init.zeros_(self.blocker.weight)
         nn.init.zeros_(self.blocker.bias)
 

@@ -17,7 +17,7 @@ arXiv:1809.02983. The facts below follow the paper and the authors' code (``junf
 
     A = x.view(B, C, N)              → [B, C, N]
     E = A Aᵀ                         → [B, C, C]   channel affinity
-    S = softmax(max_j E − E) per row → [B, C, C]   as the authors' code
+    S = softmax(max_j E − E) per row → [B, C, C]   as the authors' code (the paper's Eq. 3: softmax(E))
     out = S · A                      → [B, C, N] → [B, C, H, W]
     y = γ · out + x                  γ = 0 at init
 
@@ -26,8 +26,12 @@ row, and ``max_j E_ij`` is one number per row ``i``. What the shift does in numb
 ``exp(·) / Σ exp(·)``, ``exp(−E)`` underflows to 0 in every entry of a row whose energies are all large (then
 0 / 0 = nan), while ``exp(max − E)`` starts from ``exp(0) = 1``; it does not bound the exponent, though
 (``max − E`` reaches ``max − min``, which overflows above ~88 in float32). PyTorch's ``softmax`` subtracts the
-row maximum of its own input internally, so with it both forms are safe. Note the minus sign: a channel puts
-most weight on the channels it is *least* similar to — the code's behaviour, kept here.
+row maximum of its own input internally, so with it both forms are safe.
+
+**Paper vs code.** The paper's Eq. 3 is ``S = softmax(E)``: a channel attends most to the channels *most* similar to
+it. The authors' code computes ``softmax(max(E) − E) = softmax(−E)``: the *least* similar. The max is a shift; the
+minus sign is not — the two are different functions. ``ChannelSelfAttention(C, form="code")`` (the default, what
+the recorded models trained) is the code's form; ``form="paper"`` is Eq. 3.
 
 Efficient PAM: ``F.scaled_dot_product_attention(q, k, v, scale=1.0)`` with q/k/v contiguous
 ``[B, 1, N, ·]`` tokens (``scale=1.0`` because PAM has no scale; SDPA's default would be ``d**-0.5``); the
@@ -57,7 +61,8 @@ from torch import nn
 from . import register_block
 from ._common import check_input, picture_helper, reduced_width
 
-__all__ = ["PositionAttention", "ChannelSelfAttention", "PAM", "CAM", "pam_naive", "cam_naive", "DANET_PAPER"]
+__all__ = ["PositionAttention", "ChannelSelfAttention", "PAM", "CAM", "pam_naive", "cam_naive", "CAM_FORMS",
+           "DANET_PAPER"]
 
 DANET_PAPER = "Dual Attention Network for Scene Segmentation (arXiv:1809.02983)"
 IMPLEMENTATIONS = ("efficient", "naive")
@@ -77,12 +82,19 @@ def pam_naive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.
     return out.view(b, c, h, w), attention
 
 
-def cam_naive(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The CAM aggregation: ``(S·A as [B, C, H, W], S [B, C, C])`` with ``S = softmax(max(E) − E)``, ``E = A Aᵀ``."""
+CAM_FORMS = ("code", "paper")
+
+
+def cam_naive(x: torch.Tensor, form: str = "code") -> tuple[torch.Tensor, torch.Tensor]:
+    """The CAM aggregation: ``(S·A as [B, C, H, W], S [B, C, C])`` with ``E = A Aᵀ`` and ``S = softmax(max(E) − E)``
+    (``form="code"``, the authors' code) or ``S = softmax(E)`` (``form="paper"``, the paper's Eq. 3)."""
+    if form not in CAM_FORMS:
+        raise ValueError(f"cam_naive: form must be one of {CAM_FORMS}, got {form!r}")
     b, c, h, w = x.shape
     a = x.reshape(b, c, h * w)
     energy = torch.bmm(a, a.transpose(1, 2))  # [B, C, C]
-    energy = energy.amax(dim=-1, keepdim=True) - energy
+    if form == "code":
+        energy = energy.amax(dim=-1, keepdim=True) - energy
     attention = energy.softmax(dim=-1)
     return torch.bmm(attention, a).view(b, c, h, w), attention
 
@@ -152,14 +164,20 @@ class ChannelSelfAttention(nn.Module):
 
     Args:
         channels: input (and output) channels ``C``.
+        form: ``"code"`` (default) — ``S = softmax(max(E) − E) = softmax(−E)``, the authors' code, what the
+            recorded models trained — or ``"paper"`` — ``S = softmax(E)``, the paper's Eq. 3 (module docstring).
 
     Shape: ``[B, C, H, W] → [B, C, H, W]``. ``attention_maps(x)`` returns ``{"channel": S [B, C, C]}``.
     """
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, form: str = "code"):
         super().__init__()
-        reduced_width(type(self).__name__, channels, 1)  # validates channels
-        self.channels = channels
+        name = type(self).__name__
+        reduced_width(name, channels, 1)  # validates channels
+        if form not in CAM_FORMS:
+            raise ValueError(f"{name}: form must be one of {CAM_FORMS} (the authors' code or the paper's Eq. 3), "
+                             f"got {form!r}")
+        self.channels, self.form = channels, form
         self.gamma = nn.Parameter(torch.zeros(1))
         self.reset_parameters()
 
@@ -169,13 +187,16 @@ class ChannelSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x, self.channels)
-        return self.gamma.to(x.dtype) * cam_naive(x)[0].to(x.dtype) + x
+        return self.gamma.to(x.dtype) * cam_naive(x, self.form)[0].to(x.dtype) + x
 
     @picture_helper
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"channel": S}``, ``S [B, C, C]``: row ``c`` is how channel ``c`` mixes the others."""
         check_input(self, x, self.channels)
-        return {"channel": cam_naive(x)[1]}
+        return {"channel": cam_naive(x, self.form)[1]}
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, form={self.form!r}"
 
 
 PAM, CAM = PositionAttention, ChannelSelfAttention

@@ -42,12 +42,15 @@ def _positive(block: str, **values) -> None:
 class ConvBNReLU(nn.Module):
     """k×k conv ("same" padding) → BatchNorm → ReLU, as torchvision's ``BasicConv2d`` (conv without bias, BN eps=0.001).
 
-    With ``use_bn=False`` it is conv (with bias) → ReLU, as in the original GoogLeNet.
+    With ``use_bn=False`` it is conv (with bias) → ReLU, as in the original GoogLeNet. ``dilation`` spreads the
+    kernel's taps (padding ``dilation·(k // 2)`` keeps the size).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, use_bn: bool = True):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, use_bn: bool = True,
+                 dilation: int = 1):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=not use_bn)
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=dilation * (kernel_size // 2),
+                              dilation=dilation, bias=not use_bn)
         self.bn = nn.BatchNorm2d(out_channels, eps=0.001) if use_bn else nn.Identity()
         self.act = nn.ReLU(inplace=True)
 

@@ -232,7 +232,8 @@ class CBAM(nn.Module):
     """Convolutional Block Attention Module: channel attention, then spatial attention.
 
     Args:
-        channels, reduction, reduced_channels, bias: of the :class:`ChannelAttention` (``r = 16`` in the paper).
+        channels, reduction, reduced_channels, bias, pools: of the :class:`ChannelAttention` (``r = 16``, avg and max
+            pooling in the paper; ``pools=("avg",)`` gives the channel gate SE's descriptor).
         kernel_size, spatial_order, norm, bn_momentum: of the :class:`SpatialAttention` (``k = 7``, ``"max_mean"``,
             BN momentum 0.01).
         order: ``"channel_spatial"`` (the paper's block: ``y = x'·Ms(x')`` with ``x' = x·Mc(x)``),
@@ -250,7 +251,8 @@ class CBAM(nn.Module):
 
     def __init__(self, channels: int, reduction: float = 16, kernel_size: int = 7, order: str = "channel_spatial",
                  reduced_channels: int | None = None, spatial_order: str = "max_mean", bias: bool = True,
-                 norm: bool = True, bn_momentum: float = 0.01, init_logit: float = 0.0):
+                 norm: bool = True, bn_momentum: float = 0.01, init_logit: float = 0.0,
+                 pools: Sequence[str] = ("avg", "max")):
         super().__init__()
         name = type(self).__name__
         _check_choice(name, "order", order, CBAM_ORDERS)
@@ -259,11 +261,14 @@ class CBAM(nn.Module):
         if self.init_logit != 0 and not bias:
             raise ValueError(f"{name}: init_logit={init_logit!r} sets the channel MLP's last bias, so it needs bias=True")
         self.channels, self.order = channels, order
-        self.channel = ChannelAttention(channels, reduction, reduced_channels, bias=bias, init_logit=self.init_logit)
+        self.channel = ChannelAttention(channels, reduction, reduced_channels, pools=pools, bias=bias,
+                                        init_logit=self.init_logit)
         self.spatial = SpatialAttention(channels, kernel_size, spatial_order, norm, bn_momentum=bn_momentum,
                                         init_logit=self.init_logit)
+        # each half initialised itself as it was built (the same init reset_parameters applies)
 
     def reset_parameters(self) -> None:
+        """Each half's own (official) init: see :class:`ChannelAttention` and :class:`SpatialAttention`."""
         self.channel.reset_parameters()
         self.spatial.reset_parameters()
 

@@ -372,7 +372,13 @@ class AsymmetricNonLocal2d(nn.Module):
     The N×N matrix becomes N×S: O(N·S·d) time and memory, linear in N. The output is a fusion of
     ``cat[context, x]`` (as the official code), not a residual sum, so the block is not the identity at
     init. ``psp_sizes=None`` keeps all N keys (OCNet's base-OC: quadratic).
+
+    Init as the official blocks (ANN's APNB and OCNet's self-attention block), which set only ``W``: ``W`` zero
+    (weight and bias); every other conv PyTorch's default, every BatchNorm scale 1, shift 0.
+    :meth:`reset_parameters` sets every parameter, so the block starts the same inside a backbone as on its own.
     """
+
+    spec_revision = 1  # 1: inside a backbone the key/value/fuse convs keep this init (was re-drawn Kaiming, ~3.5×)
 
     def __init__(self, channels: int, key_channels: int | None = None, value_channels: int | None = None,
                  psp_sizes: Sequence[int] | None = (1, 3, 6, 8), dropout: float = 0.05,
@@ -399,6 +405,8 @@ class AsymmetricNonLocal2d(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        for m in (self.f_key[0], self.f_key[1], self.f_value, self.fuse[0], self.fuse[1]):
+            m.reset_parameters()
         nn.init.zeros_(self.W.weight)
         nn.init.zeros_(self.W.bias)
 

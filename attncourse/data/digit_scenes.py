@@ -150,7 +150,7 @@ def digit_scenes(n_train: int = 6000, n_test: int = 1500, *, canvas: int = 48, l
                      f"over the whole map, so the labels of one large digit can agree. The small digits "
                      f"({small_size[0]}-{small_size[1]} px) fit inside the receptive field, so context is not what they "
                      f"lack; at output stride 4 they cover only a few feature pixels, which limits every arm alike. "
-                     f"mIoU by digit size (miou_large, miou_small) separates the two effects."))
+                     f"mIoU by digit size (scene_miou_large, scene_miou_small) separates the two effects."))
     classes = ["background", *DIGIT_CLASSES]
     return SceneTask(name, out["train"][0], out["train"][1], out["test"][0], out["test"][1], 11, classes,
                      out["train"][2], out["test"][2], out["train"][3], out["test"][3], info)

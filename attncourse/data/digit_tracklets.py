@@ -135,7 +135,7 @@ def _split_tracklets(split: str, n_frames: int, frames: int, per_identity: int, 
 
 
 def _render_split(plan: dict, *, frames, height, width, digit_height, shift, scale, rotation, occlusion, whole,
-                  clutter_scale, rng) -> tuple[torch.Tensor, torch.Tensor]:
+                  clutter_scale, clear_frame, rng) -> tuple[torch.Tensor, torch.Tensor]:
     images, _ = _digits()
     n, t = len(plan["label"]), frames
     src = torch.from_numpy(images[plan["source"]])                         # [n, 8, 8]
@@ -174,7 +174,8 @@ def _render_split(plan: dict, *, frames, height, width, digit_height, shift, sca
     hit = rng.uniform(size=(n, t)) < occlusion
     none_left = hit.all(1)
     keep = rng.integers(0, t, size=n)
-    hit[none_left, keep[none_left]] = False                       # every tracklet keeps at least one clear frame
+    if clear_frame:                                               # every tracklet keeps at least one clear frame
+        hit[none_left, keep[none_left]] = False
     is_whole = rng.uniform(size=(n, t)) < whole
     band = np.where(rng.uniform(size=(n, t)) < 0.5, height // 4, height // 2)
     band_top = (rng.uniform(size=(n, t)) * (height - band + 1)).astype(int)
@@ -198,12 +199,18 @@ def _render_split(plan: dict, *, frames, height, width, digit_height, shift, sca
 def digit_tracklets(n_train: int = 8000, n_test: int = 2000, *, seed: int = 0, frames: int = 4, height: int = 32,
                     width: int = 16, cameras: int = 3, tracklets_per_identity: int = 4, occlusion: float = 0.35,
                     whole: float = 0.25, shift: float = 1.0, scale: float = 0.05, rotation: float = 5.0,
-                    digit_height: tuple[float, float] = (0.7, 0.85), clutter: int = 0) -> TrackletTask:
+                    digit_height: tuple[float, float] = (0.7, 0.85), clutter: int = 0,
+                    clear_frame: bool = True) -> TrackletTask:
     """Tracklets of individual handwritten digits under several cameras, with jitter, occlusion and clutter.
 
     ``n_train`` / ``n_test`` count frames (``n // frames`` tracklets). ``occlusion``: the chance that a frame
     is occluded; of those, ``whole`` are wholly covered, the rest over a band of a quarter or half of the
-    height. ``clutter`` adds fragments to every camera's count. See the module docstring for the protocol.
+    height. ``clutter`` adds fragments to every camera's count. ``clear_frame`` (default) keeps at least one frame
+    of every tracklet free of occlusion; ``clear_frame=False`` with ``occlusion=1`` and ``whole=0`` is the
+    partial-occlusion variant: every frame has one band hidden, no frame is clear or wholly hidden, so only a model
+    that takes each region from the frames where it is visible (STA) can see the whole digit; a per-frame weight
+    (temporal attention) cannot pick a clean frame. The random draws are the same either way. See the module
+    docstring for the protocol.
 
     Why: a re-ID model must recognise *this* digit, not its class, from frames that are each incomplete.
     Averaging frames (temporal average pooling) mixes the grey obstacle into every body region of the clip;
@@ -224,6 +231,7 @@ def digit_tracklets(n_train: int = 8000, n_test: int = 2000, *, seed: int = 0, f
     lo, hi = digit_height
     _require(0 < lo <= hi <= 1, name, "digit_height", f"needs 0 < min <= max <= 1 (fractions of height), got {digit_height}")
     _require(_is_int(clutter) and clutter >= 0, name, "clutter", f"must be a non-negative int, got {clutter!r}")
+    _require(isinstance(clear_frame, bool), name, "clear_frame", f"must be a bool, got {clear_frame!r}")
 
     out = {}
     for split, n, offset in (("train", n_train, 0), ("test", n_test, 1)):
@@ -231,13 +239,14 @@ def digit_tracklets(n_train: int = 8000, n_test: int = 2000, *, seed: int = 0, f
         plan = _split_tracklets(split, n, frames, tracklets_per_identity, cameras, rng)
         x, occ = _render_split(plan, frames=frames, height=height, width=width, digit_height=digit_height,
                                shift=shift, scale=scale, rotation=rotation, occlusion=occlusion, whole=whole,
-                               clutter_scale=clutter, rng=rng)
+                               clutter_scale=clutter, clear_frame=clear_frame, rng=rng)
         out[split] = (x, plan, occ)
     (xtr, ptr, otr), (xte, pte, ote) = out["train"], out["test"]
     long = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.int64)  # noqa: E731
     info = dict(frames=frames, height=height, width=width, cameras=cameras, tracklets_per_identity=tracklets_per_identity,
                 occlusion=occlusion, whole=whole, shift=shift, scale=scale, rotation=rotation, digit_height=digit_height,
-                clutter=clutter, seed=seed, train_identities=ptr["n_ids"], test_identities=pte["n_ids"],
+                clutter=clutter, clear_frame=clear_frame,
+                seed=seed, train_identities=ptr["n_ids"], test_identities=pte["n_ids"],
                 counts="n_train and n_test count frames", attention="spatial-temporal",
                 why=("An identity is one individual handwritten digit, recognised across cameras from clips whose "
                      "frames are each jittered and often partly or wholly hidden by a grey obstacle. Temporal "

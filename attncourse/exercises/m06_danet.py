@@ -104,7 +104,8 @@ def _case_cam(learner, b, c, n, seed, scale=1.0) -> str | None:
                 f"relates channels: A [B, C, N] times Aᵀ [B, N, C] gives [B, C, C]")
     expected = (energy.amax(-1, keepdim=True) - energy).softmax(-1)
     mistakes = {
-        "softmax(E): the sign is flipped. DANet's code takes softmax(max(E) − E), which equals softmax(−E)":
+        "softmax(E): that is the paper's equation (Eq. 3); this exercise asks for the code's form, "
+        "softmax(max(E) − E), which equals softmax(−E)":
             energy.softmax(-1),
         "softmax(E − max(E)) is softmax(E): the code subtracts the OTHER way round, max(E) − E":
             (energy - energy.amax(-1, keepdim=True)).softmax(-1),

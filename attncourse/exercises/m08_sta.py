@@ -219,7 +219,9 @@ register_question(
     explanation=("The spatial map is normalised within each frame: g = energy / (the frame's total energy). Frame 2 has "
                  "the same energy as frame 1 in region 2 but less in total (regions 3 and 4 are empty), so region 2 "
                  "holds a larger share of frame 2's map — its score is higher, and it wins region 2. Frames 3 and 4 "
-                 "have no energy in region 2 and score 0 there. STA ranks frames by where their energy lies, not by "
+                 "have zero features in region 2 in this question, so no energy there and a score of 0 (a "
+                 "real occluder is not zero: the course's grey, noisy obstacle keeps some energy). STA ranks "
+                 "frames by where their energy lies, not by "
                  "how much there is: a frame that is hidden elsewhere is favoured in the regions it still shows."))
 
 

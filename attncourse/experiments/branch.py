@@ -11,7 +11,11 @@ replaced (nothing is added), at the plain conv's FLOPs:
 * ``condconv`` — 4 experts, sigmoid routing (4× the conv's weights, the same FLOPs: CondConv's trade);
 * ``dynamic_conv`` — 4 kernels, softmax attention, τ annealed 30 → 1 over the first quarter of training by
   ``fit``'s generic ``set_training_progress`` hook;
-* ``split_attn`` — ResNeSt split attention, radix 2, cardinality 1, hidden width ``max(C/2, 8)``.
+* ``split_attn`` — ResNeSt split attention, radix 2, cardinality 1, hidden width ``max(C/2, 8)``;
+* the matched-parameter controls: CondConv and DynamicConv carry about 2.9× the plain net's parameters (their
+  experts), so at equal FLOPs they are not at equal cost. ``plain_wide`` is the plain net widened to their
+  parameters (widths ``PLAIN_WIDE_WIDTHS``); ``condconv_narrow`` and ``dynamic_conv_narrow`` are the same 4-expert
+  convs in a net narrowed to the plain net's parameters (widths ``NARROW_WIDTHS``), all within 1 %.
 
 Why these task keywords, not ``multiscale_digits``' defaults: on the defaults (8–38 px, noise 0.1) the full
 profile is saturated — a plain CNN reaches ~98 % (module 01's ``inception_multiscale``, 2-core CPU, one seed), so
@@ -46,6 +50,19 @@ ARMS = {
 }
 
 
+#: widths giving the plain BranchResNet the parameters of the 4-expert CondConv / DynamicConv arms (within 1 %)
+PLAIN_WIDE_WIDTHS = (27, 54, 109)
+#: widths giving the 4-expert CondConv / DynamicConv BranchResNet the plain arm's parameters (within 1 %)
+NARROW_WIDTHS = (9, 20, 37)
+
+#: arm name → (conv, its keyword arguments, widths): the matched-parameter controls
+MATCHED_PARAMS_ARMS = {
+    "plain_wide": ("plain", {}, PLAIN_WIDE_WIDTHS),
+    "condconv_narrow": ("condconv", ARMS["condconv"][1], NARROW_WIDTHS),
+    "dynamic_conv_narrow": ("dynamic_conv", ARMS["dynamic_conv"][1], NARROW_WIDTHS),
+}
+
+
 def branch_net(task, conv: str = "sk") -> BranchResNet:
     """The network of arm ``conv`` of ``branch_multiscale`` for ``task``."""
     c, kw = ARMS[conv]
@@ -57,10 +74,13 @@ register_experiment(Experiment(
     description=(f"Multi-scale digits with heavy noise ({DIGIT_SIZE[0]}–{DIGIT_SIZE[1]} px on 40×40, noise {NOISE}; the "
                  "default task is saturated at ~98 % for a plain CNN): BranchResNet with its 3×3 conv replaced — plain vs "
                  "SK (2 branches, 2 groups each) vs CondConv (4 experts) vs DynamicConv (4 kernels, τ 30→1) vs split "
-                 "attention (radix 2) — at the plain conv's FLOPs."),
+                 "attention (radix 2) — at the plain conv's FLOPs; and at matched parameters: the plain net "
+                 "widened to CondConv's parameters, CondConv and DynamicConv in a net narrowed to the plain net's."),
     task="multiscale_digits",
     task_kwargs={"noise": NOISE, "digit_size": DIGIT_SIZE},
-    arms={arm: NetArm(BranchResNet, {"conv": c, "conv_kwargs": kw}) for arm, (c, kw) in ARMS.items()},
+    arms={**{arm: NetArm(BranchResNet, {"conv": c, "conv_kwargs": kw}) for arm, (c, kw) in ARMS.items()},
+          **{arm: NetArm(BranchResNet, {"conv": c, "conv_kwargs": kw, "widths": w})
+             for arm, (c, kw, w) in MATCHED_PARAMS_ARMS.items()}},
     module="07_sknet",
 ))
 

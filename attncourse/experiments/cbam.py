@@ -211,9 +211,16 @@ INIT_LOGIT = 2.0
 INIT_ARMS = {"baseline": ("none", 0.0), "cbam": ("cbam", 0.0), "cbam_init2": ("cbam", INIT_LOGIT),
              "se": ("se", 0.0), "se_init2": ("se", INIT_LOGIT)}
 
+#: the arms that separate the initialisation from the channel descriptor: a 2 × 2 design per block, descriptor
+#: (avg | avg + max) × gate init (σ(0) | σ(2)). SE with CBAM's avg + max descriptor, and CBAM with SE's avg-only
+#: descriptor, each at both inits. se_avgmax is senet_cluttered's run (same job); the other three train.
+DESCRIPTOR_ARMS = {"se_avgmax": ("se_avgmax", 0.0, None), "se_avgmax_init2": ("se_avgmax", INIT_LOGIT, None),
+                   "cbam_avg": ("cbam", 0.0, ("avg",)), "cbam_avg_init2": ("cbam", INIT_LOGIT, ("avg",))}
 
-def _init_arm(block: str, init_logit: float) -> BackboneArm:
-    kwargs = {"reduction": MIXED_REDUCTION, **({"init_logit": init_logit} if init_logit else {})}
+
+def _init_arm(block: str, init_logit: float, pools: tuple[str, ...] | None = None) -> BackboneArm:
+    kwargs = {"reduction": MIXED_REDUCTION, **({"init_logit": init_logit} if init_logit else {}),
+              **({"pools": pools} if pools is not None else {})}
     return BackboneArm(block, kwargs)
 
 
@@ -224,8 +231,10 @@ register_experiment(Experiment(
                  f"branch by about 0.25 (SE's single gate: 0.5). CBAM and SE with their gate logits shifted by "
                  f"+{INIT_LOGIT:g} at initialisation (init_logit, gates near σ({INIT_LOGIT:g}) ≈ 0.88) against the same "
                  f"blocks at the default init and the baseline; r={MIXED_REDUCTION}, mixed_compare's recipe (its "
-                 "baseline, cbam and se runs are shared)."),
+                 "baseline, cbam and se runs are shared). To separate the init from the descriptor: SE with CBAM's "
+                 "avg+max descriptor and CBAM with SE's avg-only descriptor, each at both inits."),
     task="cluttered_digits",
-    arms={arm: _init_arm(block, logit) for arm, (block, logit) in INIT_ARMS.items()},
+    arms={**{arm: _init_arm(block, logit) for arm, (block, logit) in INIT_ARMS.items()},
+          **{arm: _init_arm(*spec) for arm, spec in DESCRIPTOR_ARMS.items()}},
     module="05_cbam",
 ))

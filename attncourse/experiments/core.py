@@ -90,7 +90,8 @@ def arm_spec(builder) -> str:
     A baseline (``attention="none"``) ignores its attention keywords, so they are dropped: the baseline of
     every experiment on the same task and recipe is one and the same run. A block class whose default training
     behaviour changed says so with a ``spec_revision`` attribute (e.g. CBAM's spatial BN momentum, revision 1);
-    it enters the spec, so runs recorded before the change are not mistaken for runs of the new code.
+    it enters the spec, so runs recorded before the change are not mistaken for runs of the new code. A
+    :class:`NetArm` names the revisions of the blocks it builds by name (its ``attention`` / ``conv`` keywords).
     """
     if isinstance(builder, BackboneArm):
         from ..blocks import get_block_spec
@@ -99,8 +100,19 @@ def arm_spec(builder) -> str:
         revision = getattr(get_block_spec(builder.attention).factory, "spec_revision", 0)
         return f"BackboneArm({builder.attention!r}, {kwargs!r}" + (f", revision={revision})" if revision else ")")
     if isinstance(builder, NetArm):
-        return repr(builder)
+        revisions = _net_arm_revisions(builder)
+        return repr(builder)[:-1] + f", revisions={revisions!r})" if revisions else repr(builder)
     raise TypeError(f"arm builder {builder!r} has no stable description; use BackboneArm or NetArm")
+
+
+def _net_arm_revisions(builder: NetArm) -> dict[str, int]:
+    """The non-zero ``spec_revision`` of the registered blocks a :class:`NetArm` builds by name (its ``attention``
+    and ``conv`` keywords, e.g. ``NetArm(BranchResNet, {"conv": "sk"})``), keyed by block name."""
+    from ..blocks import BLOCKS
+
+    names = [builder.kwargs.get(key) for key in ("attention", "conv")]
+    revisions = {n: getattr(BLOCKS[n].factory, "spec_revision", 0) for n in names if isinstance(n, str) and n in BLOCKS}
+    return {n: r for n, r in sorted(revisions.items()) if r}
 
 
 def register_experiment(exp: Experiment) -> Experiment:

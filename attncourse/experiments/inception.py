@@ -8,11 +8,15 @@
 * ``inception_spatial_depth`` — the ablation behind inception_noisy's result (Inception below the plain stack):
   every Inception branch has at most one spatial conv per stage, behind a 1×1, where the plain stack has two 3×3.
   ``one_spatial`` is the plain stack rebuilt that way (1×1 → 3×3 per stage, wider, same parameters and FLOPs). Its
-  ``plain`` and ``inception`` arms are inception_noisy's runs (same job ids), so only the new arm trains. Measured
+  ``plain`` and ``inception`` arms are inception_noisy's runs (same job ids), so only the new arms train. Measured
   at the full profile over 3 seeds (2-core CPU): one_spatial 85.2 ± 0.6 %, the same as Inception's 85.2 ± 0.4 %,
-  against the plain stack's 87.2 ± 0.3 % — the single spatial layer per stage accounts for Inception's whole deficit.
+  against the plain stack's 87.2 ± 0.3 %. one_spatial also has a smaller receptive field (23 px; plain and Inception
+  37 px, :func:`~attncourse.blocks.inception.receptive_field`), so on its own it does not separate one spatial layer
+  per stage from a smaller receptive field. The two controls do: ``one_spatial_dilated`` (the 3×3 dilated 2, the same
+  parameters and FLOPs as one_spatial) and ``one_spatial_5x5`` (one 5×5 per stage, narrower, parameters and FLOPs
+  within 2 % of the plain stack) are one spatial layer per stage with the plain stack's 37 px.
 """
-from ..models import ONE_SPATIAL_WIDTHS, InceptionNet, PlainNet
+from ..models import ONE_SPATIAL_5X5_WIDTHS, ONE_SPATIAL_WIDTHS, InceptionNet, PlainNet
 from .branch import DIGIT_SIZE, NOISE
 from .core import Experiment, NetArm, register_experiment
 
@@ -47,11 +51,15 @@ register_experiment(Experiment(
     description=("Why Inception loses on the noisy multi-scale digits: the plain stack (two 3×3 per stage) vs the same "
                  "stack with one spatial conv per stage (1×1 → 3×3, widths "
                  f"{ONE_SPATIAL_WIDTHS}, same parameters and FLOPs) vs InceptionNet, whose branches have at most one "
-                 "spatial conv per stage."),
+                 "spatial conv per stage; and two controls with one spatial conv per stage at the plain stack's "
+                 "37-px receptive field (the 3×3 dilated 2; one 5×5 per stage, narrower), same parameters and FLOPs."),
     task="multiscale_digits",
     task_kwargs={"noise": NOISE, "digit_size": DIGIT_SIZE},
     arms={"plain": ARMS["plain"],
           "one_spatial": NetArm(PlainNet, {"widths": ONE_SPATIAL_WIDTHS, "kernels": (1, 3)}),
-          "inception": ARMS["inception"]},
+          "inception": ARMS["inception"],
+          # the receptive-field controls: one spatial layer per stage, 37 px like plain and Inception
+          "one_spatial_dilated": NetArm(PlainNet, {"widths": ONE_SPATIAL_WIDTHS, "kernels": (1, 3), "dilation": 2}),
+          "one_spatial_5x5": NetArm(PlainNet, {"widths": ONE_SPATIAL_5X5_WIDTHS, "kernels": (1, 5)})},
     module="01_inception",
 ))

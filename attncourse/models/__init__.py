@@ -13,15 +13,15 @@ A new task kind adds one file here (its network taking ``(in_channels, num_class
 re-exports its names below. ``receptive_field`` here is :class:`AttnResNet`'s; the segmentation network's is
 :func:`attncourse.models.segmentation.receptive_field`.
 """
-from .resnet import AttnResNet, BasicBlock, conv_bn, init_backbone, receptive_field
-from .inception import INCEPTION_NET_CONFIG, ONE_SPATIAL_WIDTHS, InceptionNet, PlainNet
+from .resnet import AttnResNet, BasicBlock, conv_bn, init_backbone, receptive_field, top_level_blocks
+from .inception import INCEPTION_NET_CONFIG, ONE_SPATIAL_5X5_WIDTHS, ONE_SPATIAL_WIDTHS, InceptionNet, PlainNet
 from .branch import (BRANCH_CONVS, BranchBasicBlock, BranchResNet, DeepStack, branch_weights, size_trend,
                      weight_by_size)
 from .segmentation import CBAM_REDUCTION, HEADS, Branch, DilatedFCN, DualHead, SegNet, conv_bn_relu
 from .reid import ReIDNet
 
-__all__ = ["AttnResNet", "BasicBlock", "conv_bn", "init_backbone", "receptive_field",
-           "INCEPTION_NET_CONFIG", "ONE_SPATIAL_WIDTHS", "InceptionNet", "PlainNet",
+__all__ = ["AttnResNet", "BasicBlock", "conv_bn", "init_backbone", "receptive_field", "top_level_blocks",
+           "INCEPTION_NET_CONFIG", "ONE_SPATIAL_WIDTHS", "ONE_SPATIAL_5X5_WIDTHS", "InceptionNet", "PlainNet",
            "BRANCH_CONVS", "BranchBasicBlock", "BranchResNet", "DeepStack", "branch_weights", "size_trend",
            "weight_by_size",
            "CBAM_REDUCTION", "HEADS", "Branch", "DilatedFCN", "DualHead", "SegNet", "conv_bn_relu",

@@ -14,9 +14,10 @@ import torch
 from torch import nn
 
 from ..blocks._common import check_batch_one_training, check_input
-from ..blocks.inception import ConvBNReLU, InceptionBlock, _init_convs, _positive
+from ..blocks.inception import ConvBNReLU, InceptionBlock, NaiveInceptionBlock, _init_convs, _positive
 
-__all__ = ["InceptionNet", "PlainNet", "ONE_SPATIAL_WIDTHS", "INCEPTION_NET_CONFIG"]
+__all__ = ["InceptionNet", "PlainNet", "ONE_SPATIAL_WIDTHS", "ONE_SPATIAL_5X5_WIDTHS", "INCEPTION_NET_CONFIG",
+           "receptive_field"]
 
 
 # Inception widths per block: (ch1x1, ch3x3_reduce, ch3x3, ch5x5_reduce, ch5x5, pool_proj), GoogLeNet's
@@ -102,18 +103,19 @@ class PlainNet(_StagedNet):
     arm_spec_name = "attncourse.blocks.inception.PlainNet"  # the name in arm specs and job ids: NetArm
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, widths=(18, 40, 64), stem_channels: int = 32,
-                 kernels=(3, 3)):
+                 kernels=(3, 3), dilation: int = 1):
         kernels = tuple(kernels)
         if not kernels or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 or k % 2 == 0 for k in kernels):
             raise ValueError(f"PlainNet: kernels must be a non-empty sequence of positive odd ints, got {kernels!r}")
         for i, w in enumerate(widths):
             _positive("PlainNet", **{f"widths[{i}]": w})
-        self.kernels = kernels
+        _positive("PlainNet", dilation=dilation)
+        self.kernels, self.dilation = kernels, dilation
 
         def make_stage(i, cin):
             layers, c = [], cin
             for k in kernels:
-                layers.append(ConvBNReLU(c, widths[i], k))
+                layers.append(ConvBNReLU(c, widths[i], k, dilation=dilation if k > 1 else 1))
                 c = widths[i]
             stage = nn.Sequential(*layers)
             _init_convs(stage)
@@ -125,3 +127,30 @@ class PlainNet(_StagedNet):
 # Widths that give PlainNet(kernels=(1, 3)) the default PlainNet's parameters and FLOPs (90.3 k vs 90.4 k params,
 # 54.8 M vs 55.5 M FLOPs on 40×40): the one-spatial-layer ablation of module 01.
 ONE_SPATIAL_WIDTHS = (26, 52, 76)
+# Widths that give PlainNet(kernels=(1, 5)) the same (91.0 k params, 55.3 M FLOPs on 40×40; widths in the ratio of
+# ONE_SPATIAL_WIDTHS): one 5×5 per stage, the plain stack's 37-px receptive field.
+ONE_SPATIAL_5X5_WIDTHS = (16, 32, 47)
+
+
+def _receptive(module: nn.Module, rf: int, jump: int) -> tuple[int, int]:
+    if isinstance(module, (nn.Conv2d, nn.MaxPool2d)):
+        k, s, d = (v if isinstance(v, int) else v[0] for v in (module.kernel_size, module.stride, module.dilation))
+        return rf + (k - 1) * d * jump, jump * s
+    if isinstance(module, (InceptionBlock, NaiveInceptionBlock)):  # branches side by side: the widest one counts
+        ends = [_receptive(b, rf, jump) for b in (module.branch1, module.branch2, module.branch3, module.branch4)]
+        return max(r for r, _ in ends), ends[0][1]
+    if isinstance(module, _StagedNet):
+        module = nn.Sequential(module.stem, module.blocks)
+    if isinstance(module, (nn.Sequential, ConvBNReLU)):
+        for child in module.children():
+            rf, jump = _receptive(child, rf, jump)
+    return rf, jump  # BN, ReLU, attention blocks: no spatial window of their own (attention is left out)
+
+
+def receptive_field(net: nn.Module) -> int:
+    """The theoretical receptive field (px) of one output position of ``net.features`` (an :class:`InceptionNet`,
+    :class:`PlainNet`, or one of their blocks): ``r ← r + (k − 1)·dilation·jump``, ``jump ← jump·stride`` over
+    the convolutions and max-pools in order, the widest branch of an Inception block. Attention blocks are left out.
+
+    Default nets on 40×40: PlainNet 37 px, InceptionNet 37 px (its 5×5 path), ``PlainNet(kernels=(1, 3))`` 23 px."""
+    return _receptive(net, 1, 1)[0]

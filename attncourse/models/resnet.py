@@ -23,7 +23,7 @@ from torch import nn
 from ..blocks import create_block, get_block_spec
 from ..blocks._common import check_batch_one_training, check_input
 
-__all__ = ["BasicBlock", "AttnResNet", "receptive_field"]
+__all__ = ["BasicBlock", "AttnResNet", "receptive_field", "init_backbone", "top_level_blocks"]
 
 
 def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
@@ -50,15 +50,35 @@ class BasicBlock(nn.Module):
         return self.act(out + self.shortcut(x))
 
 
+def top_level_blocks(model: nn.Module) -> list[nn.Module]:
+    """The attention blocks of ``model`` (modules of :mod:`attncourse.blocks`) that are not inside another one, in
+    module order. A block owns its whole subtree: its children (e.g. SK's branch convs) are its business."""
+    found: list[nn.Module] = []
+
+    def visit(module: nn.Module) -> None:
+        for child in module.children():
+            if child.__module__.startswith("attncourse.blocks") and hasattr(child, "reset_parameters"):
+                found.append(child)
+            else:
+                visit(child)
+
+    visit(model)
+    return found
+
+
 def init_backbone(model: nn.Module) -> None:
-    """The course backbones' initialisation: Kaiming-normal (fan-out, ReLU) for every conv, then every attention
-    block (a module of :mod:`attncourse.blocks`) re-applies its paper's own initialisation (e.g. zero-init gates)."""
+    """The course backbones' initialisation: Kaiming-normal (fan-out, ReLU) for every conv, then every *top-level*
+    attention block (:func:`top_level_blocks`) re-applies its own initialisation to its whole subtree, once.
+
+    So a block inside a backbone starts exactly as the same block built on its own (``tests/test_init_contract.py``):
+    its children are never re-initialised after it. Block convs are drawn by the Kaiming pass too and then
+    overwritten by their block; that keeps the random stream, so blocks whose init did not change draw the same
+    values as before."""
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-    for m in model.modules():
-        if m is not model and hasattr(m, "reset_parameters") and m.__module__.startswith("attncourse.blocks"):
-            m.reset_parameters()
+    for block in top_level_blocks(model):
+        block.reset_parameters()
 
 
 class AttnResNet(nn.Module):

@@ -10,6 +10,8 @@ miniature — and differs only in the head (:class:`SegNet`, ``head=``):
 ``"cam"``           the same branch with DANet's channel attention (CAM)
 ``"danet"``         DANet: a PAM branch and a CAM branch **in parallel**, their outputs summed
 ``"cbam_series"``   one branch with CBAM (channel → spatial gate **in series**), for the contrast
+``"fcn2"``          two plain branches in parallel, summed: DANet's head without its attention modules, the
+                    control for DANet's second conv branch (parameters within 1 % of DANet's)
 ==================  ===========================================================================
 
 Shape flow for a 48×48 scene (``widths=(16, 32, 64)``)::
@@ -33,12 +35,12 @@ from torch import nn
 
 from ..blocks import create_block
 from ..blocks._common import check_batch_one_training, check_input
-from ..blocks.dual import ChannelSelfAttention, PositionAttention
+from ..blocks.dual import CAM_FORMS, ChannelSelfAttention, PositionAttention
 from .resnet import init_backbone
 
 __all__ = ["DilatedFCN", "DualHead", "SegNet", "HEADS", "CBAM_REDUCTION", "receptive_field"]
 
-HEADS = ("fcn", "pam", "cam", "danet", "cbam_series")
+HEADS = ("fcn", "pam", "cam", "danet", "cbam_series", "fcn2")
 CBAM_REDUCTION = 4  # 16 head channels / 4 = 4 hidden units (r = 16 would leave 1), as the module 05 experiments
 
 
@@ -107,22 +109,29 @@ class SegNet(nn.Module):
         in_channels, num_classes: input channels; classes including the background.
         head: one of :data:`HEADS`.
         widths: the backbone's widths; the head works at ``widths[-1] // 4`` channels.
+        cam_form: CAM's attention for the ``"cam"`` and ``"danet"`` heads: ``"code"`` (default, the authors' code,
+            ``softmax(max(E) − E)``) or ``"paper"`` (Eq. 3, ``softmax(E)``); see :class:`ChannelSelfAttention`.
     """
 
     arm_spec_name = "attncourse.segmentation_models.SegNet"  # the name in arm specs and job ids: NetArm
 
     def __init__(self, in_channels: int = 1, num_classes: int = 11, head: str = "danet", widths=(16, 32, 64),
-                 dropout: float = 0.1):
+                 dropout: float = 0.1, cam_form: str = "code"):
         super().__init__()
         if head not in HEADS:
             raise ValueError(f"SegNet: head must be one of {HEADS}, got {head!r}")
+        if cam_form not in CAM_FORMS:
+            raise ValueError(f"SegNet: cam_form must be one of {CAM_FORMS}, got {cam_form!r}")
+        if cam_form != "code" and head not in ("cam", "danet"):
+            raise ValueError(f"SegNet: cam_form={cam_form!r} applies to the heads with CAM ('cam', 'danet'), "
+                             f"not to head={head!r}")
         self.head_name = head
         self.backbone = DilatedFCN(in_channels, widths)
         c = self.backbone.out_channels
         inner = max(1, c // 4)
-        attentions = {"fcn": [None], "pam": [PositionAttention(inner)], "cam": [ChannelSelfAttention(inner)],
-                      "danet": [PositionAttention(inner), ChannelSelfAttention(inner)],
-                      "cbam_series": [create_block("cbam", inner, reduction=CBAM_REDUCTION)]}[head]
+        attentions = {"fcn": [None], "pam": [PositionAttention(inner)], "cam": [ChannelSelfAttention(inner, cam_form)],
+                      "danet": [PositionAttention(inner), ChannelSelfAttention(inner, cam_form)],
+                      "cbam_series": [create_block("cbam", inner, reduction=CBAM_REDUCTION)], "fcn2": [None, None]}[head]
         self.head = DualHead(c, num_classes, attentions, inner, dropout)
         self.reset_parameters()
 

@@ -8,9 +8,16 @@
 * **training hits** — pixel accuracy over the non-ignored pixels.
 * **evaluation** — one confusion matrix accumulated batch by batch (never the split's dense outputs), then
   ``miou`` (the primary metric), ``pixel_accuracy`` and per-class ``iou`` (:mod:`attncourse.metrics.segmentation`).
-  Tasks with size maps (``size_test``: 1 = small digit, 2 = large digit) also get ``miou_small`` /
-  ``miou_large`` — the mean IoU over the digit classes, counted on the pixels of small (large) digits only — and
-  ``accuracy_small`` / ``accuracy_large``.
+  Tasks with size maps (``size_test``: 1 = small digit, 2 = large digit) also get, per size:
+
+  * ``scene_miou_small`` / ``scene_miou_large`` — a real IoU per size: the mean IoU over the digit classes on the
+    whole scene with the *other* size's digit pixels left out, so false positives on the background count (painting
+    the whole image with the digit's class scores its digit area over the scene's, not 1);
+  * ``digit_pixel_miou_small`` / ``digit_pixel_miou_large`` — the mean IoU over the digit classes counted on that
+    size's digit pixels only: it sees confusions between digit classes but no false positive on the background
+    (painting the whole image with the digit's class scores 1.0). Runs recorded before the rename stored it as
+    ``miou_small`` / ``miou_large``;
+  * ``accuracy_small`` / ``accuracy_large`` — the fraction of that size's digit pixels labelled correctly.
 """
 from __future__ import annotations
 
@@ -78,6 +85,7 @@ class Segmentation(Objective):
         sizes = getattr(task, "size_test", None)
         cm = torch.zeros(k, k, dtype=torch.int64)
         by_size = {b: torch.zeros(k, k, dtype=torch.int64) for b in SIZE_NAMES} if sizes is not None else {}
+        scene_by_size = {b: torch.zeros(k, k, dtype=torch.int64) for b in by_size}
         loss_sum, counted = 0.0, 0
         for where, out in iter_outputs(model, task.x_test, batch_size, amp=amp, channels_last=channels_last):
             y = task.y_test[where].to(out.device).long()
@@ -89,14 +97,18 @@ class Segmentation(Objective):
             pred = logits.argmax(1)
             cm += confusion_matrix(pred, y, k, ignore).cpu()
             for b in by_size:
-                mask = sizes[where].to(out.device) == b
+                size_map = sizes[where].to(out.device)
+                mask = size_map == b
                 by_size[b] += confusion_matrix(pred[mask], y[mask], k, ignore).cpu()
+                scene = ~((size_map != b) & (size_map != 0))  # the scene without the other sizes' digit pixels
+                scene_by_size[b] += confusion_matrix(pred[scene], y[scene], k, ignore).cpu()
         metrics = {"loss": loss_sum / counted if counted else float("nan"), **segmentation_scores(cm)}
         for b, name in SIZE_NAMES.items():
             if b in by_size:
                 c = by_size[b]
                 total = int(c.sum())
-                metrics[f"miou_{name}"] = _digit_miou(c)
+                metrics[f"scene_miou_{name}"] = _digit_miou(scene_by_size[b])
+                metrics[f"digit_pixel_miou_{name}"] = _digit_miou(c)
                 metrics[f"accuracy_{name}"] = float(c.diagonal().sum()) / total if total else math.nan
         return metrics
 
