@@ -20,7 +20,9 @@ An exercise is a *checker*: a generator taking the learner's object and yielding
 
 Scoring: ``points × passed cases / total cases`` (rounded to 0.01). The total number of cases is
 the number the checker yields for the reference ``solution`` (computed once and cached), so a learner
-whose code makes the checker stop early still gets the remaining cases marked as failed.
+whose code makes the checker stop early still gets the remaining cases marked as failed. A case marked
+as a side property (``side_property(run_case(...))``: input unchanged, gradients flow, shape, range, …)
+counts only once every value case of the exercise passed (:mod:`.side_properties`).
 
 Fair checkers (issue 17; ``tests/test_exercises_fairness.py`` holds every registered exercise to this):
 
@@ -67,6 +69,8 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import torch
 
+from .side_properties import earned_points, side_note
+
 __all__ = [
     "CaseResult", "Exercise", "EXERCISES", "register_exercise", "grade", "check", "score_summary",
     "list_exercises", "reset_scores", "run_case", "compare_tensors", "compare_numbers", "compare_number_cases",
@@ -88,6 +92,7 @@ class CaseResult:
     name: str
     passed: bool
     hint: str = ""
+    side: bool = False  # a side property: counts only once every value case passed (see side_properties.py)
 
 
 @dataclass
@@ -667,8 +672,7 @@ def _grade(key: str, learner: Any) -> tuple[float, float, list[CaseResult]]:
         results.extend(CaseResult(n, False, rest) for n in names[len(results):])
     n_cases = max(len(names), len(results))
     results.extend(CaseResult(n, False, "not run") for n in names[len(results):])
-    passed = sum(1 for r in results if r.passed)
-    earned = round(ex.points * passed / n_cases, 2) if n_cases else 0.0
+    earned = earned_points(ex.points, results, n_cases)
     return earned, ex.points, results
 
 
@@ -718,7 +722,7 @@ def check(key: str, learner: Any = _MISSING) -> float:
             _say(f"  ❌ all {len(results)} cases: {hint}")
         else:
             for r in results:
-                _say(f"  ✅ {r.name}" if r.passed else f"  ❌ {r.name}: {r.hint or 'failed'}")
+                _say(f"  ✅ {r.name}{side_note(r, results)}" if r.passed else f"  ❌ {r.name}: {r.hint or 'failed'}")
         _say(f"Points: {_fmt(earned)} / {_fmt(total)}")
         best = _SCOREBOARD.get(key, (0.0, total))[0]
         _SCOREBOARD[key] = (max(best, earned), total)

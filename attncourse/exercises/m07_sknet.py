@@ -20,6 +20,7 @@ from torch import nn
 
 from .core import (compare_tensors, gradient_flow, match_mistakes, register_exercise, register_question, run_case,
                    seeded_generator)
+from .side_properties import side_property
 
 __all__ = ["sk_fuse_select", "highway_layer", "condconv_kernels"]
 
@@ -113,7 +114,7 @@ def _case_sk_grad(learner):
 def _check_sk(learner):
     for n, m, c, hw, seed in [(2, 2, 8, (5, 5), 1), (3, 3, 6, (4, 7), 2), (1, 2, 4, (6, 3), 3)]:
         yield run_case(f"U [{n}, {m}, {c}, {hw[0]}, {hw[1]}]", _case_sk, learner, n, m, c, hw, seed)
-    yield run_case("gradient reaches every branch", _case_sk_grad, learner)
+    yield side_property(run_case("gradient reaches every branch", _case_sk_grad, learner))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -160,7 +161,7 @@ def _case_hw_grad(learner):
 def _check_hw(learner):
     for shape, seed in [((2, 4, 5, 5), 1), ((1, 6, 3, 7), 2), ((3, 2, 4, 4), 3)]:
         yield run_case(f"x {list(shape)}", _case_hw, learner, shape, seed)
-    yield run_case("gradient reaches x", _case_hw_grad, learner)
+    yield side_property(run_case("gradient reaches x", _case_hw_grad, learner))
 
 
 # --------------------------------------------------------------------------------------------------

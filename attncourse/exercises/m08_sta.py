@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .core import compare_gradient, compare_tensors, register_exercise, register_question, run_case, seeded_generator
+from .side_properties import side_property
 
 __all__ = ["spatial_map", "region_scores", "sta_fusion"]
 
@@ -109,7 +110,7 @@ def _case_map_grad(learner) -> str | None:
 def _check_spatial_map(learner):
     for shape, seed in [((2, 4, 8, 8, 4), 1), ((1, 3, 5, 6, 2), 2), ((3, 1, 16, 4, 3), 3)]:
         yield run_case(f"g for f {list(shape)} -> [N, T, H, W]", _case_map, learner, shape, seed)
-    yield run_case("gradient flows back to f", _case_map_grad, learner)
+    yield side_property(run_case("gradient flows back to f", _case_map_grad, learner))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -202,7 +203,7 @@ def _case_fusion_grad(learner) -> str | None:
 def _check_fusion(learner):
     for shape, k, seed in [((2, 4, 3, 8, 4), 4, 1), ((1, 3, 5, 12, 2), 4, 2), ((2, 5, 2, 6, 3), 2, 3)]:
         yield run_case(f"f {list(shape)}, K={k} -> [N, 2C, H, W]", _case_fusion, learner, shape, k, seed)
-    yield run_case("gradient flows back to f", _case_fusion_grad, learner)
+    yield side_property(run_case("gradient flows back to f", _case_fusion_grad, learner))
 
 
 # --------------------------------------------------------------------------------------------------
