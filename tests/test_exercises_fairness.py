@@ -749,8 +749,14 @@ def _from_module_tests(name: str) -> dict[str, Fair]:
 
     mod = importlib.import_module(name)
     mistakes = getattr(mod, "MISTAKES_FOR_FAIRNESS", None) or mod.MISTAKES
-    return {key: Fair(dict(styles), {m[1]: Mistake(m[0], m[1], tuple(m[2:])) for m in mistakes.get(key, [])})
-            for key, styles in mod.CORRECT.items()}
+    def named(entries):  # keyed by the hint; two mutants with the same hint are told apart by their function
+        out = {}
+        for m in entries:
+            out[m[1] if m[1] not in out else f"{m[1]} ({getattr(m[0], '__name__', len(out))})"] = \
+                Mistake(m[0], m[1], tuple(m[2:]))
+        return out
+
+    return {key: Fair(dict(styles), named(mistakes.get(key, []))) for key, styles in mod.CORRECT.items()}
 
 
 for _module_tests in ("test_exercises_sknet", "test_exercises_danet", "test_exercises_sta"):

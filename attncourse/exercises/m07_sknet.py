@@ -56,13 +56,20 @@ def condconv_kernels(x: torch.Tensor, routing_fn, experts: torch.Tensor) -> torc
     return torch.einsum("ne,eoikl->noikl", r, experts)
 
 
-def _flow(forward, inputs, layers: nn.Module, **names) -> str | None:
+def _flow(forward, reference, inputs, layers: nn.Module, **names) -> str | None:
     """:func:`gradient_flow` to the input and every parameter of ``layers`` (the given layers: a weight computed
-    under ``torch.no_grad()`` or detached leaves them without a gradient, although the input still gets one)."""
+    under ``torch.no_grad()`` or detached leaves them without a gradient, although the input still gets one).
+
+    Layers without a gradient are reported only when the output is right (``reference(input)``): a wrong output
+    that does not use a layer is the value cases' to report, once."""
     hint = gradient_flow(forward, inputs, layers, **names)
-    if hint and hint.startswith("no gradient reached these parameters"):
-        hint = hint.replace("(are they used in forward?)",
-                            "(is their part computed under torch.no_grad() or detached, or not used at all?)")
+    if hint and hint.startswith(("no gradient reached these parameters", "these parameters get a zero gradient")):
+        with torch.no_grad():
+            right = all(isinstance(out, torch.Tensor) and out.shape == ref.shape and torch.allclose(out, ref, atol=1e-5)
+                        for x in inputs for out, ref in [(forward(x), reference(x))])
+        if not right:
+            return None
+        hint = hint.replace("(are they used in forward?)", "(is their part computed under torch.no_grad() or detached?)")
     return hint
 
 
@@ -132,7 +139,8 @@ def _case_sk(learner, n, m, c, hw, seed):
 def _case_sk_grad(learner):
     u, reduce, select = _sk_parts(2, 2, 6, (4, 5), 11)
     layers = nn.ModuleDict({"reduce": reduce, "select": select})
-    return _flow(lambda t: learner(t, reduce, select), [u], layers, input_name="U", output_name="V")
+    return _flow(lambda t: learner(t, reduce, select), lambda t: sk_fuse_select(t, reduce, select), [u], layers,
+                 input_name="U", output_name="V")
 
 
 @register_exercise("07.sk_fuse_select", title="SK: fuse the branches, select with a softmax across branches", points=4,
@@ -182,7 +190,8 @@ def _case_hw_grad(learner):
     transform, gate = _hw_parts(4, 7)
     x = torch.randn(2, 4, 5, 5, generator=seeded_generator(9))
     layers = nn.ModuleDict({"transform": transform, "gate": gate})
-    return _flow(lambda t: learner(t, transform, gate), [x], layers, output_name="y")
+    return _flow(lambda t: learner(t, transform, gate), lambda t: highway_layer(t, transform, gate), [x], layers,
+                 output_name="y")
 
 
 @register_exercise("07.highway_gate", title="Highway: y = H(x)·T(x) + x·(1 − T(x))", points=3, solution=highway_layer)
@@ -233,7 +242,8 @@ def _case_cc_grad(learner):
     x, routing_fn, experts = _cc_parts(2, 4, 6, 3, 3, 5)
     layers = nn.Module()
     layers.routing_fn, layers.experts = routing_fn, nn.Parameter(experts)
-    return _flow(lambda t: learner(t, routing_fn, layers.experts), [x], layers, output_name="the kernel tensor")
+    return _flow(lambda t: learner(t, routing_fn, layers.experts), lambda t: condconv_kernels(t, routing_fn, experts),
+                 [x], layers, output_name="the kernel tensor")
 
 
 @register_exercise("07.condconv_routing", title="CondConv: sigmoid routing from GAP, one mixed kernel per sample", points=3,
