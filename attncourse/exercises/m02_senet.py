@@ -351,7 +351,7 @@ def _check_excitation(learner):
     for c, r in [(16, 4), (24, 3)]:
         yield run_case(f"C={c}, r={r}: the weights equal σ(FC2(ReLU(FC1 z))) computed with your layers",
                        _case_excitation_values, learner, c, r)
-    yield run_case("a ReLU between the two FC layers", _case_excitation_nonlinear, learner, 16, 4)
+    yield side_property(run_case("a ReLU between the two FC layers", _case_excitation_nonlinear, learner, 16, 4))
     yield side_property(run_case("the bottleneck has C // r units", _case_excitation_bottleneck, learner, 32, 8))
     yield side_property(run_case("gradients reach z and every parameter", _case_excitation_grad, learner, 16, 4))
 

@@ -346,7 +346,7 @@ def _case_dot(learner, b, d, dv, n, m, seed) -> str | None:
 @register_exercise("04.dot_product_norm", title="Dot-product non-local: y = (θᵀφ / M) gᵀ", points=2,
                    solution=dot_product_nonlocal)
 def _check_dot(learner):
-    for b, d, dv, n, m, seed in [(2, 4, 3, 6, 10, 0), (1, 3, 5, 12, 3, 1), (3, 2, 2, 5, 5, 2)]:
+    for b, d, dv, n, m, seed in [(2, 4, 3, 6, 10, 0), (1, 3, 5, 12, 4, 1), (3, 2, 2, 5, 5, 2)]:
         yield run_case(f"θ [{b}, {d}, {n}], φ [{b}, {d}, {m}], g [{b}, {dv}, {m}] -> y [{b}, {n}, {dv}]", _case_dot,
                        learner, b, d, dv, n, m, seed)
 
