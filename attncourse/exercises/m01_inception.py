@@ -292,9 +292,10 @@ def _case_re_grad(learner) -> str | None:
                    solution=ReduceExpand)
 def _check_reduce_expand(learner):
     for cfg in _RE_CONFIGS:
-        yield side_property(run_case("parameters c_in·c_reduce + c_reduce·c_out·k² + BN for {}".format(cfg), _case_re_params,
-                       learner, *cfg))
-    yield side_property(run_case("shape [N, c_out, H, W] on an odd, non-square map", _case_re_shape, learner, 12, 4, 10, 3, 2, 9, 13))
+        yield side_property(run_case("parameters c_in·c_reduce + c_reduce·c_out·k² + BN for {}".format(cfg),
+                                     _case_re_params, learner, *cfg))
+    yield side_property(run_case("shape [N, c_out, H, W] on an odd, non-square map", _case_re_shape, learner,
+                                 12, 4, 10, 3, 2, 9, 13))
     yield side_property(run_case("shape with a 5×5 kernel and batch 1", _case_re_shape, learner, 20, 6, 8, 5, 1, 7, 5))
     for cfg in _RE_CONFIGS[:2]:
         yield run_case(f"behaviour {cfg}, training mode", _case_re_behaviour, learner, *cfg, True)

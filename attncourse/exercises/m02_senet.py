@@ -344,10 +344,11 @@ def _case_excitation_grad(learner, c: int, r: int) -> str | None:
 @register_exercise("02.excitation", title="Excitation: the SE bottleneck MLP as a module", points=4, solution=Excitation)
 def _check_excitation(learner):
     for c, r in [(16, 4), (64, 16), (32, 2)]:
-        yield side_property(run_case(f"parameter count 2C²/r + C/r + C for C={c}, r={r}", _case_excitation_params, learner, c, r))
+        yield side_property(run_case(f"parameter count 2C²/r + C/r + C for C={c}, r={r}", _case_excitation_params,
+                                     learner, c, r))
     for c, r, n in [(16, 4, 3), (64, 16, 1), (8, 2, 5)]:
         yield side_property(run_case(f"C={c}, r={r}, batch {n}: shape [N, C, 1, 1], values in (0, 1)",
-                       _case_excitation_output, learner, c, r, n))
+                                     _case_excitation_output, learner, c, r, n))
     for c, r in [(16, 4), (24, 3)]:
         yield run_case(f"C={c}, r={r}: the weights equal σ(FC2(ReLU(FC1 z))) computed with your layers",
                        _case_excitation_values, learner, c, r)

@@ -315,7 +315,8 @@ def _check_nonlocal_output(learner):
     for b, c, d, h, w, seed in [(2, 8, 4, 3, 5, 0), (1, 6, 3, 4, 4, 1), (3, 4, 2, 2, 7, 2)]:
         yield run_case(f"x [{b}, {c}, {h}, {w}], y [{b}, {h * w}, {d}] with random W and BN", _case_output_values, learner,
                        b, c, d, h, w, seed)
-    yield side_property(run_case("trainable from the initialisation (γ or W gets a gradient)", _case_output_grad, learner))
+    yield side_property(run_case("trainable from the initialisation (γ or W gets a gradient)", _case_output_grad,
+                                 learner))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -69,7 +69,8 @@ def _flow(forward, reference, inputs, layers: nn.Module, **names) -> str | None:
                         for x in inputs for out, ref in [(forward(x), reference(x))])
         if not right:
             return None
-        hint = hint.replace("(are they used in forward?)", "(is their part computed under torch.no_grad() or detached?)")
+        hint = hint.replace("(are they used in forward?)",
+                            "(is their part computed under torch.no_grad() or detached?)")
     return hint
 
 
@@ -90,8 +91,9 @@ class _Linear(nn.Module):
 
 
 def _sk_parts(n: int, m: int, c: int, hw: tuple[int, int], seed: int):
-    """Branches ``u [N, M, C, H, W]``, ``reduce`` (FC → ReLU, C → d) and ``select`` (d → M·C). The reduce bias keeps
-    ``z`` away from 0 (a zero ``z`` makes every branch weight 1/M, where several mistakes give the right answer)."""
+    """Branches ``u [N, M, C, H, W]``, ``reduce`` (FC → ReLU, C → d) and ``select`` (d → M·C). The reduce bias
+    keeps ``z`` away from 0 (a zero ``z`` makes every branch weight 1/M, where several mistakes give the right
+    answer)."""
     gen = seeded_generator(seed)
     d = max(2, c // 2)
     u = torch.relu(torch.randn(n, m, c, *hw, generator=gen) + 0.3)

@@ -195,8 +195,8 @@ def _other_bands(h: int, k: int) -> list[torch.Tensor]:
 
 def _band_hint(h: int, k: int) -> str:
     sizes = torch.bincount(_regions(h, k), minlength=k).tolist()
-    return (f"the rows were cut into bands of other sizes: row h belongs to band ⌊h·K/H⌋ (here H={h}, K={k}: bands "
-            f"of {', '.join(map(str, sizes))} rows)")
+    return (f"the rows were cut into bands of other sizes: row h belongs to band ⌊h·K/H⌋ (here H={h}, K={k}: "
+            f"bands of {', '.join(map(str, sizes))} rows)")
 
 
 def _case_fusion(learner, shape, k, seed) -> str | None:
