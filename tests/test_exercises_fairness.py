@@ -12,6 +12,14 @@ For each exercise ``FAIRNESS`` lists
 
 A newly registered exercise without an entry here fails ``test_every_exercise_has_a_fairness_entry``:
 add at least two correct alternatives and three named mistakes when you write it.
+
+Two rules hold every exercise to its cases (issue 26):
+
+* side properties (input unchanged, gradients flow, shape, range, parameters) pay nothing for wrong values:
+  an answer returning zeros of the reference's shape earns 0 on every tensor exercise;
+* no case is blind to a listed mistake: each mistake fails every value case, except those listed in
+  ``BLIND_CASES`` for a reason of the exercise itself (``k = 1``, one frame, ``K`` dividing ``H``) or in
+  ``VALUES_RIGHT`` (its values are right; a side case names it), and every value case catches some mistake.
 """
 from __future__ import annotations
 
