@@ -146,6 +146,44 @@ def test_exception_outside_run_case_fails_that_case_and_the_rest(aborting):
     assert results[1].hint.startswith("ZeroDivisionError") and "not run" in results[2].hint
 
 
+@pytest.fixture
+def with_side():
+    """``99.side``: two value cases and two side properties (the input left unchanged, the output's shape)."""
+    from attncourse.exercises import side_property
+
+    @register_exercise("99.side", title="Double a tensor, with side properties", points=4, solution=_double)
+    def _check(learner):
+        gen = seeded_generator(0)
+        for shape in [(2, 3), (4, 5)]:
+            x = torch.randn(shape, generator=gen)
+            yield run_case(f"values {list(shape)}", lambda: compare_tensors(learner(x.clone()), 2 * x))
+        x = torch.randn(3, 2, generator=gen)
+        before = x.clone()
+        yield side_property(run_case("input left unchanged", lambda: learner(x) is None or torch.equal(x, before)))
+        yield side_property(run_case("shape", lambda: learner(x).shape == x.shape))
+
+    yield "99.side"
+    EXERCISES.pop("99.side", None)
+    core._REFERENCE_CASES.pop("99.side", None)
+
+
+def test_side_properties_count_only_once_every_value_case_passed(with_side, capsys):
+    assert grade(with_side, _double)[0] == 4.0
+    earned, _, results = grade(with_side, torch.zeros_like)  # zeros of the right shape: both side cases pass
+    assert [r.passed for r in results] == [False, False, True, True] and [r.side for r in results][2:] == [True, True]
+    assert earned == 0.0
+    half = lambda x: 2 * x if x.shape[0] == 2 else x  # noqa: E731  one value case right: still no side points
+    assert grade(with_side, half)[0] == 1.0
+    in_place = lambda x: x.mul_(2)  # noqa: E731  values right, a side property wrong: 3 of 4 cases
+    assert grade(with_side, in_place)[0] == 3.0
+    assert check(with_side, torch.zeros_like) == 0.0
+    out = capsys.readouterr().out
+    assert "✅ input left unchanged (counts once the values are right)" in out and "Points: 0 / 4" in out
+    check(with_side, in_place)
+    out = capsys.readouterr().out
+    assert "counts once" not in out and "✅ shape" in out
+
+
 def test_best_score_is_kept_in_the_scoreboard(toy, capsys):
     check(toy, _double)
     check(toy, _stub)

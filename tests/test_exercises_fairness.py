@@ -12,6 +12,14 @@ For each exercise ``FAIRNESS`` lists
 
 A newly registered exercise without an entry here fails ``test_every_exercise_has_a_fairness_entry``:
 add at least two correct alternatives and three named mistakes when you write it.
+
+Two rules hold every exercise to its cases (issue 26):
+
+* side properties (input unchanged, gradients flow, shape, range, parameters) pay nothing for wrong values:
+  an answer returning zeros of the reference's shape earns 0 on every tensor exercise;
+* no case is blind to a listed mistake: each mistake fails every value case, except those listed in
+  ``BLIND_CASES`` for a reason of the exercise itself (``k = 1``, one frame, ``K`` dividing ``H``) or in
+  ``VALUES_RIGHT`` (its values are right; a side case names it), and every value case catches some mistake.
 """
 from __future__ import annotations
 
@@ -749,8 +757,14 @@ def _from_module_tests(name: str) -> dict[str, Fair]:
 
     mod = importlib.import_module(name)
     mistakes = getattr(mod, "MISTAKES_FOR_FAIRNESS", None) or mod.MISTAKES
-    return {key: Fair(dict(styles), {m[1]: Mistake(m[0], m[1], tuple(m[2:])) for m in mistakes.get(key, [])})
-            for key, styles in mod.CORRECT.items()}
+    def named(entries):  # keyed by the hint; two mutants with the same hint are told apart by their function
+        out = {}
+        for m in entries:
+            out[m[1] if m[1] not in out else f"{m[1]} ({getattr(m[0], '__name__', len(out))})"] = \
+                Mistake(m[0], m[1], tuple(m[2:]))
+        return out
+
+    return {key: Fair(dict(styles), named(mistakes.get(key, []))) for key, styles in mod.CORRECT.items()}
 
 
 for _module_tests in ("test_exercises_sknet", "test_exercises_danet", "test_exercises_sta"):
@@ -822,3 +836,115 @@ def test_a_common_mistake_scores_less_with_the_hint_that_names_it(key, name):
               and mistake.hint not in m.hint and m.hint not in mistake.also}
     wrongly = sorted(o for o in others if any(o in h for h in hints))
     assert not wrongly, f"{name!r}: hints also name {wrongly}: {hints}"
+
+
+# ==================================================================================================
+# side properties pay nothing for wrong values (issue 26)
+# ==================================================================================================
+# the exercises whose answer is a number, not a tensor (checked: the zeros answer below sees no tensor there)
+NUMBER_EXERCISES = {"00.conv_params", "00.conv_flops", "01.branch_flops", "01.flops_saving", "02.eca_kernel_size"}
+
+
+def _zeros_answer(solution, keep_graph: bool, seen: list):
+    """An answer returning zeros of the reference's output shape: ``torch.zeros_like`` (outside the graph) or
+    ``reference × 0`` (inside it: gradients flow, and are zero). For a module class, a subclass of the reference
+    (its parameters, its structure) whose forward returns those zeros."""
+    def zeros(out):
+        if not isinstance(out, torch.Tensor):
+            return out
+        seen.append(True)
+        return out * 0 if keep_graph else torch.zeros_like(out).detach()
+
+    if isinstance(solution, type) and issubclass(solution, nn.Module):
+        class Zeros(solution):
+            def forward(self, *args, **kwargs):
+                return zeros(super().forward(*args, **kwargs))
+        return Zeros
+    return lambda *args, **kwargs: zeros(solution(*args, **kwargs))
+
+
+@pytest.mark.parametrize("keep_graph", [False, True], ids=["zeros_like", "reference × 0"])
+@pytest.mark.parametrize("key", _course_keys())
+def test_zeros_of_the_right_shape_earn_nothing(key, keep_graph):
+    seen: list = []
+    earned, total, results = grade(key, _zeros_answer(EXERCISES[key].solution, keep_graph, seen))
+    if key in NUMBER_EXERCISES:
+        assert not seen, f"{key} returns tensors: remove it from NUMBER_EXERCISES"
+        return
+    assert seen, f"{key}: the reference never returned a tensor; add it to NUMBER_EXERCISES"
+    assert earned == 0, f"{key}: zeros earn {earned} / {total}: {[r.name for r in results if r.passed]}"
+
+
+# ==================================================================================================
+# no case is blind to a listed mistake (issue 26)
+# ==================================================================================================
+# Mistakes whose values are right by design: they show only in a side case (the input changed in place, a cut
+# graph, parameters, the initialisation). Every value case passes; a side case names them.
+VALUES_RIGHT = {
+    ("00.channel_stat", "detached"), ("00.reweight", "in place"), ("01.reduce_expand", "conv bias"),
+    ("02.excitation", "C·r hidden units"), ("02.excitation", "no biases"), ("02.excitation", "detached input"),
+    ("04.nonlocal_output", "no zero-init"), ("04.nonlocal_output", "W and γ both zero"),
+    ("04.nonlocal_output", "W's weight and γ zero"), ("05.channel_mlp", "detached"),
+    ("07.condconv_routing", "not connected to the autograd graph"),
+    ("07.highway_gate", "no gradient reached these parameters: gate.weight"),
+    ("07.sk_fuse_select", "no gradient reached these parameters: reduce.weight"), ("08.spatial_map", "autograd"),
+}
+# Value cases that cannot show a mistake, each for a reason of the exercise itself (not a coincidence of the
+# inputs): (key, mistake) → the fragments of those cases' names. Every other value case must catch the mistake.
+BLIND_CASES = {
+    ("00.conv_flops", "k not k²"): ("1×1",),  # k = k² when k = 1
+    ("00.conv_flops", "valid padding"): ("1×1",),  # a 1×1 conv does not shrink the map
+    ("00.conv_params", "no bias"): ("without bias",),
+    ("00.conv_params", "bias per input"): ("without bias",),
+    ("00.conv_params", "ignores bias=False"): ("with bias",),
+    ("00.conv_params", "k not k²"): ("1×1",),
+    ("02.eca_kernel_size", "rounded"): ("other gamma and beta",),  # that γ, β give whole, odd log-ratios
+    ("02.eca_kernel_size", "hard-coded γ, β"): ("widths",),  # the default γ = 2, β = 1 is what it hard-codes
+    ("02.squeeze", "sum"): ("op='max'", "op='std'"),  # a mistake of one op: the other ops are right
+    ("02.squeeze", "unbiased std"): ("op='avg'", "op='max'"),
+    ("02.squeeze", "variance"): ("op='avg'", "op='max'"),
+    ("04.dot_product_norm", "÷ N"): ("θ [3, 2, 5], φ [3, 2, 5]",),  # self-attention: N = M
+    ("08.fusion", "bands of other sizes"): ("K=4 ->", "K=2 ->"),  # K divides H: every layout gives even bands
+    ("08.fusion", "bands of other sizes (fusion_repeat_interleave)"): ("K=4 ->", "K=2 ->"),
+    ("08.spatial_map", "all frames together"): ("f [3, 1,",),  # one frame: all frames are that frame
+}
+
+_GRADED: dict = {}
+
+
+def _graded(key: str, name: str):
+    if (key, name) not in _GRADED:
+        _GRADED[key, name] = grade(key, FAIRNESS[key].mistakes[name].answer)[2]
+    return _GRADED[key, name]
+
+
+@pytest.mark.parametrize("key, name", MISTAKES, ids=[f"{k}: {n}" for k, n in MISTAKES])
+def test_no_value_case_is_blind_to_a_listed_mistake(key, name):
+    """A case whose inputs make the reference's output invariant to a mistake cannot catch it (every branch weight
+    1/2, a map already normalised, K dividing H): each mistake fails every value case, but for the listed reasons."""
+    results = _graded(key, name)
+    values = [r for r in results if not r.side]
+    passed = [r.name for r in values if r.passed]
+    if (key, name) in VALUES_RIGHT:
+        assert len(passed) == len(values), f"{key}: {name!r} is listed with right values but fails {values}"
+        hint = FAIRNESS[key].mistakes[name].hint
+        assert any(r.side and not r.passed and hint in r.hint for r in results), f"no side case names {name!r}"
+        return
+    blind = BLIND_CASES.get((key, name), ())
+    unexplained = [n for n in passed if not any(b in n for b in blind)]
+    assert not unexplained, f"{key}: these value cases do not catch {name!r}: {unexplained}"
+    stale = [b for b in blind if not any(b in n for n in passed)]
+    assert not stale, f"{key}: {name!r} is caught by the cases listed blind to it: {stale}"
+
+
+@pytest.mark.parametrize("key", sorted(FAIRNESS))
+def test_every_value_case_catches_some_listed_mistake(key):
+    """No case whose inputs make every listed mutant agree with the reference."""
+    names = [r.name for r in grade(key, EXERCISES[key].solution)[2] if not r.side]
+    caught = {r.name for name in FAIRNESS[key].mistakes for r in _graded(key, name) if not r.side and not r.passed}
+    assert not [n for n in names if n not in caught], f"{key}: value cases no listed mistake fails"
+
+
+def test_the_blind_case_tables_name_listed_mistakes():
+    for key, name in [*VALUES_RIGHT, *BLIND_CASES]:
+        assert key in FAIRNESS and name in FAIRNESS[key].mistakes, (key, name)

@@ -113,6 +113,25 @@ def _sk(**kw):
     return f
 
 
+def _sk_weights_no_grad(u, reduce, select):  # the branch weights under no_grad: U still gets a gradient
+    n, m, c = u.shape[:3]
+    with torch.no_grad():
+        a = torch.softmax(select(reduce(u.sum(1).mean((2, 3)))).reshape(n, m, c), dim=1)
+    return (a[..., None, None] * u).sum(1)
+
+
+def _hw_gate_no_grad(x, transform, gate):  # the gate under no_grad: x still gets a gradient
+    with torch.no_grad():
+        t = torch.sigmoid(gate(x))
+    return torch.relu(transform(x)) * t + x * (1 - t)
+
+
+def _cc_no_grad(x, routing_fn, experts):  # the notebook's derivation copied under no_grad
+    with torch.no_grad():
+        r = torch.sigmoid(routing_fn(x.mean((2, 3))))
+        return torch.einsum("ne,eoikl->noikl", r, experts)
+
+
 def _hw(kind):
     def f(x, transform, gate):
         t, h = torch.sigmoid(gate(x)), torch.relu(transform(x))
@@ -137,13 +156,16 @@ def _cc(kind):
 MISTAKES = {
     "07.sk_fuse_select": [(_sk(dim2=True), "across channels"), (_sk(sigmoid=True), "a sigmoid per branch"),
                           (_sk(mean_fuse=True), "averaged before pooling"), (_sk(max_pool=True), "max-pooled"),
-                          (_sk(layout=True), "branch-major"), (_sk(weights=True), "that is the weights")],
+                          (_sk(layout=True), "branch-major"), (_sk(weights=True), "that is the weights"),
+                          (_sk_weights_no_grad, "no gradient reached these parameters: reduce.weight")],
     "07.highway_gate": [(_hw("swapped"), "swapped"), (_hw("no_sigmoid"), "needs a sigmoid"),
                         (_hw("no_relu"), "the ReLU on the transform"), (_hw("no_carry"), "carry term"),
-                        (_hw("residual"), "residual sum"), (_hw("carry_t"), "x·T")],
+                        (_hw("residual"), "residual sum"), (_hw("carry_t"), "x·T"),
+                        (_hw_gate_no_grad, "no gradient reached these parameters: gate.weight")],
     "07.condconv_routing": [(_cc("softmax"), "independent sigmoids"), (_cc("no_sigmoid"), "need a sigmoid"),
                             (_cc("max"), "AVERAGE pooling"), (_cc("uniform"), "same weight"),
-                            (_cc("weights"), "that is the routing weights")],
+                            (_cc("weights"), "that is the routing weights"),
+                            (_cc_no_grad, "not connected to the autograd graph")],
 }
 
 

@@ -126,6 +126,24 @@ def fusion_mean(f, scores):
     return torch.cat([ex.sta_fusion(f, scores)[:, :c], f.mean(1)], 1)
 
 
+def fusion_tensor_split(f, scores):  # bands from tensor_split: right only when K divides H
+    n, k = f.shape[0], scores.shape[2]
+    best, weighted = [], []
+    for i, rows in enumerate(f.tensor_split(k, dim=3)):
+        s = scores[:, :, i]
+        best.append(rows[torch.arange(n), s.argmax(1)])
+        weighted.append((s[:, :, None, None, None] * rows).sum(1))
+    return torch.cat([torch.cat(best, 2), torch.cat(weighted, 2)], 1)
+
+
+def fusion_repeat_interleave(f, scores):  # ⌈H/K⌉ rows per band from repeat_interleave, cut to H
+    n, t, c, h, w = f.shape
+    k = scores.shape[2]
+    band = torch.arange(k).repeat_interleave(-(-h // k))[:h]
+    best = F.one_hot(scores.argmax(1), t).permute(0, 2, 1)[:, :, band].to(f.dtype)
+    return torch.cat([(best[:, :, None, :, None] * f).sum(1), (scores[:, :, band][:, :, None, :, None] * f).sum(1)], 1)
+
+
 MISTAKES = [
     ("08.spatial_map", map_not_squared, "SQUARED"),
     ("08.spatial_map", map_softmax, "softmax"),
@@ -138,6 +156,8 @@ MISTAKES = [
     ("08.fusion", fusion_weighted_only, "only the weighted sum"),
     ("08.fusion", fusion_added, "added"),
     ("08.fusion", fusion_mean, "plain mean"),
+    ("08.fusion", fusion_tensor_split, "bands of other sizes"),
+    ("08.fusion", fusion_repeat_interleave, "bands of other sizes"),
 ]
 
 
@@ -165,7 +185,6 @@ CORRECT = {
     "08.fusion": {"reference": ex.sta_fusion, "einsum": fusion_with_einsum},
 }
 _MISTAKES_BY_KEY: dict = {}
-_SAME_RESULT = {"across the FRAMES": ("not normalised",), "not normalised": ("across the FRAMES",)}  # the checker
-for _key, _learner, _hint in MISTAKES:                                  # names both where their outputs coincide
-    _MISTAKES_BY_KEY.setdefault(_key, []).append((_learner, _hint, *_SAME_RESULT.get(_hint, ())))
+for _key, _learner, _hint in MISTAKES:
+    _MISTAKES_BY_KEY.setdefault(_key, []).append((_learner, _hint))
 MISTAKES_FOR_FAIRNESS = _MISTAKES_BY_KEY

@@ -22,6 +22,7 @@ from .core import (EXERCISES, NOT_IMPLEMENTED_HINT, CaseResult, Exercise, check,
                    MLPWeights, gradient_flow, mlp_readings, register_exercise, reset_scores, run_case, score_summary, seeded_generator,
                    NOT_ANSWERED_HINT, QUESTIONS, Question, bucket, list_questions, recorded, recorded_gain, recorded_note,
                    register_question)
+from .side_properties import side_property
 
 __all__ = [
     "check", "grade", "score_summary", "list_exercises", "reset_scores", "register_exercise", "EXERCISES",
@@ -30,7 +31,7 @@ __all__ = [
     "describe_exception",
     "seeded_generator", "deterministic", "NOT_IMPLEMENTED_HINT", "EXERCISE_MODULES",
     "Question", "QUESTIONS", "register_question", "list_questions", "NOT_ANSWERED_HINT", "bucket", "recorded",
-    "recorded_gain", "recorded_note",
+    "recorded_gain", "recorded_note", "side_property",
 ]
 
 _MODULE_NAME = re.compile(r"m\d\d_\w+")

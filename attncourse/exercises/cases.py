@@ -38,6 +38,7 @@ class CaseResult:
     name: str
     passed: bool
     hint: str = ""
+    side: bool = False  # a side property: counts only once every value case passed (see side_properties.py)
 
 
 def seeded_generator(seed: int) -> torch.Generator:

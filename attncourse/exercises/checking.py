@@ -10,6 +10,7 @@ from typing import Any
 
 from .cases import CaseResult, NOT_IMPLEMENTED_HINT, _MISSING, _Points, _fmt, _say, describe_exception, deterministic
 from .questions import _check_question, _grade_question
+from .side_properties import earned_points, side_note
 from .registry import (EXERCISES, QUESTIONS, Exercise, _QUESTION_BOARD, _REFERENCE_CASES, _SCOREBOARD,
                        list_exercises, list_questions)
 
@@ -82,8 +83,7 @@ def _grade(key: str, learner: Any) -> tuple[float, float, list[CaseResult]]:
         results.extend(CaseResult(n, False, rest) for n in names[len(results):])
     n_cases = max(len(names), len(results))
     results.extend(CaseResult(n, False, "not run") for n in names[len(results):])
-    passed = sum(1 for r in results if r.passed)
-    earned = round(ex.points * passed / n_cases, 2) if n_cases else 0.0
+    earned = earned_points(ex.points, results, n_cases)
     return earned, ex.points, results
 
 
@@ -112,7 +112,7 @@ def check(key: str, learner: Any = _MISSING) -> float:
             _say(f"  ❌ all {len(results)} cases: {hint}")
         else:
             for r in results:
-                _say(f"  ✅ {r.name}" if r.passed else f"  ❌ {r.name}: {r.hint or 'failed'}")
+                _say(f"  ✅ {r.name}{side_note(r, results)}" if r.passed else f"  ❌ {r.name}: {r.hint or 'failed'}")
         _say(f"Points: {_fmt(earned)} / {_fmt(total)}")
         best = _SCOREBOARD.get(key, (0.0, total))[0]
         _SCOREBOARD[key] = (max(best, earned), total)

@@ -25,7 +25,9 @@ An exercise is a *checker*: a generator taking the learner's object and yielding
 
 Scoring: ``points × passed cases / total cases`` (rounded to 0.01). The total number of cases is
 the number the checker yields for the reference ``solution`` (computed once and cached), so a learner
-whose code makes the checker stop early still gets the remaining cases marked as failed.
+whose code makes the checker stop early still gets the remaining cases marked as failed. A case marked
+as a side property (``side_property(run_case(...))``: input unchanged, gradients flow, shape, range, …)
+counts only once every value case of the exercise passed (:mod:`.side_properties`).
 
 Fair checkers (issue 17; ``tests/test_exercises_fairness.py`` holds every registered exercise to this):
 

@@ -20,6 +20,7 @@ import torch
 
 from .core import (bucket, compare_gradient, compare_number_cases, compare_tensors, recorded, recorded_note,
                    register_exercise, register_question, run_case, seeded_generator, tensor_type_hint)
+from .side_properties import side_property
 
 __all__ = ["channel_stat", "reweight", "conv_params", "conv_flops"]
 
@@ -108,8 +109,8 @@ def _check_channel_stat(learner):
         x = torch.randn(shape, generator=gen) * 2 + 0.5
         yield run_case(f"x of shape {list(shape)} -> [N, C, 1, 1]", _case_channel_stat, learner, x)
     x = torch.randn(2, 3, 4, 4, generator=gen)
-    yield run_case("input left unchanged", _not_in_place, lambda: learner(x), x)
-    yield run_case("gradient flows back to x", _case_channel_stat_grad, learner)
+    yield side_property(run_case("input left unchanged", _not_in_place, lambda: learner(x), x))
+    yield side_property(run_case("gradient flows back to x", _case_channel_stat_grad, learner))
 
 
 # ---- reweight ------------------------------------------------------------------------------------
@@ -214,8 +215,8 @@ def _check_reweight(learner):
         x = torch.randn(shape, generator=gen) * 1.5
         yield run_case(f"{name}, x {list(shape)}", _case_reweight, learner, x, stat_fn)
     x = torch.randn(2, 3, 4, 4, generator=gen)
-    yield run_case("input left unchanged", _not_in_place, lambda: learner(x, _stat_channel_mean), x)
-    yield run_case("gradient flows to x and to the statistic", _case_reweight_grad, learner)
+    yield side_property(run_case("input left unchanged", _not_in_place, lambda: learner(x, _stat_channel_mean), x))
+    yield side_property(run_case("gradient flows to x and to the statistic", _case_reweight_grad, learner))
 
 
 # ---- conv_params ---------------------------------------------------------------------------------

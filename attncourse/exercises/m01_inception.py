@@ -23,6 +23,7 @@ from torch import nn
 from ..experiments import effects, interval_text
 from .core import (bucket, compare_number_cases, compare_numbers, compare_tensors, gradient_flow, recorded, recorded_note,
                    register_exercise, register_question, run_case, seeded_generator)
+from .side_properties import side_property
 
 __all__ = ["branch_flops", "flops_saving", "ReduceExpand"]
 
@@ -291,14 +292,15 @@ def _case_re_grad(learner) -> str | None:
                    solution=ReduceExpand)
 def _check_reduce_expand(learner):
     for cfg in _RE_CONFIGS:
-        yield run_case("parameters c_in·c_reduce + c_reduce·c_out·k² + BN for {}".format(cfg), _case_re_params,
-                       learner, *cfg)
-    yield run_case("shape [N, c_out, H, W] on an odd, non-square map", _case_re_shape, learner, 12, 4, 10, 3, 2, 9, 13)
-    yield run_case("shape with a 5×5 kernel and batch 1", _case_re_shape, learner, 20, 6, 8, 5, 1, 7, 5)
+        yield side_property(run_case("parameters c_in·c_reduce + c_reduce·c_out·k² + BN for {}".format(cfg),
+                                     _case_re_params, learner, *cfg))
+    yield side_property(run_case("shape [N, c_out, H, W] on an odd, non-square map", _case_re_shape, learner,
+                                 12, 4, 10, 3, 2, 9, 13))
+    yield side_property(run_case("shape with a 5×5 kernel and batch 1", _case_re_shape, learner, 20, 6, 8, 5, 1, 7, 5))
     for cfg in _RE_CONFIGS[:2]:
         yield run_case(f"behaviour {cfg}, training mode", _case_re_behaviour, learner, *cfg, True)
     yield run_case(f"behaviour {_RE_CONFIGS[1]}, eval mode", _case_re_behaviour, learner, *_RE_CONFIGS[1], False)
-    yield run_case("gradients reach the input and every parameter", _case_re_grad, learner)
+    yield side_property(run_case("gradients reach the input and every parameter", _case_re_grad, learner))
 
 
 # --------------------------------------------------------------------------------------------------

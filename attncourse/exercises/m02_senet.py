@@ -22,6 +22,7 @@ from torch import nn
 from .core import (_close, bucket, compare_gradient, compare_number_cases, compare_numbers, compare_tensors, gradient_flow,
                    match_mistakes, mlp_readings, recorded_gain, recorded_note, register_exercise, register_question, run_case,
                    seeded_generator, tensor_type_hint)
+from .side_properties import side_property
 
 __all__ = ["squeeze", "Excitation", "se_resnet_forward", "eca_kernel_size"]
 
@@ -124,7 +125,7 @@ def _check_squeeze(learner):
         for shape in _SHAPES[:3] if op != "avg" else _SHAPES:
             x = torch.randn(shape, generator=gen) * 2 + 0.5
             yield run_case(f"op={op!r}, x {list(shape)} -> [N, C, 1, 1]", _case_squeeze, learner, x, op)
-    yield run_case("gradient flows back to x", _case_squeeze_grad, learner)
+    yield side_property(run_case("gradient flows back to x", _case_squeeze_grad, learner))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -343,16 +344,17 @@ def _case_excitation_grad(learner, c: int, r: int) -> str | None:
 @register_exercise("02.excitation", title="Excitation: the SE bottleneck MLP as a module", points=4, solution=Excitation)
 def _check_excitation(learner):
     for c, r in [(16, 4), (64, 16), (32, 2)]:
-        yield run_case(f"parameter count 2C²/r + C/r + C for C={c}, r={r}", _case_excitation_params, learner, c, r)
+        yield side_property(run_case(f"parameter count 2C²/r + C/r + C for C={c}, r={r}", _case_excitation_params,
+                                     learner, c, r))
     for c, r, n in [(16, 4, 3), (64, 16, 1), (8, 2, 5)]:
-        yield run_case(f"C={c}, r={r}, batch {n}: shape [N, C, 1, 1], values in (0, 1)",
-                       _case_excitation_output, learner, c, r, n)
+        yield side_property(run_case(f"C={c}, r={r}, batch {n}: shape [N, C, 1, 1], values in (0, 1)",
+                                     _case_excitation_output, learner, c, r, n))
     for c, r in [(16, 4), (24, 3)]:
         yield run_case(f"C={c}, r={r}: the weights equal σ(FC2(ReLU(FC1 z))) computed with your layers",
                        _case_excitation_values, learner, c, r)
-    yield run_case("a ReLU between the two FC layers", _case_excitation_nonlinear, learner, 16, 4)
-    yield run_case("the bottleneck has C // r units", _case_excitation_bottleneck, learner, 32, 8)
-    yield run_case("gradients reach z and every parameter", _case_excitation_grad, learner, 16, 4)
+    yield side_property(run_case("a ReLU between the two FC layers", _case_excitation_nonlinear, learner, 16, 4))
+    yield side_property(run_case("the bottleneck has C // r units", _case_excitation_bottleneck, learner, 32, 8))
+    yield side_property(run_case("gradients reach z and every parameter", _case_excitation_grad, learner, 16, 4))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -445,7 +447,7 @@ def _check_se_resnet(learner):
     yield run_case("identity shortcut, 8 channels", _case_se_resnet, learner, 8, 8, 1, 0)
     yield run_case("identity shortcut, 4 channels, another seed", _case_se_resnet, learner, 4, 4, 1, 1)
     yield run_case("projection shortcut (4 → 8 channels, stride 2)", _case_se_resnet, learner, 4, 8, 2, 2)
-    yield run_case("gradients reach x and the SE parameters", _case_se_resnet_grad, learner)
+    yield side_property(run_case("gradients reach x and the SE parameters", _case_se_resnet_grad, learner))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from torch import nn
 
 from .core import (CaseResult, bucket, compare_tensors, match_mistakes, recorded, recorded_note, register_exercise,
                    register_question, run_case, seeded_generator, tensor_type_hint)
+from .side_properties import side_property
 
 __all__ = ["embedded_gaussian_affinity", "NonLocalOutput", "dot_product_nonlocal", "gc_context"]
 
@@ -154,8 +155,8 @@ def _case_affinity_grad(learner) -> str | None:
 def _check_affinity(learner):
     for b, d, n, m, seed in [(2, 4, 6, 9, 0), (1, 8, 12, 3, 1), (3, 2, 5, 5, 2)]:
         yield run_case(f"θ [{b}, {d}, {n}], φ [{b}, {d}, {m}] -> [{b}, {n}, {m}]", _case_affinity, learner, b, d, n, m, seed)
-    yield run_case("each row sums to 1 over the key positions", _case_affinity_rows, learner)
-    yield run_case("gradients flow back to θ", _case_affinity_grad, learner)
+    yield side_property(run_case("each row sums to 1 over the key positions", _case_affinity_rows, learner))
+    yield side_property(run_case("gradients flow back to θ", _case_affinity_grad, learner))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -309,12 +310,13 @@ def _case_output_grad(learner) -> str | None:
 @register_exercise("04.nonlocal_output", title="The non-local output: z = x + BN(W y), the identity at initialisation",
                    points=3, solution=NonLocalOutput)
 def _check_nonlocal_output(learner):
-    yield run_case("identity at initialisation (train mode)", _case_identity_at_init, learner, True)
-    yield run_case("identity at initialisation (eval mode)", _case_identity_at_init, learner, False)
+    yield side_property(run_case("identity at initialisation (train mode)", _case_identity_at_init, learner, True))
+    yield side_property(run_case("identity at initialisation (eval mode)", _case_identity_at_init, learner, False))
     for b, c, d, h, w, seed in [(2, 8, 4, 3, 5, 0), (1, 6, 3, 4, 4, 1), (3, 4, 2, 2, 7, 2)]:
         yield run_case(f"x [{b}, {c}, {h}, {w}], y [{b}, {h * w}, {d}] with random W and BN", _case_output_values, learner,
                        b, c, d, h, w, seed)
-    yield run_case("trainable from the initialisation (γ or W gets a gradient)", _case_output_grad, learner)
+    yield side_property(run_case("trainable from the initialisation (γ or W gets a gradient)", _case_output_grad,
+                                 learner))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -345,7 +347,7 @@ def _case_dot(learner, b, d, dv, n, m, seed) -> str | None:
 @register_exercise("04.dot_product_norm", title="Dot-product non-local: y = (θᵀφ / M) gᵀ", points=2,
                    solution=dot_product_nonlocal)
 def _check_dot(learner):
-    for b, d, dv, n, m, seed in [(2, 4, 3, 6, 10, 0), (1, 3, 5, 12, 3, 1), (3, 2, 2, 5, 5, 2)]:
+    for b, d, dv, n, m, seed in [(2, 4, 3, 6, 10, 0), (1, 3, 5, 12, 4, 1), (3, 2, 2, 5, 5, 2)]:
         yield run_case(f"θ [{b}, {d}, {n}], φ [{b}, {d}, {m}], g [{b}, {dv}, {m}] -> y [{b}, {n}, {dv}]", _case_dot,
                        learner, b, d, dv, n, m, seed)
 

@@ -25,6 +25,7 @@ from torch import nn
 from .core import (CaseResult, _close, compare_gradient, compare_numbers, compare_tensors, gradient_flow,
                    match_mistakes, mlp_readings, recorded, recorded_gain, recorded_note, register_exercise,
                    register_question, run_case, seeded_generator, tensor_type_hint)
+from .side_properties import side_property
 
 __all__ = ["ChannelAttentionMap", "spatial_descriptor", "cbam_basic_block", "bam_attention"]
 
@@ -253,11 +254,11 @@ def _case_grad(learner, c: int, r: int) -> str | None:
                    points=4, solution=ChannelAttentionMap)
 def _check_channel_mlp(learner):
     for c, r in [(16, 4), (32, 8)]:
-        yield run_case(f"parameters of one shared MLP, C={c}, r={r}", _case_params, learner, c, r)
-    yield run_case("shape [N, C, 1, 1], values in (0, 1)", _case_range, learner, 16, 4)
+        yield side_property(run_case(f"parameters of one shared MLP, C={c}, r={r}", _case_params, learner, c, r))
+    yield side_property(run_case("shape [N, C, 1, 1], values in (0, 1)", _case_range, learner, 16, 4))
     for c, r, shape in [(16, 4, (2, 16, 5, 5)), (32, 8, (1, 32, 7, 3)), (8, 2, (3, 8, 4, 9))]:
         yield run_case(f"Mc = σ(MLP(avg) + MLP(max)) for x {list(shape)}, r={r}", _case_values, learner, c, r, shape)
-    yield run_case("gradients reach x and every parameter", _case_grad, learner, 16, 4)
+    yield side_property(run_case("gradients reach x and every parameter", _case_grad, learner, 16, 4))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -312,7 +313,7 @@ def _case_descriptor_grad(learner) -> str | None:
 def _check_spatial_descriptor(learner):
     for shape in _SHAPES:
         yield run_case(f"x {list(shape)} -> [N, 2, H, W] ([max, mean] or [mean, max])", _case_descriptor, learner, shape)
-    yield run_case("gradient flows back to x", _case_descriptor_grad, learner)
+    yield side_property(run_case("gradient flows back to x", _case_descriptor_grad, learner))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -405,7 +406,7 @@ def _check_cbam_block(learner):
     yield run_case("identity shortcut, 8 channels", _case_cbam_block, learner, 8, 8, 1, 0)
     yield run_case("identity shortcut, 4 channels, another seed", _case_cbam_block, learner, 4, 4, 1, 1)
     yield run_case("projection shortcut (4 → 8 channels, stride 2)", _case_cbam_block, learner, 4, 8, 2, 2)
-    yield run_case("gradients reach x, the convs and CBAM", _case_cbam_block_grad, learner)
+    yield side_property(run_case("gradients reach x, the convs and CBAM", _case_cbam_block_grad, learner))
 
 
 # --------------------------------------------------------------------------------------------------

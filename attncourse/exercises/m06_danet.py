@@ -20,6 +20,7 @@ import torch
 
 from .core import bucket, compare_tensors, recorded, recorded_note, register_exercise, register_question, run_case, \
     seeded_generator, tensor_type_hint
+from .side_properties import side_property
 
 __all__ = ["pam_attention", "cam_attention", "parallel_fusion"]
 
@@ -88,7 +89,7 @@ def _check_pam(learner):
     for b, d, n, seed in [(2, 4, 9, 0), (1, 2, 12, 1), (3, 8, 5, 2)]:
         yield run_case(f"q, k [{b}, {d}, {n}] -> [{b}, {n}, {n}]", _case_pam, learner, b, d, n, seed)
     yield run_case("large energies (no overflow: use softmax, not exp / sum)", _case_pam, learner, 2, 4, 6, 3, 8.0)
-    yield run_case("gradients flow back to q and k", _case_pam_grad, learner)
+    yield side_property(run_case("gradients flow back to q and k", _case_pam_grad, learner))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from torch import nn
 
 from .core import (compare_tensors, gradient_flow, match_mistakes, register_exercise, register_question, run_case,
                    seeded_generator)
+from .side_properties import side_property
 
 __all__ = ["sk_fuse_select", "highway_layer", "condconv_kernels"]
 
@@ -55,17 +56,49 @@ def condconv_kernels(x: torch.Tensor, routing_fn, experts: torch.Tensor) -> torc
     return torch.einsum("ne,eoikl->noikl", r, experts)
 
 
+def _flow(forward, reference, inputs, layers: nn.Module, **names) -> str | None:
+    """:func:`gradient_flow` to the input and every parameter of ``layers`` (the given layers: a weight computed
+    under ``torch.no_grad()`` or detached leaves them without a gradient, although the input still gets one).
+
+    Layers without a gradient are reported only when the output is right (``reference(input)``): a wrong output
+    that does not use a layer is the value cases' to report, once."""
+    hint = gradient_flow(forward, inputs, layers, **names)
+    if hint and hint.startswith(("no gradient reached these parameters", "these parameters get a zero gradient")):
+        with torch.no_grad():
+            right = all(isinstance(out, torch.Tensor) and out.shape == ref.shape and torch.allclose(out, ref, atol=1e-5)
+                        for x in inputs for out, ref in [(forward(x), reference(x))])
+        if not right:
+            return None
+        hint = hint.replace("(are they used in forward?)",
+                            "(is their part computed under torch.no_grad() or detached?)")
+    return hint
+
+
 # --------------------------------------------------------------------------------------------------
 # 07.sk_fuse_select
 # --------------------------------------------------------------------------------------------------
+class _Linear(nn.Module):
+    """``[N, in] → [N, out]``: ``act(s @ Wᵀ + b)`` with given weights (the checker's FC layers, with parameters so
+    that the gradient case can see whether they get a gradient)."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, act=None):
+        super().__init__()
+        self.weight, self.bias, self.act = nn.Parameter(weight), nn.Parameter(bias), act
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        out = s @ self.weight.T + self.bias
+        return self.act(out) if self.act is not None else out
+
+
 def _sk_parts(n: int, m: int, c: int, hw: tuple[int, int], seed: int):
+    """Branches ``u [N, M, C, H, W]``, ``reduce`` (FC → ReLU, C → d) and ``select`` (d → M·C). The reduce bias
+    keeps ``z`` away from 0 (a zero ``z`` makes every branch weight 1/M, where several mistakes give the right
+    answer)."""
     gen = seeded_generator(seed)
     d = max(2, c // 2)
     u = torch.relu(torch.randn(n, m, c, *hw, generator=gen) + 0.3)
-    w1 = torch.randn(d, c, generator=gen) / c ** 0.5
-    w2 = torch.randn(m * c, d, generator=gen)
-    reduce = lambda s: torch.relu(s @ w1.T)  # noqa: E731
-    select = lambda z: z @ w2.T  # noqa: E731
+    reduce = _Linear(torch.randn(d, c, generator=gen) / c ** 0.5, torch.rand(d, generator=gen) + 0.5, torch.relu)
+    select = _Linear(torch.randn(m * c, d, generator=gen), torch.zeros(m * c))
     return u, reduce, select
 
 
@@ -97,15 +130,19 @@ def _sk_mistakes(u, reduce, select):
 
 def _case_sk(learner, n, m, c, hw, seed):
     u, reduce, select = _sk_parts(n, m, c, hw, seed)
-    expected = sk_fuse_select(u, reduce, select)
+    with torch.no_grad():
+        expected = sk_fuse_select(u, reduce, select)
+        mistakes = _sk_mistakes(u, reduce, select)
     got = learner(u.clone(), reduce, select)
-    hint = match_mistakes(got, expected, _sk_mistakes(u, reduce, select))
+    hint = match_mistakes(got, expected, mistakes)
     return hint or compare_tensors(got, expected, "V")
 
 
 def _case_sk_grad(learner):
     u, reduce, select = _sk_parts(2, 2, 6, (4, 5), 11)
-    return gradient_flow(lambda t: learner(t, reduce, select), [u])
+    layers = nn.ModuleDict({"reduce": reduce, "select": select})
+    return _flow(lambda t: learner(t, reduce, select), lambda t: sk_fuse_select(t, reduce, select), [u], layers,
+                 input_name="U", output_name="V")
 
 
 @register_exercise("07.sk_fuse_select", title="SK: fuse the branches, select with a softmax across branches", points=4,
@@ -113,7 +150,8 @@ def _case_sk_grad(learner):
 def _check_sk(learner):
     for n, m, c, hw, seed in [(2, 2, 8, (5, 5), 1), (3, 3, 6, (4, 7), 2), (1, 2, 4, (6, 3), 3)]:
         yield run_case(f"U [{n}, {m}, {c}, {hw[0]}, {hw[1]}]", _case_sk, learner, n, m, c, hw, seed)
-    yield run_case("gradient reaches every branch", _case_sk_grad, learner)
+    yield side_property(run_case("gradient reaches every branch and the reduce and select layers", _case_sk_grad,
+                                 learner))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -153,14 +191,16 @@ def _case_hw(learner, shape, seed):
 def _case_hw_grad(learner):
     transform, gate = _hw_parts(4, 7)
     x = torch.randn(2, 4, 5, 5, generator=seeded_generator(9))
-    return gradient_flow(lambda t: learner(t, transform, gate), [x])
+    layers = nn.ModuleDict({"transform": transform, "gate": gate})
+    return _flow(lambda t: learner(t, transform, gate), lambda t: highway_layer(t, transform, gate), [x], layers,
+                 output_name="y")
 
 
 @register_exercise("07.highway_gate", title="Highway: y = H(x)·T(x) + x·(1 − T(x))", points=3, solution=highway_layer)
 def _check_hw(learner):
     for shape, seed in [((2, 4, 5, 5), 1), ((1, 6, 3, 7), 2), ((3, 2, 4, 4), 3)]:
         yield run_case(f"x {list(shape)}", _case_hw, learner, shape, seed)
-    yield run_case("gradient reaches x", _case_hw_grad, learner)
+    yield side_property(run_case("gradient reaches x, the transform and the gate", _case_hw_grad, learner))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -200,11 +240,20 @@ def _case_cc(learner, n, c, cout, k, e, seed):
     return match_mistakes(got, expected, mistakes) or compare_tensors(got, expected, "kernels")
 
 
+def _case_cc_grad(learner):
+    x, routing_fn, experts = _cc_parts(2, 4, 6, 3, 3, 5)
+    layers = nn.Module()
+    layers.routing_fn, layers.experts = routing_fn, nn.Parameter(experts)
+    return _flow(lambda t: learner(t, routing_fn, layers.experts), lambda t: condconv_kernels(t, routing_fn, experts),
+                 [x], layers, output_name="the kernel tensor")
+
+
 @register_exercise("07.condconv_routing", title="CondConv: sigmoid routing from GAP, one mixed kernel per sample", points=3,
                    solution=condconv_kernels)
 def _check_cc(learner):
     for n, c, cout, k, e, seed in [(2, 4, 6, 3, 3, 1), (3, 8, 8, 1, 4, 2), (1, 3, 5, 5, 2, 3)]:
         yield run_case(f"x [{n}, {c}, 5, 6], {e} experts [{cout}, {c}, {k}, {k}]", _case_cc, learner, n, c, cout, k, e, seed)
+    yield side_property(run_case("gradient reaches x, the routing layer and the experts", _case_cc_grad, learner))
 
 
 # --------------------------------------------------------------------------------------------------

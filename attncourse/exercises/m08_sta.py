@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .core import compare_gradient, compare_tensors, register_exercise, register_question, run_case, seeded_generator
+from .side_properties import side_property
 
 __all__ = ["spatial_map", "region_scores", "sta_fusion"]
 
@@ -48,8 +49,12 @@ def region_scores(g: torch.Tensor, regions: int = 4) -> torch.Tensor:
 def sta_fusion(f: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     """Per band: the best frame's rows (``argmax_t``) and the score-weighted sum over frames, concatenated
     along channels: ``[best, weighted]`` → ``[N, 2C, H, W]``."""
+    return _fuse(f, scores, _regions(f.shape[3], scores.shape[2], f.device))
+
+
+def _fuse(f: torch.Tensor, scores: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """:func:`sta_fusion` with row ``h`` in band ``region[h]``."""
     n, t, c, h, w = f.shape
-    region = _regions(h, scores.shape[2], f.device)
     weights = scores[:, :, region]                                      # [N, T, H]
     best = F.one_hot(scores.argmax(1), t).permute(0, 2, 1)[:, :, region].to(f.dtype)
     x1 = (best[:, :, None, :, None] * f).sum(1)
@@ -109,14 +114,19 @@ def _case_map_grad(learner) -> str | None:
 def _check_spatial_map(learner):
     for shape, seed in [((2, 4, 8, 8, 4), 1), ((1, 3, 5, 6, 2), 2), ((3, 1, 16, 4, 3), 3)]:
         yield run_case(f"g for f {list(shape)} -> [N, T, H, W]", _case_map, learner, shape, seed)
-    yield run_case("gradient flows back to f", _case_map_grad, learner)
+    yield side_property(run_case("gradient flows back to f", _case_map_grad, learner))
 
 
 # --------------------------------------------------------------------------------------------------
 # 08.region_scores
 # --------------------------------------------------------------------------------------------------
 def _g(shape, seed) -> torch.Tensor:
-    return spatial_map(_features((*shape[:2], 3, *shape[2:]), seed))
+    """A non-negative map ``[N, T, H, W]`` whose frames do NOT each sum to 1 (a spatial map times a frame's mass):
+    on maps that do, every frame's band sums already sum to 1 over the regions, so normalising over the regions
+    and not normalising at all would give the same (wrong) scores and could not be told apart."""
+    g = spatial_map(_features((*shape[:2], 3, *shape[2:]), seed))
+    mass = torch.rand(*shape[:2], 1, 1, generator=seeded_generator(seed + 50)) * 3 + 0.5
+    return g * mass
 
 
 def _score_mistakes(g: torch.Tensor, k: int) -> dict:
@@ -154,14 +164,14 @@ def _check_region_scores(learner):
 # --------------------------------------------------------------------------------------------------
 # 08.fusion
 # --------------------------------------------------------------------------------------------------
-def _fusion_mistakes(f: torch.Tensor, s: torch.Tensor) -> dict:
+def _fusion_mistakes(f: torch.Tensor, s: torch.Tensor) -> list:
     ref = sta_fusion(f, s)
     c = f.shape[2]
     x1, x2 = ref[:, :c], ref[:, c:]
     n, t, _, h, _ = f.shape
     region = _regions(h, s.shape[2])
     worst = F.one_hot(s.argmin(1), t).permute(0, 2, 1)[:, :, region].to(f.dtype)
-    return {
+    return [*{
         "the two halves are swapped: concatenate [best-frame rows, weighted sum] in that order": torch.cat([x2, x1], 1),
         "only the weighted sum: STA also keeps, per region, the rows of the frame with the highest score": x2,
         "only the best frame's rows: STA also keeps the score-weighted sum over frames": x1,
@@ -171,7 +181,22 @@ def _fusion_mistakes(f: torch.Tensor, s: torch.Tensor) -> dict:
         "the lowest-scoring frame was picked: take argmax over the frames (dim 1)":
             torch.cat([(worst[:, :, None, :, None] * f).sum(1), x2], 1),
         "concatenated along the batch or height: concatenate along the channels (dim 1)": torch.cat([x1, x2], 2),
-    }
+    }.items(), *[(_band_hint(h, s.shape[2]), _fuse(f, s, rows)) for rows in _other_bands(h, s.shape[2])]]
+
+
+def _other_bands(h: int, k: int) -> list[torch.Tensor]:
+    """Row → band maps a learner may build instead of ``⌊h·K/H⌋`` (``tensor_split`` sizes, ``chunk`` or
+    ``repeat_interleave`` of ⌈H/K⌉ rows); those equal to it (K divides H) are left out."""
+    right = _regions(h, k)
+    split = torch.cat([torch.full((len(part),), i) for i, part in enumerate(torch.arange(h).tensor_split(k))])
+    ceil = torch.arange(h) // -(-h // k)
+    return [rows for rows in (split, ceil) if not torch.equal(rows, right)]
+
+
+def _band_hint(h: int, k: int) -> str:
+    sizes = torch.bincount(_regions(h, k), minlength=k).tolist()
+    return (f"the rows were cut into bands of other sizes: row h belongs to band ⌊h·K/H⌋ (here H={h}, K={k}: "
+            f"bands of {', '.join(map(str, sizes))} rows)")
 
 
 def _case_fusion(learner, shape, k, seed) -> str | None:
@@ -202,7 +227,9 @@ def _case_fusion_grad(learner) -> str | None:
 def _check_fusion(learner):
     for shape, k, seed in [((2, 4, 3, 8, 4), 4, 1), ((1, 3, 5, 12, 2), 4, 2), ((2, 5, 2, 6, 3), 2, 3)]:
         yield run_case(f"f {list(shape)}, K={k} -> [N, 2C, H, W]", _case_fusion, learner, shape, k, seed)
-    yield run_case("gradient flows back to f", _case_fusion_grad, learner)
+    yield run_case("uneven bands: f [2, 4, 3, 6, 3], K=4 (row h in band ⌊h·K/H⌋)", _case_fusion, learner,
+                   (2, 4, 3, 6, 3), 4, 4)
+    yield side_property(run_case("gradient flows back to f", _case_fusion_grad, learner))
 
 
 # --------------------------------------------------------------------------------------------------
