@@ -39,7 +39,7 @@ def _printed(key, answer) -> list[str]:
 
 def _rendered(key, answer) -> list[str]:
     earned, total, results = grade(key, answer)
-    cases = [{"name": r.name, "passed": r.passed, "hint": r.hint} for r in results]
+    cases = [{"name": r.name, "passed": r.passed, "hint": r.hint, "side": r.side} for r in results]
     return feedback.check_lines(key, EXERCISES[key].title, earned, EXERCISES[key].points, cases)
 
 

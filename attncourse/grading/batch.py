@@ -377,7 +377,8 @@ def _grade_exercise(run: Slot, key: str, expr: str, sub: dict, reg: dict) -> Non
     except (TypeError, ValueError):
         earned = 0.0
     row["earned"] = round(min(max(earned if earned == earned else 0.0, 0.0), reg[key]["points"]), 2)
-    row["cases"] = [{"name": str(r.name), "passed": bool(r.passed), "hint": str(r.hint)} for r in results][:100]
+    row["cases"] = [{"name": str(r.name), "passed": bool(r.passed), "hint": str(r.hint),
+                     "side": bool(getattr(r, "side", False))} for r in results][:100]
     row["seconds"] = round(took, 2)
 
 

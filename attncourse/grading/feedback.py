@@ -22,6 +22,7 @@ from pathlib import Path
 from . import files
 
 NOT_IMPLEMENTED_HINT = "not implemented yet (the stub still raises NotImplementedError)"  # as attncourse.exercises
+SIDE_NOTE = "counts once the values are right"  # as attncourse.exercises.side_properties
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _BIDI = {"\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068", "\u2069", "\u200e", "\u200f",
          "\u061c"}
@@ -43,8 +44,10 @@ def check_lines(key: str, title: str, earned: float, total: float, cases: list[d
             hint += ": replace the `raise NotImplementedError` line with your code"
         lines.append(f"  ❌ all {len(cases)} cases: {hint}")
     else:
+        values_right = all(c["passed"] for c in cases if not c.get("side"))
         for c in cases:
-            lines.append(f"  ✅ {c['name']}" if c["passed"] else f"  ❌ {c['name']}: {c['hint'] or 'failed'}")
+            note = f" ({SIDE_NOTE})" if c["passed"] and c.get("side") and not values_right else ""
+            lines.append(f"  ✅ {c['name']}{note}" if c["passed"] else f"  ❌ {c['name']}: {c['hint'] or 'failed'}")
     lines.append(f"Points: {_fmt(earned)} / {_fmt(total)}")
     return lines
 
