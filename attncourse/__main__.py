@@ -54,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
 
         add_release_parser(sub)
     args = parser.parse_args(argv)
+    if getattr(args, "profile", "") is None:  # experiments: $ATTNCOURSE_PROFILE, else the full profile (not the demo)
+        import os
+
+        args.profile = os.environ.get("ATTNCOURSE_PROFILE") or "full"
 
     if args.cmd == "list":
         from .experiments import EXPERIMENTS
