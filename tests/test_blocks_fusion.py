@@ -223,3 +223,14 @@ def test_gradcheck_float64_to_both_inputs_and_every_parameter(cls):
     assert torch.autograd.gradcheck(block, (x, y), eps=1e-6, atol=1e-5, rtol=1e-3)
     block.train()(x, y).square().sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in block.parameters())
+
+
+def test_attnresnet_refuses_a_two_input_block_but_places_mscam():
+    from attncourse.models import AttnResNet
+
+    for name in ("aff", "iaff"):
+        with pytest.raises(ValueError, match=rf"AttnResNet: '{name}' is a two-input fusion block"):
+            AttnResNet(attention=name)
+    net = AttnResNet(attention="mscam").eval()
+    assert sum(isinstance(m, MSCAM) for m in net.modules()) == 3
+    assert net(_x(1, 1, 20, 17)).shape == (1, 10)
