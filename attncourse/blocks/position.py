@@ -26,9 +26,12 @@ Facts taken from the papers and their official code (the code here is written fr
   ``reduction = 32``; the activation is h-swish ``x · ReLU6(x + 3) / 6`` (``nn.Hardswish``). The BN after the
   shared conv normalises the H and W descriptors *together* (they are concatenated before it), which matters
   in training mode. ``timm.layers.coord_attn.CoordAttn(C, rd_channels=mip, bias=True)`` is the same block with
-  the same parameter names (timm's defaults — no bias, a width from ``rd_ratio`` — differ). The official block
+  the same parameter names (timm's defaults — no bias, a width from ``rd_ratio`` — differ); the official code names
+  ``conv_h`` and ``conv_w`` ``conv2`` and ``conv3`` and calls the reduction ``groups``. The official block
   sets no initialisation of its own; the MobileNetV2 it ships in initialises every conv with a normal
   ``N(0, 2 / (k·k·C_out))`` (Kaiming, fan-out) and zero bias, BN with 1 and 0: :meth:`CoordAtt.reset_parameters`.
+  There the block sits inside each inverted residual, after the depthwise conv; in the course's ResNet it goes on
+  the residual branch before the add (``placement="residual"``), where SE and CBAM go.
 * SA-Net: ``w``, ``b`` have shape ``[1, C/2G, 1, 1]`` and are shared by all groups; the spatial half's norm is
   ``GroupNorm(C/2G, C/2G)`` — as many groups as channels, so it is an *instance norm* (each channel of each
   group normalised over its own H×W), with its own affine ``γ, β``. Initialised ``w = 0``, ``b = 1`` (GroupNorm
