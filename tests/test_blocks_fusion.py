@@ -234,3 +234,28 @@ def test_attnresnet_refuses_a_two_input_block_but_places_mscam():
     net = AttnResNet(attention="mscam").eval()
     assert sum(isinstance(m, MSCAM) for m in net.modules()) == 3
     assert net(_x(1, 1, 20, 17)).shape == (1, 10)
+
+
+def test_mscam_comes_out_of_attnresnet_as_reset_parameters_makes_it():
+    """Per tensor: biases and BN equal a standalone block's; conv weights within Xavier-uniform's bound (the backbone's
+    Kaiming-normal fan-out draw would exceed it); after a NaN fill, the same seeded reset gives the same tensors."""
+    from attncourse.models import AttnResNet
+
+    net = AttnResNet(attention="mscam")
+    for inside in [m for m in net.modules() if isinstance(m, MSCAM)]:
+        alone = MSCAM(inside.channels)
+        for key, value in inside.state_dict().items():
+            module = inside.get_submodule(key.rsplit(".", 1)[0])
+            if isinstance(module, nn.Conv2d) and key.endswith("weight"):
+                bound = (6 / (module.in_channels + module.out_channels)) ** 0.5
+                assert value.abs().max() <= bound, key
+            else:
+                assert torch.equal(value, alone.state_dict()[key]), key
+        with torch.no_grad():
+            for p in inside.parameters():
+                p.fill_(float("nan"))
+        for block in (inside, alone):
+            torch.manual_seed(3)
+            block.reset_parameters()
+        for (key, a), b in zip(inside.state_dict().items(), alone.state_dict().values()):
+            assert torch.equal(a, b), key
