@@ -303,3 +303,157 @@ def test_efficient_and_naive_forms_agree_in_output_and_flops(name, shape):
     gap = _flop_gap(name, eff, b, h * w, keys[0] * keys[1])
     assert count_flops(naive, x) - count_flops(eff, x) == gap
     assert count_flops(eff, x) > 0
+
+
+# --------------------------------------------------------------------------- two-input (fusion) blocks
+# Blocks registered with ``inputs=2`` (AFF, iAFF) take ``forward(x, y)`` with two maps of the same shape. The same
+# contract, for pairs: the right output or a ValueError naming the block and the offending shape; batch 1 in eval
+# mode; odd, non-square maps; gradients to both inputs and every parameter; and the block comes out of a network's
+# initialisation (``attncourse.models.init_backbone``) exactly as ``reset_parameters`` makes it.
+PAIR_BLOCKS = list_blocks(inputs=2)
+
+
+def pair(n: int, h: int, w: int, seed: int = 1, channels: int = C) -> tuple[torch.Tensor, torch.Tensor]:
+    return batch(n, h, w, seed, channels), batch(n, h, w, seed + 100, channels)
+
+
+def run_pair(block: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    try:
+        return "ok", block(x, y)
+    except ValueError as err:
+        return "error", str(err)
+
+
+def test_every_block_is_listed_once_as_one_or_two_input():
+    assert PAIR_BLOCKS and {"aff", "iaff"} <= set(PAIR_BLOCKS)
+    assert sorted(BLOCKS + PAIR_BLOCKS) == list_blocks(inputs=None)
+    assert all(get_block_spec(n).inputs == 2 for n in PAIR_BLOCKS) and all(get_block_spec(n).inputs == 1 for n in BLOCKS)
+
+
+@pytest.mark.parametrize("name", PAIR_BLOCKS)
+@TRAIN_EVAL
+def test_pair_wrong_input_is_a_named_value_error(name, train):
+    block = make(name, train)
+    x, _ = pair(2, 5, 4)
+    bad = [torch.randn(2, C, 5), torch.randn(2, C, 5, 4, 3), batch(2, 5, 4, channels=C + 1), batch(2, 5, 4, channels=C // 2),
+           batch(2, 5, 3), batch(3, 5, 4), batch(2, 4, 5), torch.randint(0, 5, (2, C, 5, 4)), x.double()]
+    for other in bad:
+        for a, b in ((x, other), (other, x)):
+            with pytest.raises(ValueError) as err:
+                block(a, b)
+            assert_names_block_and_shape(block, other, str(err.value))
+    with pytest.raises(ValueError, match=type(block).__name__):
+        block(x.tolist(), x)
+
+
+@pytest.mark.parametrize("name", PAIR_BLOCKS)
+@TRAIN_EVAL
+@pytest.mark.parametrize("n,h,w", [(1, 1, 1), (1, 5, 3), (1, 3, 5), (2, 1, 1), (2, 1, 6), (3, 5, 3), (2, 4, 2)])
+def test_pair_small_batches_and_odd_maps_work_or_raise_a_named_error(name, train, n, h, w):
+    block = make(name, train)
+    x, y = pair(n, h, w)
+    outcome, result = run_pair(block, x, y)
+    if outcome == "error":
+        assert_names_block_and_shape(block, x, result)
+        assert train and n == 1, f"refused an ordinary input: {result}"
+        return
+    assert result.shape == x.shape and result.dtype == x.dtype and torch.isfinite(result).all()
+    if not train:
+        parts = [block(x[i:i + 1], y[i:i + 1]) for i in range(n)]
+        assert_close(result, torch.cat(parts), **TOL)
+
+
+@pytest.mark.parametrize("name", PAIR_BLOCKS)
+@TRAIN_EVAL
+def test_pair_empty_batch_changes_nothing(name, train):
+    block = make(name, train)
+    before = state(block)
+    x, y = pair(0, 5, 4)
+    outcome, result = run_pair(block, x, y)
+    if outcome == "error":
+        assert_names_block_and_shape(block, x, result)
+    else:
+        assert result.shape == x.shape
+    assert_same_float_state(before, block)
+
+
+@pytest.mark.parametrize("name", PAIR_BLOCKS)
+@TRAIN_EVAL
+def test_pair_channels_last_and_non_contiguous_input_give_the_contiguous_result(name, train):
+    block = make(name, train)
+    x, y = pair(2, 6, 5)
+    expected = copy.deepcopy(block)(x, y)
+    for label, variant in _layouts(x).items():
+        assert_close(copy.deepcopy(block)(variant, y), expected, **TOL, msg=lambda m: f"x {label}: {m}")
+        assert_close(copy.deepcopy(block)(x, _layouts(y)[label]), expected, **TOL, msg=lambda m: f"y {label}: {m}")
+
+
+@pytest.mark.parametrize("name", PAIR_BLOCKS)
+def test_pair_bf16_autocast_runs_with_float32_weights(name):
+    block = make(name)
+    x, y = pair(2, 6, 5)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = block(x.bfloat16(), y.bfloat16())
+    assert out.shape == x.shape and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", PAIR_BLOCKS)
+def test_pair_float64_gradcheck_and_a_gradient_to_every_parameter(name):
+    block = make(name).double().eval()
+    x, y = (t.double().requires_grad_(True) for t in pair(2, 3, 2))
+    assert torch.autograd.gradcheck(block, (x, y), eps=1e-6, atol=1e-5, rtol=1e-3)
+    block.train()(x, y).square().sum().backward()
+    missing = [k for k, p in block.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing, f"no gradient reaches {missing}"
+
+
+@pytest.mark.parametrize("name", PAIR_BLOCKS)
+def test_pair_deterministic(name):
+    a, b = make(name, seed=3), make(name, seed=3)
+    x, y = pair(2, 6, 5)
+    assert torch.equal(a(x, y), b(x, y)) and torch.equal(a(x, y), a(x, y))
+
+
+class _FusedResidual(nn.Module):
+    """A residual unit whose add is the fusion block: ``fuse(conv-BN(x), x)``, as the authors' AFF-ResNet places it."""
+
+    def __init__(self, name: str, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(channels)
+        self.fuse = create_block(name, channels)
+
+    def forward(self, x):
+        return self.fuse(self.bn(self.conv(x)), x)
+
+
+@pytest.mark.parametrize("name", PAIR_BLOCKS)
+def test_pair_init_is_the_same_standalone_and_inside_a_network(name):
+    """``init_backbone`` Kaiming-initialises every conv (the block's too), then calls ``reset_parameters`` on every
+    block module — parents and their children. Tensor by tensor, the fused block must come out as a standalone one:
+    the same deterministic tensors, and the random ones from the same seeded draw (nothing of the backbone's init
+    survives ``reset_parameters``)."""
+    from attncourse.models import init_backbone
+
+    net = nn.Sequential(_FusedResidual(name, C), _FusedResidual(name, C))
+    init_backbone(net)
+    standalone = create_block(name, C)
+    for unit in net:
+        inside = unit.fuse
+        random_keys = {k for k, m in standalone.named_modules() if isinstance(m, nn.Conv2d)}
+        for key, value in inside.state_dict().items():
+            if key.rsplit(".", 1)[0] in random_keys and key.endswith("weight"):
+                fan_in, fan_out = value.shape[1], value.shape[0]  # 1×1 convs: Xavier-uniform's bound, not Kaiming's
+                assert value.abs().max() <= (6 / (fan_in + fan_out)) ** 0.5, key
+            else:
+                assert torch.equal(value, standalone.state_dict()[key]), key
+        with torch.no_grad():
+            for p in inside.parameters():
+                p.fill_(float("nan"))
+        for block in (inside, standalone):
+            torch.manual_seed(7)
+            for m in block.modules():  # as init_backbone does: the block, then its children from attncourse.blocks
+                if m.__module__.startswith("attncourse.blocks") and hasattr(m, "reset_parameters"):
+                    m.reset_parameters()
+        for (key, a), b in zip(inside.state_dict().items(), standalone.state_dict().values()):
+            assert torch.equal(a, b), key

@@ -6,9 +6,13 @@ from attncourse import data
 from attncourse.data import (TASKS, channel_cue_digits, cluttered_digits, long_range_pairs, make_task, multiscale_digits,
                              source_digits)
 
-# The classification tasks of this module; the segmentation and re-ID tasks (attncourse/data/digit_scenes.py,
+from attncourse.data import row_marker_digits as _row_marker  # noqa: F401  (registers its task on import)
+
+# The classification tasks of this module and row_marker_digits (attncourse/data/row_marker_digits.py, its construction
+# tested in test_data_row_marker.py); the segmentation and re-ID tasks (attncourse/data/digit_scenes.py,
 # digit_tracklets.py, registered when first used) have their own tests: test_data_scenes.py, test_data_tracklets.py.
-CLASSIFICATION_TASKS = ["channel_cue_digits", "cluttered_digits", "long_range_pairs", "multiscale_digits"]
+CLASSIFICATION_TASKS = ["channel_cue_digits", "cluttered_digits", "long_range_pairs", "multiscale_digits",
+                        "row_marker_digits"]
 
 
 def test_the_classification_task_list_is_complete():

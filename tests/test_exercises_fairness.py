@@ -767,7 +767,7 @@ def _from_module_tests(name: str) -> dict[str, Fair]:
     return {key: Fair(dict(styles), named(mistakes.get(key, []))) for key, styles in mod.CORRECT.items()}
 
 
-for _module_tests in ("test_exercises_sknet", "test_exercises_danet", "test_exercises_sta"):
+for _module_tests in ("test_exercises_sknet", "test_exercises_danet", "test_exercises_sta", "test_exercises_position_fusion"):
     FAIRNESS.update(_from_module_tests(_module_tests))
 
 

@@ -12,6 +12,11 @@ backbone in :mod:`attncourse.models` where the paper puts it:
 * ``"residual"`` — inside every residual block, on the residual branch before the add (SE, CBAM, GC, …);
 * ``"stage"``    — between stages, after a whole stage (Non-local, BAM, CCNet, …).
 
+``inputs`` is the number of tensors ``forward`` takes: 1 for the attention blocks a backbone places, 2 for the
+fusion blocks (AFF, iAFF) whose ``forward(x, y)`` fuses two maps of the same shape. :func:`list_blocks` lists the
+one-input blocks unless asked (``inputs=2``, or ``inputs=None`` for all), and :class:`attncourse.models.AttnResNet`
+refuses a two-input name.
+
 ``stages`` (optional) names the 1-based stages that get the block by default — e.g. BAM sits at the
 stage boundaries, after stages 1 and 2, where the resolution is about to halve.
 
@@ -55,18 +60,22 @@ class BlockSpec:
     paper: str = ""
     defaults: dict = field(default_factory=dict)
     stages: tuple[int, ...] | None = None
+    inputs: int = 1
 
 
 BLOCKS: dict[str, BlockSpec] = {}
 
 
 def register_block(name: str, *, placement: str = "residual", family: str = "", paper: str = "",
-                   stages: tuple[int, ...] | None = None, **defaults):
+                   stages: tuple[int, ...] | None = None, inputs: int = 1, **defaults):
     """Decorator registering a block class (or factory) under ``name``.
 
     ``defaults`` are keyword arguments passed to the factory unless the caller overrides them
-    (so ``"scse_max"`` can be ``SCSE`` with ``combine="max"``).
+    (so ``"scse_max"`` can be ``SCSE`` with ``combine="max"``). ``inputs`` is how many tensors ``forward``
+    takes (1, or 2 for a fusion block ``forward(x, y)``).
     """
+    if isinstance(inputs, bool) or inputs not in (1, 2):
+        raise ValueError(f"register_block({name!r}): inputs must be 1 or 2, got {inputs!r}")
     if placement not in PLACEMENTS:
         raise ValueError(f"register_block({name!r}): placement must be one of {PLACEMENTS}, got {placement!r}")
 
@@ -75,7 +84,7 @@ def register_block(name: str, *, placement: str = "residual", family: str = "", 
         if key in BLOCKS and BLOCKS[key].factory is not factory:
             raise ValueError(f"register_block: name {name!r} is already registered by {BLOCKS[key].factory!r}")
         BLOCKS[key] = BlockSpec(key, factory, placement, family, paper, dict(defaults),
-                                tuple(stages) if stages is not None else None)
+                                tuple(stages) if stages is not None else None, inputs)
         return factory
 
     return decorator
@@ -94,9 +103,14 @@ def create_block(name: str, channels: int, **kwargs) -> nn.Module:
     return spec.factory(channels, **{**spec.defaults, **kwargs})
 
 
-def list_blocks(family: str | None = None) -> list[str]:
-    """Registered block names, optionally only those of one family (e.g. ``"channel"``)."""
-    return sorted(n for n, s in BLOCKS.items() if family is None or s.family == family)
+def list_blocks(family: str | None = None, inputs: int | None = 1) -> list[str]:
+    """Registered block names, optionally only those of one family (e.g. ``"channel"``).
+
+    ``inputs``: 1 (default) lists the one-input blocks a backbone can place, 2 the two-input fusion blocks,
+    ``None`` every block.
+    """
+    return sorted(n for n, s in BLOCKS.items()
+                  if (family is None or s.family == family) and (inputs is None or s.inputs == inputs))
 
 
 class Identity(nn.Identity):
@@ -117,4 +131,4 @@ class Identity(nn.Identity):
 register_block("none", family="baseline", paper="(no attention)")(Identity)
 
 # Family files register their blocks on import.
-from . import inception, channel, nonlocal_, mixed, dual, branch, temporal  # noqa: E402,F401
+from . import inception, channel, nonlocal_, mixed, dual, branch, temporal, position, fusion  # noqa: E402,F401

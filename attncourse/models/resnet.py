@@ -104,6 +104,9 @@ class AttnResNet(nn.Module):
         if len(widths) != len(depths) or not widths:
             raise ValueError(f"AttnResNet: widths {widths} and depths {depths} must be non-empty and the same length")
         spec = get_block_spec(attention)
+        if spec.inputs != 1:
+            raise ValueError(f"AttnResNet: {spec.name!r} is a two-input fusion block (forward(x, y)); choose a one-input "
+                             f"attention block (attncourse.blocks.list_blocks())")
         kwargs = dict(attention_kwargs or {})
         n = len(widths)
         if attention_stages is None and spec.stages is not None:
