@@ -12,7 +12,7 @@ The non-local operation (Eq. 1 of the paper) for an input ``x`` with ``N = H·W`
 
     y_i = 1/C(x) · Σ_j f(x_i, x_j) · g(x_j)          z = W·y + x   (residual)
 
-Shape flow of ``NonLocal2d`` (seed 000 walks exactly this; ``d = inner_channels = C/2``)::
+Shape flow of ``NonLocal2d`` (the course notes walk exactly this; ``d = inner_channels = C/2``)::
 
     x            [B, C, H, W]
     θ, φ, g      1×1 convs            → [B, d, H, W] each   (φ, g optionally 2×2 max-pooled → M = N/4 keys)

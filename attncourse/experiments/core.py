@@ -189,7 +189,10 @@ def convergence(results: dict, arm: str, useful_lr: float = 0.1) -> dict:
     epoch" says nothing. Instead: ``climb`` is the mean test-metric gain per epoch (points) over the two epochs
     before the **last epoch whose learning rate is still ≥ ``useful_lr`` × the peak** (averaged over seeds);
     ``still_climbing`` when that is ≥ 0.5 points per epoch. ``train_acc`` and ``test_acc`` are the final ones
-    (mean over seeds); a final training accuracy far from 1 says the budget, not the block, limits the arm.
+    (mean over seeds). ``budget_limited``: the training accuracy ends below 95 %, or the arm was still climbing
+    with its training accuracy below 99 % — the budget, not the block, limits it, and a comparison with it is an
+    equal-budget comparison. (Still climbing at a training accuracy of ~100 % is the usual gain of a decaying
+    learning rate, not a sign that more epochs were needed.)
     """
     runs = results["arms"][arm]["runs"]
     climbs = []
@@ -202,9 +205,11 @@ def convergence(results: dict, arm: str, useful_lr: float = 0.1) -> dict:
             if last >= 2:
                 climbs.append(100 * (acc[last] - acc[last - 2]) / 2)
     climb = sum(climbs) / len(climbs) if climbs else None
-    return {"arm": arm, "train_acc": _final_train_acc(results["arms"][arm]),
-            "test_acc": results["arms"][arm]["mean_test_acc"], "climb": climb,
-            "still_climbing": climb is not None and climb >= 0.5}
+    train = _final_train_acc(results["arms"][arm])
+    still = climb is not None and climb >= 0.5
+    limited = (train is not None and train < 0.95) or (still and (train is None or train < 0.99))
+    return {"arm": arm, "train_acc": train, "test_acc": results["arms"][arm]["mean_test_acc"], "climb": climb,
+            "still_climbing": still, "budget_limited": limited}
 
 
 METRIC_NAMES = {"accuracy": "", "miou": "mIoU", "map": "mAP"}
