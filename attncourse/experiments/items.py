@@ -30,6 +30,10 @@ def _evaluate(model, task, settings: dict) -> tuple[dict | None, float]:
 
     obj = objective_for(task)
     amp, cl = settings.get("amp_bf16"), settings.get("channels_last")
+    if cl:  # as fit left it: the weights in channels_last too (other conv kernels can flip a near-tie)
+        from ..speed import to_channels_last
+
+        to_channels_last(model)
     items = obj.item_outcomes(model, task, amp=amp, channels_last=cl)
     metric = obj.evaluate(model, task, amp=amp, channels_last=cl)[obj.metric]
     return items, metric
