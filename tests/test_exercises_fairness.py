@@ -843,6 +843,11 @@ def test_a_common_mistake_scores_less_with_the_hint_that_names_it(key, name):
 # ==================================================================================================
 # the exercises whose answer is a number, not a tensor (checked: the zeros answer below sees no tensor there)
 NUMBER_EXERCISES = {"00.conv_params", "00.conv_flops", "01.branch_flops", "01.flops_saving", "02.eca_kernel_size"}
+# Exercises graded on a contract, not on values: the capstone's learner-designed block (issue 28) earns its points
+# for the block contract (shape, ValueError, batch of one, gradients) and its accuracy is never graded, so there is
+# no reference value to be zero against, and each broken property fails its own case only
+# (tests/test_exercises_position_fusion.py checks that every broken block loses the case of what it breaks).
+CONTRACT_EXERCISES = {"09.design_block"}
 
 
 def _zeros_answer(solution, keep_graph: bool, seen: list):
@@ -866,6 +871,8 @@ def _zeros_answer(solution, keep_graph: bool, seen: list):
 @pytest.mark.parametrize("keep_graph", [False, True], ids=["zeros_like", "reference × 0"])
 @pytest.mark.parametrize("key", _course_keys())
 def test_zeros_of_the_right_shape_earn_nothing(key, keep_graph):
+    if key in CONTRACT_EXERCISES:
+        pytest.skip(f"{key} is graded on a contract, not on values")
     seen: list = []
     earned, total, results = grade(key, _zeros_answer(EXERCISES[key].solution, keep_graph, seen))
     if key in NUMBER_EXERCISES:
@@ -922,6 +929,8 @@ def _graded(key: str, name: str):
 def test_no_value_case_is_blind_to_a_listed_mistake(key, name):
     """A case whose inputs make the reference's output invariant to a mistake cannot catch it (every branch weight
     1/2, a map already normalised, K dividing H): each mistake fails every value case, but for the listed reasons."""
+    if key in CONTRACT_EXERCISES:
+        pytest.skip(f"{key} is graded on a contract: each broken property fails its own case")
     results = _graded(key, name)
     values = [r for r in results if not r.side]
     passed = [r.name for r in values if r.passed]

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..blocks import check_input
-from .core import gradient_flow, register_exercise, run_case, seeded_generator
+from .core import describe_exception, gradient_flow, register_exercise, run_case, seeded_generator
 
 __all__ = ["ExampleBlock"]
 
@@ -76,7 +76,7 @@ def _block_class(learner):
 def _build(learner, channels: int) -> nn.Module:
     block = _block_class(learner)(channels)
     if not isinstance(block, nn.Module):
-        raise TypeError(f"{_NOT_A_MODULE}; got {type(block).__name__}")
+        raise TypeError(f"{_NOT_A_MODULE}; what it built is not one")
     return block
 
 
@@ -136,7 +136,7 @@ def _case_value_error(learner, shape: tuple[int, ...]):
     except ValueError as err:
         message = str(err)
         if type(block).__name__ not in message or str(tuple(x.shape)) not in message:
-            return f"{_UNNAMED} {tuple(x.shape)}; got {message!r}"
+            return f"{_UNNAMED} {tuple(x.shape)}; got {describe_exception(err)}"
         return None
     except Exception as err:  # noqa: BLE001 — any other exception is the mistake being graded
         return f"{_NO_VALUE_ERROR}; input of shape {tuple(x.shape)} raised {type(err).__name__} instead"
