@@ -1,0 +1,69 @@
+"""Statistics of attention maps (attncourse.metrics.attention) and module 06's PAM share, on cases whose answer
+is known by hand."""
+import math
+
+import pytest
+import torch
+
+from attncourse.experiments.danet import pam_same_digit_share
+from attncourse.metrics.attention import attention_share, cell_labels, mean_by_group, mean_by_region, median_index
+
+
+def test_attention_share_uniform_equals_chance_and_one_hot_is_one():
+    keys = torch.tensor([[True, False, False, True]])                       # [B=1, N=4]
+    uniform = torch.full((1, 2, 4), 0.25)
+    share, chance = attention_share(uniform, keys)
+    assert torch.allclose(share, torch.tensor([0.5, 0.5])) and torch.allclose(chance, torch.tensor([0.5, 0.5]))
+    one_hot = torch.tensor([[[0.0, 0, 0, 1], [0, 1, 0, 0]]])
+    share, _ = attention_share(one_hot, keys, queries=torch.tensor([[True, True]]))
+    assert share.tolist() == [1.0, 0.0]
+    share, _ = attention_share(one_hot, keys, queries=torch.tensor([[False, True]]))
+    assert share.tolist() == [0.0]
+
+
+def test_attention_share_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="attention_share"):
+        attention_share(torch.rand(2, 3, 4), torch.ones(2, 5, dtype=torch.bool))
+    with pytest.raises(ValueError, match="attention_share"):
+        attention_share(torch.rand(3, 4), torch.ones(3, 4, dtype=torch.bool))
+
+
+def test_mean_by_region_and_group():
+    maps = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])
+    regions = torch.tensor([[[0, 0], [1, 2]]])
+    got = mean_by_region(maps, regions, {0: "background", 1: "digit", 2: "occluder", 3: "none"})
+    assert got["background"] == 1.5 and got["digit"] == 3.0 and got["occluder"] == 4.0 and math.isnan(got["none"])
+    values = torch.tensor([[1.0, 0.0], [3.0, 2.0], [5.0, 5.0]])
+    table = mean_by_group(values, torch.tensor([1, 1, 0]), 3)
+    assert table[0].tolist() == [5.0, 5.0] and table[1].tolist() == [2.0, 1.0] and table[2].isnan().all()
+    with pytest.raises(ValueError, match="mean_by_group"):
+        mean_by_group(values, torch.tensor([0, 1, 3]), 3)
+
+
+def test_median_index_picks_the_middle_never_nan():
+    assert median_index(torch.tensor([5.0, 1.0, 3.0])) == 2
+    assert median_index(torch.tensor([4.0, float("nan"), 1.0, 2.0, 3.0])) == 3   # the lower median of 1, 2, 3, 4: 2
+    with pytest.raises(ValueError):
+        median_index(torch.tensor([float("nan")]))
+
+
+def test_cell_labels_majority():
+    y = torch.zeros(1, 4, 4, dtype=torch.long)
+    y[0, :2, :2] = 3                      # the top-left cell all class 3
+    y[0, :2, 2] = 5                       # the top-right cell half class 5: no majority
+    y[0, 2:, 2:] = 255                    # ignored pixels count for no class
+    assert cell_labels(y, (2, 2), 11).tolist() == [[[3, -1], [0, -1]]]
+
+
+def test_pam_same_digit_share_on_a_known_scene():
+    # 4×4 labels on a 2×2 feature map: cells (0,0) and (1,1) hold digit 2, cell (0,1) digit 7, cell (1,0) background
+    y = torch.zeros(1, 4, 4, dtype=torch.long)
+    y[0, :2, :2] = 2
+    y[0, 2:, 2:] = 2
+    y[0, :2, 2:] = 7
+    attn = torch.full((1, 4, 4), 0.25)
+    attn[0, 0] = torch.tensor([0.5, 0.0, 0.0, 0.5])     # cell 0 looks only at the two cells of digit 2
+    got = pam_same_digit_share(attn, y)
+    # queries: the digit cells 0, 1, 3 (in order); keys of cells 0 and 3: cells 0 and 3; of cell 1: cell 1
+    assert got["share"].tolist() == [1.0, 0.25, 0.5]
+    assert got["chance"].tolist() == [0.5, 0.25, 0.5]
