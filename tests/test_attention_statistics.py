@@ -67,3 +67,36 @@ def test_pam_same_digit_share_on_a_known_scene():
     # queries: the digit cells 0, 1, 3 (in order); keys of cells 0 and 3: cells 0 and 3; of cell 1: cell 1
     assert got["share"].tolist() == [1.0, 0.25, 0.5]
     assert got["chance"].tolist() == [0.5, 0.25, 0.5]
+
+
+def test_other_digit_share_on_a_known_image():
+    from attncourse.experiments.nonlocal_ import other_digit_share
+
+    images = torch.zeros(1, 1, 2, 4)
+    images[0, 0, 0, 0] = 1.0                       # the left digit: one ink cell at (0, 0)
+    images[0, 0, 1, 3] = 1.0                       # the right digit: one ink cell at (1, 3)
+    attn = torch.zeros(1, 8, 8)
+    attn[0, 0, 7] = 0.75                           # query (0, 0) → key (1, 3), the other digit
+    attn[0, 0, 0] = 0.25                           # … and a quarter on itself
+    attn[0, 1:] = 1 / 8                            # other queries (not on the left digit) uniform: not counted
+    got = other_digit_share(attn, images, (2, 4), (2, 4))
+    assert got["other_digit"].tolist() == [0.75] and got["own_digit"].tolist() == [0.25]
+    assert got["right_half"].tolist() == [0.75]
+    assert got["other_digit_chance"].tolist() == [1 / 8] and got["right_half_chance"].tolist() == [0.5]
+    assert math.isnan(other_digit_share(attn, torch.zeros(1, 1, 2, 4), (2, 4), (2, 4))["other_digit"][0])
+    with pytest.raises(ValueError, match="other_digit_share"):
+        other_digit_share(attn, images, (2, 3), (2, 4))
+
+
+def test_sta_spatial_map_by_region_on_a_known_frame():
+    from attncourse.experiments.sta import pixel_regions, spatial_map_by_region
+
+    clear = torch.zeros(1, 1, 1, 2, 2)
+    clear[0, 0, 0, 1, 0] = 1.0                     # ink at (1, 0)
+    hidden_rows = torch.tensor([[[True, False]]])  # row 0 hidden by the obstacle
+    regions = pixel_regions(clear, clear, hidden_rows)
+    assert regions.tolist() == [[[[2, 2], [1, 0]]]]
+    g = torch.tensor([[[[0.5, 0.3], [0.2, 0.0]]]])  # sums to 1 over the 2×2 cells
+    got = spatial_map_by_region(g, regions)
+    assert got["occluder"] == pytest.approx(4 * 0.4) and got["ink"] == pytest.approx(0.8)
+    assert got["background"] == pytest.approx(0.0) and got["top row"] == pytest.approx(1.6)
