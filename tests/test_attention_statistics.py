@@ -100,3 +100,15 @@ def test_sta_spatial_map_by_region_on_a_known_frame():
     got = spatial_map_by_region(g, regions)
     assert got["occluder"] == pytest.approx(4 * 0.4) and got["ink"] == pytest.approx(0.8)
     assert got["background"] == pytest.approx(0.0) and got["top row"] == pytest.approx(1.6)
+
+
+def test_explained_share_known_cases():
+    from attncourse.metrics.attention import explained_share
+
+    groups = torch.tensor([0, 0, 1, 1])
+    by_group = torch.tensor([[1.0, 5.0], [1.0, 5.0], [3.0, 2.0], [3.0, 2.0]])      # all the variation between groups
+    assert explained_share(by_group, groups, 2) == pytest.approx(1.0)
+    within = torch.tensor([[1.0], [3.0], [1.0], [3.0]])                             # equal group means
+    assert explained_share(within, groups, 2) == pytest.approx(0.0)
+    half = torch.tensor([[0.0], [2.0], [4.0], [6.0]])       # means 1 and 5: between 4·4 = 16, total 20
+    assert explained_share(half, groups, 2) == pytest.approx(16 / 20)

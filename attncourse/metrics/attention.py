@@ -7,13 +7,14 @@ number over a whole split, so the notebooks can print it beside the picture:
   the same digit, or of the other digit), next to the share a uniform attention would give (*chance*);
 * :func:`mean_by_region` — the mean of a map over labelled regions (e.g. digit, occluder, background);
 * :func:`mean_by_group` — the mean of per-sample vectors by group (e.g. SE's channel weights by marked channel);
+* :func:`explained_share` — how much of the variation of per-sample vectors a grouping explains (η²);
 * :func:`median_index` — the sample whose score is the median: the example to draw, neither the best nor the worst.
 """
 from __future__ import annotations
 
 import torch
 
-__all__ = ["attention_share", "mean_by_region", "mean_by_group", "median_index", "cell_labels"]
+__all__ = ["attention_share", "mean_by_region", "mean_by_group", "explained_share", "median_index", "cell_labels"]
 
 
 def attention_share(attention: torch.Tensor, keys: torch.Tensor, queries: torch.Tensor | None = None):
@@ -106,3 +107,18 @@ def cell_labels(labels: torch.Tensor, size, num_classes: int, ignore_index: int 
     pooled = torch.nn.functional.adaptive_avg_pool2d(onehot.permute(0, 3, 1, 2), tuple(size))   # [B, K, h, w]
     best, cls = pooled.max(1)
     return torch.where(best > majority, cls, torch.full_like(cls, -1))
+
+
+def explained_share(values: torch.Tensor, groups: torch.Tensor, num_groups: int) -> float:
+    """The share of the variance of ``values [N, C]`` across samples that the groups explain (η², the between-group
+    sum of squares over the total), pooled over the ``C`` columns: 0 when every group has the same mean, 1 when the
+    samples of a group are all alike. ``groups [N]`` integers in ``[0, G)``. Shuffled groups give the chance level
+    (about ``(G − 1) / (N − 1)``)."""
+    table = mean_by_group(values, groups, num_groups)                    # [G, C]
+    v = values.double()
+    grand = v.mean(0)
+    counts = torch.bincount(groups, minlength=num_groups).double()
+    present = counts > 0
+    between = (counts[present, None] * (table[present] - grand) ** 2).sum()
+    total = ((v - grand) ** 2).sum()
+    return float(between / total) if total > 0 else float("nan")
