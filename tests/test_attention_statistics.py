@@ -112,3 +112,15 @@ def test_explained_share_known_cases():
     assert explained_share(within, groups, 2) == pytest.approx(0.0)
     half = torch.tensor([[0.0], [2.0], [4.0], [6.0]])       # means 1 and 5: between 4·4 = 16, total 20
     assert explained_share(half, groups, 2) == pytest.approx(16 / 20)
+
+
+def test_pixel_auc_known_cases():
+    from attncourse.experiments.cbam import pixel_auc
+
+    digit = torch.tensor([[[True, False], [False, False]]]).expand(2, 2, 2).clone()
+    clutter = torch.tensor([[[False, True], [True, False]]]).expand(2, 2, 2).clone()
+    maps = torch.tensor([[[[1.0, 0.0], [0.5, 0.0]]], [[[0.5, 0.5], [1.0, 0.0]]]])     # [2, 1, 2, 2], no resizing
+    got = pixel_auc(maps, digit, clutter)
+    assert got.tolist() == [1.0, 0.25]            # image 2: 0.5 ties 0.5 (half) and loses to 1.0
+    with pytest.raises(ValueError, match="pixel_auc"):
+        pixel_auc(maps[:, 0], digit, clutter)
