@@ -124,3 +124,11 @@ def test_pixel_auc_known_cases():
     assert got.tolist() == [1.0, 0.25]            # image 2: 0.5 ties 0.5 (half) and loses to 1.0
     with pytest.raises(ValueError, match="pixel_auc"):
         pixel_auc(maps[:, 0], digit, clutter)
+
+
+def test_shared_top_marks_queries_looking_at_the_common_cell():
+    from attncourse.experiments.danet import _shared_top
+
+    cells = torch.tensor([[3, 3, 3, 0]])
+    attn = torch.tensor([[[0.1, 0.7, 0.1, 0.1], [0.1, 0.7, 0.1, 0.1], [0.7, 0.1, 0.1, 0.1], [1.0, 0, 0, 0]]])
+    assert _shared_top(attn, cells).tolist() == [[1.0, 1.0, 0.0, 0.0]]    # two of three digit queries share key 1

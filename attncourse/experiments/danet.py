@@ -138,7 +138,8 @@ def pam_statistics(model, task, batch_size: int = 250) -> dict:
 
     The features entering the first PAM of the head are captured with a forward hook, batch by batch. Returns the
     dict of :func:`pam_same_digit_share` (one entry per query cell on a digit, all scenes) plus ``scene`` (the test
-    scene of each query) and ``top3`` (the weight on the query's three heaviest keys: how concentrated it looks).
+    scene of each query), ``top3`` (the weight on the query's three heaviest keys: how concentrated it looks) and
+    ``shared_top`` (1 when the query's heaviest key is the one most queries of its digit share, see :func:`_shared_top`).
     """
     import torch
 
@@ -160,10 +161,27 @@ def pam_statistics(model, task, batch_size: int = 250) -> dict:
                 cells = cell_labels_of(task.y_test[where], attn.shape[-1], task.num_classes)
                 scene = torch.arange(start, start + len(attn))[:, None].expand_as(cells)[cells > 0]
                 top3 = attn.topk(3, dim=-1).values.sum(-1)[cells > 0]
-                parts.append({**got, "scene": scene, "top3": top3})
+                parts.append({**got, "scene": scene, "top3": top3, "shared_top": _shared_top(attn, cells)[cells > 0]})
     finally:
         hook.remove()
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
+def _shared_top(attention, cells):
+    """``[B, N]`` float: 1 where a query's heaviest key is the most common heaviest key among the queries with the
+    same cell label in its scene (``cells [B, N]``, labels ≤ 0 left at 0): do the queries of one digit all look at
+    the same cell?"""
+    import torch
+
+    top = attention.argmax(-1)                                                  # [B, N]
+    out = torch.zeros(cells.shape, dtype=torch.float32)
+    for i in range(len(cells)):
+        for label in cells[i].unique():
+            if label <= 0:
+                continue
+            q = cells[i] == label
+            out[i][q] = (top[i][q] == top[i][q].mode().values).float()
+    return out
 
 
 def cell_labels_of(labels, n: int, num_classes: int):
