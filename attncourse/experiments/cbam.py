@@ -202,6 +202,29 @@ def map_contrast(maps, digit, clutter) -> dict:
             "images_digit_higher": float((on_digit > on_clutter).float().mean())}
 
 
+def pixel_auc(maps, digit, clutter):
+    """Per image, the chance that a random digit pixel gets a higher map value than a random clutter pixel.
+
+    ``maps`` ``[N, 1, h, w]`` are resized (bilinear) to the masks' ``[N, H, W]``; ties count half. An image with no
+    clutter pixel compares the digit with the rest of the image. Returns ``[N]``: 0.5 means no preference, 1 every
+    digit pixel above every clutter pixel. Unlike :func:`map_contrast`'s ratio it ignores the map's scale, so a
+    sigmoid gate and an unbounded feature energy can be compared.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if maps.dim() != 4 or maps.shape[1] != 1 or digit.shape != clutter.shape or len(maps) != len(digit):
+        raise ValueError(f"pixel_auc: maps [N, 1, h, w] and masks [N, H, W] of one N, got {tuple(maps.shape)}, "
+                         f"{tuple(digit.shape)} and {tuple(clutter.shape)}")
+    up = F.interpolate(maps.float(), size=digit.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    aucs = []
+    for i in range(len(up)):
+        d = up[i][digit[i]]
+        c = up[i][clutter[i]] if clutter[i].any() else up[i][~digit[i]]
+        aucs.append(((d[:, None] > c[None]).float() + 0.5 * (d[:, None] == c[None]).float()).mean())
+    return torch.stack(aucs)
+
+
 # --------------------------------------------------------------------------- does the gates' initialisation hold CBAM back?
 #: the gate logit the ``*_init2`` arms start from: σ(2) ≈ 0.88 instead of σ(0) = 0.5
 INIT_LOGIT = 2.0

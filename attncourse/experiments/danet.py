@@ -83,3 +83,115 @@ def size_table(results: dict) -> list[dict]:
             row[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
         rows.append(row)
     return rows
+
+
+# --------------------------------------------------------------------------- statistics of the recorded checkpoints
+def checkpoint_size_table(task, arms=None, experiment: str = "danet_scenes") -> list[dict]:
+    """Per arm with a recorded seed-0 checkpoint: its test metrics on ``task``'s test split, recomputed now.
+
+    Runs recorded before ``scene_miou_*`` existed do not have it in their history; the checkpoint does, so it is
+    evaluated again (:class:`~attncourse.objectives.segmentation.Segmentation`): keys ``arm``, ``seed`` and every
+    metric of the objective (``miou``, ``scene_miou_small``, ``scene_miou_large``, ``digit_pixel_miou_*`` …).
+    Arms without a checkpoint (or with one that no longer fits today's code) are left out.
+    """
+    from ..objectives.segmentation import Segmentation
+    from .recorded import CheckpointMismatch, load_trained
+
+    rows = []
+    for arm in arms if arms is not None else ARMS:
+        try:
+            model = load_trained(experiment, arm)
+        except (FileNotFoundError, CheckpointMismatch):
+            continue
+        rows.append({"arm": arm, "seed": model.provenance.get("seed"), **Segmentation().evaluate(model, task)})
+    return rows
+
+
+def pam_same_digit_share(attention, labels, num_classes: int = 11, sizes=None):
+    """PAM's weight on the pixels of the query's own digit, against chance, per query cell on a digit.
+
+    ``attention [B, N, N]`` PAM's ``S`` on an ``h × w`` feature map (``N = h·w``); ``labels [B, H, W]`` the pixel
+    labels (0 background, 1.. digit classes, 255 ignored); ``sizes [B, H, W]`` optional (1 small digit, 2 large).
+    Each feature cell takes the label covering most of its pixels (:func:`~attncourse.metrics.attention.cell_labels`);
+    the queries are the cells on a digit; a query's keys are the cells with its label (two digits of one class in a
+    scene count as one). Returns a dict of 1-D tensors
+    ``share`` and ``chance`` (see :func:`~attncourse.metrics.attention.attention_share`), and ``size`` (1 or 2 per
+    query, when ``sizes`` is given).
+    """
+    from ..metrics.attention import attention_share
+
+    if attention.dim() != 3 or labels.dim() != 3 or len(attention) != len(labels):
+        raise ValueError(f"pam_same_digit_share: attention [B, N, N] and labels [B, H, W] of one batch, got "
+                         f"{tuple(attention.shape)} and {tuple(labels.shape)}")
+    cells = cell_labels_of(labels, attention.shape[-1], num_classes)          # [B, N], -1 for mixed cells
+    queries = cells > 0
+    keys = (cells[:, :, None] == cells[:, None, :]) & queries[:, :, None]      # [B, N, N]: same digit class
+    share, chance = attention_share(attention, keys, queries)
+    out = {"share": share, "chance": chance}
+    if sizes is not None:
+        out["size"] = cell_labels_of(sizes, attention.shape[-1], 3)[queries]
+    return out
+
+
+def pam_statistics(model, task, batch_size: int = 250) -> dict:
+    """:func:`pam_same_digit_share` of a trained DANet or PAM :class:`SegNet` over the whole test split of ``task``.
+
+    The features entering the first PAM of the head are captured with a forward hook, batch by batch. Returns the
+    dict of :func:`pam_same_digit_share` (one entry per query cell on a digit, all scenes) plus ``scene`` (the test
+    scene of each query), ``top3`` (the weight on the query's three heaviest keys: how concentrated it looks) and
+    ``shared_top`` (1 when the query's heaviest key is the one most queries of its digit share, see :func:`_shared_top`).
+    """
+    import torch
+
+    from ..blocks.dual import PositionAttention
+
+    pam = next((m for m in model.modules() if isinstance(m, PositionAttention)), None)
+    if pam is None:
+        raise ValueError(f"pam_statistics: {type(model).__name__} has no PositionAttention module")
+    captured = {}
+    hook = pam.register_forward_pre_hook(lambda m, inp: captured.__setitem__("x", inp[0].detach()))
+    parts = []
+    try:
+        with torch.no_grad():
+            for start in range(0, len(task.x_test), batch_size):
+                where = slice(start, start + batch_size)
+                model(task.float_images(task.x_test[where]))
+                attn = pam.attention_maps(captured["x"])["position"]                     # [b, N, N]
+                got = pam_same_digit_share(attn, task.y_test[where], task.num_classes, task.size_test[where])
+                cells = cell_labels_of(task.y_test[where], attn.shape[-1], task.num_classes)
+                scene = torch.arange(start, start + len(attn))[:, None].expand_as(cells)[cells > 0]
+                top3 = attn.topk(3, dim=-1).values.sum(-1)[cells > 0]
+                parts.append({**got, "scene": scene, "top3": top3, "shared_top": _shared_top(attn, cells)[cells > 0]})
+    finally:
+        hook.remove()
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
+def _shared_top(attention, cells):
+    """``[B, N]`` float: 1 where a query's heaviest key is the most common heaviest key among the queries with the
+    same cell label in its scene (``cells [B, N]``, labels ≤ 0 left at 0): do the queries of one digit all look at
+    the same cell?"""
+    import torch
+
+    top = attention.argmax(-1)                                                  # [B, N]
+    out = torch.zeros(cells.shape, dtype=torch.float32)
+    for i in range(len(cells)):
+        for label in cells[i].unique():
+            if label <= 0:
+                continue
+            q = cells[i] == label
+            out[i][q] = (top[i][q] == top[i][q].mode().values).float()
+    return out
+
+
+def cell_labels_of(labels, n: int, num_classes: int):
+    """The cell labels ``[B, N]`` (flattened ``h × w``, ``N = h·w``) of pixel labels ``[B, H, W]`` on an ``N``-cell
+    feature map of the same aspect; see :func:`~attncourse.metrics.attention.cell_labels`."""
+    import math
+
+    from ..metrics.attention import cell_labels
+
+    h = int(round(math.sqrt(n * labels.shape[-2] / labels.shape[-1])))
+    if h * (n // h) != n:
+        raise ValueError(f"cell_labels_of: N = {n} is not an h×w grid of the labels' aspect {tuple(labels.shape)}")
+    return cell_labels(labels, (h, n // h), num_classes).flatten(1)

@@ -52,3 +52,60 @@ register_experiment(Experiment(
     arms={head: NetArm(ReIDNet, {"head": head}) for head in HEADS},
     module="08_sta",
 ))
+
+
+# --------------------------------------------------------------------------- what the pictures of module 08 claim
+REGION_NAMES = {0: "background", 1: "ink", 2: "occluder"}
+
+
+def pixel_regions(occluded_frames, clear_frames, occluded_rows, ink_threshold: float = 0.5):
+    """Label every pixel of every frame: 0 background, 1 ink, 2 occluder.
+
+    ``occluded_frames`` and ``clear_frames`` ``[N, T, 1, H, W]`` floats in [0, 1]: the same tracklets with and
+    without the obstacles (every other random draw is the same); ``occluded_rows`` bool ``[N, T, H]``. A pixel is
+    *occluder* when its row is hidden, else *ink* when the clear frame exceeds ``ink_threshold`` there (digit strokes,
+    and the clutter fragments, which are cut from other digits), else *background*. Returns ``[N, T, H, W]`` int64.
+    """
+    import torch
+
+    if clear_frames.shape != occluded_frames.shape or clear_frames.dim() != 5:
+        raise ValueError(f"pixel_regions: frames must be [N, T, 1, H, W] of one shape, got "
+                         f"{tuple(occluded_frames.shape)} and {tuple(clear_frames.shape)}")
+    if tuple(occluded_rows.shape) != tuple(clear_frames.shape[:2]) + (clear_frames.shape[-2],):
+        raise ValueError(f"pixel_regions: occluded_rows must be [N, T, H], got {tuple(occluded_rows.shape)}")
+    ink = clear_frames[:, :, 0] > ink_threshold
+    regions = ink.long()
+    hidden = occluded_rows[..., None].expand_as(ink)
+    return torch.where(hidden, torch.full_like(regions, 2), regions)
+
+
+def spatial_map_by_region(g, regions) -> dict[str, float]:
+    """STA's spatial map ``g [N, T, h, w]`` (each frame sums to 1) averaged over the pixels of each region of
+    ``regions [N, T, H, W]`` (:func:`pixel_regions`), in units of a uniform map: ``g·h·w`` upsampled to the image
+    (nearest), so 1 means "as much as an average cell", above 1 more. Also ``top row``: the map's top row of cells."""
+    import torch.nn.functional as F
+
+    from ..metrics.attention import mean_by_region
+
+    n, t, h, w = g.shape
+    scaled = g * (h * w)
+    up = F.interpolate(scaled.flatten(0, 1)[:, None], size=tuple(regions.shape[-2:]), mode="nearest")[:, 0]
+    out = mean_by_region(up, regions.flatten(0, 1), REGION_NAMES)
+    out["top row"] = float(scaled[:, :, 0].double().mean())
+    out["other rows"] = float(scaled[:, :, 1:].double().mean())
+    return out
+
+
+def sta_statistics(model, occluded_task, clear_task, batch_size: int = 128) -> dict[str, float]:
+    """:func:`spatial_map_by_region` of a trained STA :class:`~attncourse.models.reid.ReIDNet` over every frame of
+    the test split (``occluded_task`` and its occlusion-free twin ``clear_task``)."""
+    import torch
+
+    gs = []
+    with torch.no_grad():
+        for start in range(0, len(occluded_task.x_test), batch_size):
+            x = occluded_task.float_images(occluded_task.x_test[start:start + batch_size])
+            gs.append(model.temporal.attention_maps(model.frame_features(x))["spatial"])
+    regions = pixel_regions(occluded_task.float_images(occluded_task.x_test), clear_task.float_images(clear_task.x_test),
+                            occluded_task.occluded_test)
+    return spatial_map_by_region(torch.cat(gs), regions)
