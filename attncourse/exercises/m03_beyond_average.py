@@ -7,13 +7,17 @@ key                        points  the learner writes
 ``03.covariance_pool``        3    ``covariance_pool(x)``: centred covariance ÷ M, ``[N, d, d]``
 ``03.ge_gather``              3    ``ge_gather(x, extent)``: GE-θ⁻'s parameter-free gather at an extent
 =========================  ======  ===================================================================
+
+Questions (counted apart, 1 point each, all predict-first): ``03.predict_mean_blind``, ``03.predict_relu_mean`` and
+``03.predict_covariance_cost`` (choices).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from .core import compare_gradient, compare_tensors, register_exercise, run_case, seeded_generator, tensor_type_hint
+from .core import (compare_gradient, compare_tensors, register_exercise, register_question, run_case, seeded_generator,
+                   tensor_type_hint)
 
 __all__ = ["style_pool", "covariance_pool", "ge_gather"]
 
@@ -180,3 +184,40 @@ def _check_ge_gather(learner):
         yield run_case(f"extent={extent}, x {list(shape)}", _case_gather, learner, x, extent)
     yield run_case("gradient flows back to x", _gradient_case, learner, torch.randn(2, 3, 8, 6, generator=gen),
                    ge_gather, "the gradient of the gather w.r.t. x", 2)
+
+
+# --------------------------------------------------------------------------------------------------
+# questions (predict first; counted apart from the exercises)
+# --------------------------------------------------------------------------------------------------
+register_question(
+    "03.predict_mean_blind", title="Predict: can the per-channel means of the input find the marked channel?",
+    when="predict",
+    choices={"a": "no: about chance (1 in 4)", "b": "partly: between 40 % and 80 %", "c": "yes: above 90 %"},
+    answer="a",
+    explanation=("Every channel of second_order_cue_digits is 0.5 + contrast·(digit − mean(digit)) + a zero-mean "
+                 "texture: its spatial mean is 0.5 by construction, up to the uint8 rounding, so four means say "
+                 "nothing about which channel is marked (a logistic regression on them stays at chance in "
+                 "tests/test_data_second_order.py). The standard deviations find it almost always: the marked "
+                 "texture is twice as strong."))
+
+register_question(
+    "03.predict_relu_mean", title="Predict: after a convolution and a ReLU, can a mean see a texture's strength?",
+    when="predict",
+    choices={"a": "no: the input means are equal, so every later mean is equal too",
+             "b": "yes: the mean of ReLU(z) for a zero-mean z grows with z's standard deviation",
+             "c": "only with a max squeeze, never with a mean"},
+    answer="b",
+    explanation=("For a zero-mean z with standard deviation σ, ReLU(z) keeps the positive half: its mean is about "
+                 "0.4·σ for a Gaussian z. So a convolution that responds to the texture (e.g. a high-pass filter) "
+                 "followed by a ReLU turns the second-order cue into a first-order one, and SE's average pooling after "
+                 "it can read the cue. 'The mean cannot see it' is a statement about the input channels; inside a "
+                 "network it becomes 'the mean sees it only after the convolutions have learned to convert it'."))
+
+register_question(
+    "03.predict_covariance_cost", title="Predict: doubling d — how much more does GSoP's covariance cost?",
+    when="predict",
+    choices={"a": "2×", "b": "4×", "c": "8×"},
+    answer="b",
+    explanation=("Σ = x̃ x̃ᵀ / M multiplies a [d, M] matrix by an [M, d] one: d²·M multiply-adds and d² values. Doubling d "
+                 "quadruples both; this is why GSoP first reduces C channels to d (the official code: d = 128 on "
+                 "ResNet-50's 256–2048 channels)."))
