@@ -302,3 +302,22 @@ def test_init_is_the_same_standalone_and_inside_attn_resnet(name):
                 assert 0.75 < ratio < 1.33, (key, ratio)
             else:  # small bias vectors: PyTorch's default uniform bound 1/sqrt(fan_in)
                 assert float(a.abs().max()) <= float(b.abs().max()) * 4 + 1e-6, key
+
+
+# --------------------------------------------------------------------------- float64 gradcheck (the unregistered forms too)
+@pytest.mark.parametrize("build", [
+    lambda: SRM(6), lambda: GSoP(6, reduced_channels=3), lambda: GSoP(6, reduced_channels=3, stride=2),
+    lambda: GatherExcite(6, extent=2, extra_params=True, use_mlp=True, reduction=2),
+    lambda: GatherExcite(6, extent=0, extra_params=True, feat_size=(3, 4)), lambda: GatherExcite(6, extent=4),
+], ids=["srm", "gsop", "gsop_stride2", "ge_theta_mlp", "ge_theta_global", "ge_e4"])
+def test_float64_gradcheck_of_inputs_and_weights(build):
+    torch.manual_seed(0)
+    block = _randomize(build()).double().eval()
+    x = _x((2, 6, 3, 4), dtype=torch.float64).requires_grad_(True)
+    assert torch.autograd.gradcheck(block, (x,), eps=1e-6, atol=1e-5, rtol=1e-3)
+    names = [k for k, _ in block.named_parameters()]
+    if names:
+        def f(*params):
+            return torch.func.functional_call(block, dict(zip(names, params)), (x.detach(),))
+        params = tuple(p.detach().clone().requires_grad_(True) for p in block.parameters())
+        assert torch.autograd.gradcheck(f, params, eps=1e-6, atol=1e-5, rtol=1e-3)
