@@ -20,7 +20,7 @@ large as the feature map, which fixes the input size: it is :class:`GatherExcite
 extra_params=True, feat_size=(H, W)``, not registered (a registered block must accept any map size).
 
 ``timm.layers.GatherExcite`` computes the same parameter-free variants (``extra_params=False, use_mlp=False``);
-``tests/test_blocks_gather_excite.py`` checks the equality.
+``tests/test_blocks_second_order.py`` checks the equality.
 """
 from __future__ import annotations
 
