@@ -440,6 +440,87 @@ FAIRNESS.update({
 
 
 # ==================================================================================================
+# 03 — beyond the average (SRM, GSoP, Gather-Excite)
+# ==================================================================================================
+from attncourse.exercises import m03_beyond_average as _m03  # noqa: E402
+
+
+def _style_var_mean(x, eps=1e-5):
+    var, mean = torch.var_mean(x, dim=(2, 3))  # correction=1 by default: the unbiased variance
+    return torch.stack((mean, torch.sqrt(var + eps)), dim=2)
+
+
+def _style_by_hand(x, eps=1e-5):
+    n, c, h, w = x.shape
+    flat = x.reshape(n, c, h * w)
+    mean = flat.sum(-1) / (h * w)
+    var = ((flat - mean[..., None]) ** 2).sum(-1) / (h * w - 1)
+    return torch.cat([mean.unsqueeze(-1), (var + eps).sqrt().unsqueeze(-1)], dim=-1)
+
+
+def _cov_einsum(x):
+    f = x.flatten(2)
+    f = f - f.mean(-1, keepdim=True)
+    return torch.einsum("ndm,nem->nde", f, f) / f.shape[-1]
+
+
+def _cov_torch_cov(x):
+    return torch.stack([torch.cov(sample.flatten(1), correction=0) for sample in x])
+
+
+def _gather_by_counts(x, extent):
+    """The mean over the real pixels of each window: a zero-padded sum divided by a pooled count of ones."""
+    if extent == 0:
+        return x.sum((2, 3), keepdim=True) / (x.shape[2] * x.shape[3])
+    k, s, p = 2 * extent - 1, extent, extent - 1
+    total = F.avg_pool2d(x, k, s, p, count_include_pad=True)
+    count = F.avg_pool2d(torch.ones_like(x[:, :1]), k, s, p, count_include_pad=True)
+    return total / count
+
+
+def _gather_global_adaptive(x, extent):
+    if extent == 0:
+        return F.adaptive_avg_pool2d(x, 1)
+    return F.avg_pool2d(x, kernel_size=2 * extent - 1, stride=extent, padding=extent - 1, count_include_pad=False)
+
+
+FAIRNESS.update({
+    "03.style_pool": Fair(
+        correct={"flatten, var(unbiased)": _m03.style_pool, "torch.var_mean": _style_var_mean,
+                 "sums by hand": _style_by_hand},
+        mistakes={
+            "biased std": Mistake(lambda x, eps=1e-5: torch.stack(
+                [x.mean((2, 3)), (x.var((2, 3), unbiased=False) + eps).sqrt()], -1), "biased"),
+            "eps outside the root": Mistake(lambda x, eps=1e-5: torch.stack(
+                [x.mean((2, 3)), x.std((2, 3)) + eps], -1), "inside the square root"),
+            "no eps": Mistake(lambda x, eps=1e-5: torch.stack([x.mean((2, 3)), x.std((2, 3))], -1), "eps is missing"),
+            "swapped": Mistake(lambda x, eps=1e-5: _m03.style_pool(x, eps).flip(-1), "swapped"),
+            "no gradient": Mistake(lambda x, eps=1e-5: _m03.style_pool(x, eps).detach(), "autograd graph"),
+        }),
+    "03.covariance_pool": Fair(
+        correct={"matmul": _m03.covariance_pool, "einsum": _cov_einsum, "torch.cov per sample": _cov_torch_cov},
+        mistakes={
+            "uncentred": Mistake(lambda x: (lambda f: f @ f.transpose(1, 2) / f.shape[2])(x.flatten(2)), "not centred"),
+            "÷ (M − 1)": Mistake(lambda x: torch.stack([torch.cov(s.flatten(1)) for s in x]), "M − 1"),
+            "no divisor": Mistake(lambda x: _cov_einsum(x) * x.shape[2] * x.shape[3], "sum over positions"),
+            "no gradient": Mistake(lambda x: _m03.covariance_pool(x).detach(), "autograd graph"),
+        }),
+    "03.ge_gather": Fair(
+        correct={"avg_pool2d": _m03.ge_gather, "pooled counts": _gather_by_counts,
+                 "adaptive pool for the global extent": _gather_global_adaptive},
+        mistakes={
+            "padding counted": Mistake(lambda x, e: F.avg_pool2d(x, 2 * e - 1, e, e - 1) if e else
+                                       x.mean((2, 3), keepdim=True), "count_include_pad=False"),
+            "e×e windows": Mistake(lambda x, e: F.avg_pool2d(x, e, e, ceil_mode=True) if e else
+                                   x.mean((2, 3), keepdim=True), "e×e"),
+            "max pool": Mistake(lambda x, e: F.max_pool2d(x, 2 * e - 1, e, e - 1) if e else
+                                x.amax((2, 3), keepdim=True), "max"),
+            "no gradient": Mistake(lambda x, e: _m03.ge_gather(x, e).detach(), "autograd graph"),
+        }),
+})
+
+
+# ==================================================================================================
 # 04 — non-local
 # ==================================================================================================
 from attncourse.exercises import m04_nonlocal as _m04  # noqa: E402

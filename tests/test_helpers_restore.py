@@ -42,8 +42,10 @@ class Snapshot:
 
 
 def _with_grads(model: nn.Module, x: torch.Tensor) -> nn.Module:
-    """Give every parameter that takes part a gradient (as in the middle of a training step)."""
-    model(x).float().square().mean().backward()
+    """Give every parameter that takes part a gradient (as in the middle of a training step); a block without
+    parameters (the parameter-free Gather-Excite) has none to give."""
+    if any(p.requires_grad for p in model.parameters()):
+        model(x).float().square().mean().backward()
     return model
 
 

@@ -131,4 +131,4 @@ class Identity(nn.Identity):
 register_block("none", family="baseline", paper="(no attention)")(Identity)
 
 # Family files register their blocks on import.
-from . import inception, channel, nonlocal_, mixed, dual, branch, temporal, position, fusion  # noqa: E402,F401
+from . import inception, channel, second_order, gather_excite, nonlocal_, mixed, dual, branch, temporal, position, fusion  # noqa: E402,F401

@@ -12,4 +12,4 @@ from .shift import __all__ as _shift_all
 __all__ = [*_core_all, *_recorded_all, *_runner_all, *_shift_all]
 
 # Each module registers its experiments (and shift evaluations) on import.
-from . import foundation, inception, senet, nonlocal_, cbam, danet, branch, sta, position_fusion  # noqa: E402,F401
+from . import foundation, inception, senet, beyond_average, nonlocal_, cbam, danet, branch, sta, position_fusion  # noqa: E402,F401
