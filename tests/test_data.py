@@ -7,12 +7,13 @@ from attncourse.data import (TASKS, channel_cue_digits, cluttered_digits, long_r
                              source_digits)
 
 from attncourse.data import row_marker_digits as _row_marker  # noqa: F401  (registers its task on import)
+from attncourse.data import second_order_cue_digits as _second_order  # noqa: F401  (registers its task on import)
 
-# The classification tasks of this module and row_marker_digits (attncourse/data/row_marker_digits.py, its construction
-# tested in test_data_row_marker.py); the segmentation and re-ID tasks (attncourse/data/digit_scenes.py,
+# The classification tasks of this module, row_marker_digits (attncourse/data/row_marker_digits.py, its construction
+# tested in test_data_row_marker.py) and second_order_cue_digits (tested in test_data_second_order.py); the segmentation and re-ID tasks (attncourse/data/digit_scenes.py,
 # digit_tracklets.py, registered when first used) have their own tests: test_data_scenes.py, test_data_tracklets.py.
 CLASSIFICATION_TASKS = ["channel_cue_digits", "cluttered_digits", "long_range_pairs", "multiscale_digits",
-                        "row_marker_digits"]
+                        "row_marker_digits", "second_order_cue_digits"]
 
 
 def test_the_classification_task_list_is_complete():

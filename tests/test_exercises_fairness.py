@@ -976,6 +976,7 @@ VALUES_RIGHT = {
     ("07.condconv_routing", "not connected to the autograd graph"),
     ("07.highway_gate", "no gradient reached these parameters: gate.weight"),
     ("07.sk_fuse_select", "no gradient reached these parameters: reduce.weight"), ("08.spatial_map", "autograd"),
+    ("03.style_pool", "no gradient"), ("03.covariance_pool", "no gradient"), ("03.ge_gather", "no gradient"),
 }
 # Value cases that cannot show a mistake, each for a reason of the exercise itself (not a coincidence of the
 # inputs): (key, mistake) → the fragments of those cases' names. Every other value case must catch the mistake.
@@ -995,6 +996,11 @@ BLIND_CASES = {
     ("08.fusion", "bands of other sizes"): ("K=4 ->", "K=2 ->"),  # K divides H: every layout gives even bands
     ("08.fusion", "bands of other sizes (fusion_repeat_interleave)"): ("K=4 ->", "K=2 ->"),
     ("08.spatial_map", "all frames together"): ("f [3, 1,",),  # one frame: all frames are that frame
+    # eps = 1e-5 beside a real channel's variance is below the comparison's tolerance: only a flat channel shows it
+    ("03.style_pool", "eps outside the root"): ("-> [N, C, 2]",),
+    ("03.style_pool", "no eps"): ("-> [N, C, 2]",),
+    ("03.ge_gather", "padding counted"): ("extent=0",),  # the global extent has no window, so no padding
+    ("03.ge_gather", "e×e windows"): ("extent=0",),
 }
 
 _GRADED: dict = {}

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from .core import (compare_gradient, compare_tensors, register_exercise, register_question, run_case, seeded_generator,
                    tensor_type_hint)
+from .side_properties import side_property
 
 __all__ = ["style_pool", "covariance_pool", "ge_gather"]
 
@@ -108,8 +109,8 @@ def _check_style_pool(learner):
     yield run_case("a flat (constant) channel: its std is sqrt(eps) (eps=1e-4)", _case_style, learner,
                    _style_input((2, 3, 4, 4), 7, constant_channel=True), 1e-4)
     yield run_case("another eps (0.01)", _case_style, learner, _style_input((2, 3, 3, 5), 8), 0.01)
-    yield run_case("gradient flows back to x", _gradient_case, learner, _style_input((2, 3, 4, 5), 9), style_pool,
-                   "the gradient of the style vector w.r.t. x", 1e-5)
+    yield side_property(run_case("gradient flows back to x", _gradient_case, learner, _style_input((2, 3, 4, 5), 9), style_pool,
+                   "the gradient of the style vector w.r.t. x", 1e-5))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -144,8 +145,8 @@ def _case_cov(learner, x: torch.Tensor) -> str | None:
 def _check_covariance_pool(learner):
     for i, shape in enumerate([(2, 3, 5, 5), (1, 4, 7, 3), (3, 6, 4, 6), (2, 2, 1, 9)]):
         yield run_case(f"x {list(shape)} -> [N, d, d]", _case_cov, learner, _cov_input(shape, i))
-    yield run_case("gradient flows back to x", _gradient_case, learner, _cov_input((2, 3, 4, 5), 9), covariance_pool,
-                   "the gradient of the covariance w.r.t. x")
+    yield side_property(run_case("gradient flows back to x", _gradient_case, learner, _cov_input((2, 3, 4, 5), 9), covariance_pool,
+                   "the gradient of the covariance w.r.t. x"))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -182,8 +183,8 @@ def _check_ge_gather(learner):
                           (4, (1, 2, 8, 8)), (8, (2, 2, 16, 11))]:
         x = torch.randn(shape, generator=gen) * 2 + 0.5
         yield run_case(f"extent={extent}, x {list(shape)}", _case_gather, learner, x, extent)
-    yield run_case("gradient flows back to x", _gradient_case, learner, torch.randn(2, 3, 8, 6, generator=gen),
-                   ge_gather, "the gradient of the gather w.r.t. x", 2)
+    yield side_property(run_case("gradient flows back to x", _gradient_case, learner, torch.randn(2, 3, 8, 6, generator=gen),
+                   ge_gather, "the gradient of the gather w.r.t. x", 2))
 
 
 # --------------------------------------------------------------------------------------------------
