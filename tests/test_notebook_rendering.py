@@ -275,3 +275,21 @@ def test_exercise_and_question_headings_get_a_box_on_the_site():
         stubs = sum("raise NotImplementedError" in src(c) for c in cells(path, "code"))
         boxed = [h for h in headings if re.match(r"(Exercise \d+|Predict first|Interpret) — ", h)]
         assert sum(h.startswith("Exercise ") for h in boxed) >= min(stubs, 1), f"{path.name}: exercise headings {headings}"
+
+
+def test_every_notebook_links_its_neighbours_in_the_course_order():
+    """A learner in Colab has no sidebar: each notebook says which module comes before and after it (the order of
+    _toc.yml) and links the course map, in a cell tagged ``navigation`` just before its References."""
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    order = [c["file"].split("/")[-1] for part in toc["parts"] for c in part["chapters"]
+             if c["file"].startswith("notebooks/")]
+    assert sorted(order) == sorted(p.stem for p in NOTEBOOKS), "every notebook is in _toc.yml, and only those"
+    for i, name in enumerate(order):
+        cells_ = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text(encoding="utf-8"))["cells"]
+        nav = [c for c in cells_ if "navigation" in c["metadata"].get("tags", [])]
+        assert len(nav) == 1 and cells_.index(nav[0]) == len(cells_) - 2, f"{name}: one navigation cell before References"
+        links = re.findall(r"\]\(([^)]+)\)", src(nav[0]))
+        expected = ([f"{order[i - 1]}.ipynb"] if i else []) + ([f"{order[i + 1]}.ipynb"] if i + 1 < len(order) else [])
+        assert links == expected + ["../book/intro.md"], f"{name}: navigation links {links}, expected {expected}"
