@@ -234,6 +234,9 @@ def output_problems(path):
 def test_committed_outputs_are_clean(path):
     problems = output_problems(path)
     assert not problems, f"{path.name}:\n" + "\n".join(problems)
+    # a saved widget state makes the site load the widget manager from a CDN (no network there, nor offline)
+    assert "widgets" not in json.loads(path.read_text(encoding="utf-8"))["metadata"], \
+        f"{path.name}: widget state in the notebook's metadata (execute with ATTNCOURSE_PROGRESS=off)"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
