@@ -107,6 +107,11 @@ def test_miou_items_give_a_paired_bootstrap_term():
         runs_b.append({"seed": s, "value": miou(ib), "items": iou_items(ib, union)})
     out = paired_effect(runs_a, runs_b, metric="miou")
     assert out["item_source"] == "paired" and out["item_se"] >= 0 and out["label"] == "clear gain"
+    # with identical seeds only the test-set term is left: its degrees of freedom are the 200 images' (N − 1)
+    same_a = [{**runs_a[0], "seed": s} for s in range(3)]
+    same_b = [{**runs_b[0], "seed": s} for s in range(3)]
+    only_items = paired_effect(same_a, same_b, metric="miou")
+    assert only_items["seed_se"] == 0 and only_items["df"] == pytest.approx(199)
 
 
 @settings(max_examples=40, deadline=None)

@@ -188,9 +188,7 @@ def paired_effect(arm: list[dict], base: list[dict], *, metric: str = "accuracy"
                 "df": math.nan}
     v_seed = float(np.var(d, ddof=1)) / n
     total = v_seed + v_item
-    n_items = len(item_values(with_items[0][0])) if with_items and source == "paired" else (n_test or 10 ** 6)
-    if isinstance(n_items, tuple):
-        n_items = n_items[0].shape[0]
+    n_items = with_items[0][0]["n"] if source == "paired" else (n_test or 10 ** 6)  # the test items' count
     denom = (v_seed ** 2) / (n - 1) + (v_item ** 2) / max(1, n_items - 1)
     df = total ** 2 / denom if denom > 0 else math.inf
     half = _t_quantile(0.5 + level / 2, df) * math.sqrt(total)
