@@ -20,23 +20,12 @@ from torch.testing import assert_close
 from attncourse.blocks import create_block, get_block_spec, list_blocks
 from attncourse.blocks.fusion import AFF, MSCAM, iAFF
 
+from block_helpers import randomize, seeded_input
+
 C = 16
 
 
-def _randomize(block: nn.Module, seed: int = 0) -> nn.Module:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in block.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.5)
-        for m in block.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.3)
-                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-    return block
-
-
-def _x(*shape, seed: int = 1, dtype=torch.float32) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+_randomize, _x = randomize, seeded_input
 
 
 # --------------------------------------------------------------------------- the reference

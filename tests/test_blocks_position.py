@@ -24,23 +24,12 @@ from attncourse.blocks import create_block, get_block_spec
 from attncourse.blocks.position import CoordAtt, ShuffleAttention, channel_shuffle, coordatt_width, shuffle_groups
 from attncourse.models import AttnResNet
 
+from block_helpers import randomize, seeded_input
+
 timm_coord = pytest.importorskip("timm.layers.coord_attn")
 
 
-def _randomize(block: nn.Module, seed: int = 0) -> nn.Module:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in block.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.5)
-        for m in block.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.3)
-                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-    return block
-
-
-def _x(*shape, seed: int = 1, dtype=torch.float32) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+_randomize, _x = randomize, seeded_input
 
 
 # --------------------------------------------------------------------------- Coordinate Attention
