@@ -7,7 +7,7 @@ A flat namespace for notebooks (d2l style)::
     net = ac.AttnResNet(task.in_channels, task.num_classes, attention="none")
     history = ac.fit(net, task, epochs=1)
 """
-from .config import PROFILES, Profile, device_name, get_profile, pick_device, seed_everything
+from .config import PROFILES, Profile, demo_note, device_name, get_profile, pick_device, seed_everything
 from .blocks import create_block, list_blocks, register_block
 from .data import (DigitTask, channel_cue_digits, cifar10, cluttered_digits, float_images, long_range_pairs, make_task,
                    multiscale_digits, source_digits)
@@ -30,8 +30,8 @@ def install_hint() -> str:
 
 
 # Plotting helpers load matplotlib on first use, not at import (faster kernels and grading).
-_VIZ = {"overlay_attention", "plot_channel_weights", "plot_cost", "plot_history", "plot_results", "results_table",
-        "show_images"}
+_VIZ = {"overlay_attention", "plot_channel_weights", "plot_cost", "plot_history", "plot_recorded_curves", "plot_results",
+        "results_table", "show_images"}
 
 
 def __getattr__(name):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-__all__ = ["Profile", "PROFILES", "get_profile", "pick_device", "seed_everything", "device_name"]
+__all__ = ["Profile", "PROFILES", "get_profile", "pick_device", "seed_everything", "device_name", "demo_note"]
 
 ENV_VAR = "ATTNCOURSE_PROFILE"
 DEFAULT_PROFILE = "demo"  # what a notebook trains live when nothing is set (Colab): minutes, not the full experiment
@@ -95,3 +95,20 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def demo_note(profile: Profile, histories, n_train: int, device=None, unit: str = "training images") -> str:
+    """One line under a notebook's live run: its budget, how long it took here, and that it is not a result.
+
+    ``histories`` is one :class:`~attncourse.train.History` or a dict of them (anything with ``seconds``, the
+    per-epoch training times); ``unit`` names what ``n_train`` counts. The time is the one measured by this run on ``device``, never a stated one.
+    """
+    runs = list(histories.values()) if isinstance(histories, dict) else [histories]
+    if not runs:
+        raise ValueError("demo_note: no training history given")
+    seconds = sum(sum(h.seconds) for h in runs)
+    budget = "the `demo` budget" if profile.name == "demo" else f"the `{profile.name}` profile"
+    arms = f"{len(runs)} network(s), " if len(runs) > 1 else ""
+    return (f"Live run at {budget}: {arms}{n_train:,} {unit}, {profile.epochs} epoch(s), one seed, "
+            f"trained in {seconds:.0f} s on {device_name(device)}. A demonstration of the training loop: its numbers "
+            "are not results (the recorded full-profile runs are).")

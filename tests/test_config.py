@@ -58,3 +58,16 @@ def test_seeding_reproduces_and_rejects_negative():
 def test_pick_device_override():
     assert pick_device("cpu").type == "cpu"
     assert pick_device().type in {"cpu", "cuda", "mps"}
+
+
+def test_demo_note_states_the_budget_the_measured_time_and_that_it_is_no_result():
+    from attncourse.config import demo_note
+    from attncourse.train import History
+
+    a, b = History(seconds=[1.5, 2.0]), History(seconds=[3.0])
+    note = demo_note(PROFILES["demo"], {"a": a, "b": b}, 2000, "cpu", unit="training scenes")
+    assert "`demo` budget" in note and "2 network(s)" in note and "2,000 training scenes" in note
+    assert "trained in 6 s" in note and "not results" in note  # 1.5 + 2.0 + 3.0, the histories' own times
+    assert "`full` profile" in demo_note(PROFILES["full"], a, 8000, "cpu")
+    with pytest.raises(ValueError, match="demo_note"):
+        demo_note(PROFILES["demo"], {}, 10)

@@ -49,3 +49,21 @@ def test_history_results_and_cost_plots():
     costs = compare_costs({"a": torch.nn.Conv2d(1, 2, 3), "b": torch.nn.Conv2d(1, 4, 3)}, (1, 1, 8, 8), latency=False)
     assert len(viz.plot_cost(costs).axes) == 2  # params and FLOPs (no latency measured)
     assert viz.plot_channel_weights(torch.rand(3, 16), labels=[0, 1, 2]).axes
+
+
+def _recorded(arms: dict, metric="accuracy"):
+    return {"experiment": "toy", "profile": "full", "device": "cpu", "metric": metric,
+            "arms": {a: {"runs": [{"history": {"train_acc": c, "test_acc": c}} for c in curves]}
+                     for a, curves in arms.items()}}
+
+
+def test_plot_recorded_curves_draws_every_seed_and_the_mean():
+    res = _recorded({"base": [[0.1, 0.5, 0.6], [0.3, 0.7, 0.8]], "block": [[0.2, 0.9, 1.0]]}, metric="miou")
+    fig = viz.plot_recorded_curves(res, metrics=("test_acc",))
+    ax = fig.axes[0]
+    assert len(ax.lines) == 2 + 1 + 1 + 1  # base: 2 seeds + mean; block: 1 seed + mean
+    means = [line for line in ax.lines if line.get_linewidth() == 2]
+    assert [list(m.get_ydata()) for m in means] == [pytest.approx([0.2, 0.6, 0.7]), pytest.approx([0.2, 0.9, 1.0])]
+    assert ax.get_ylabel() == "test mIoU" and "base (2 seeds)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    with pytest.raises(ValueError, match="plot_recorded_curves.*no arm"):
+        viz.plot_recorded_curves(res, ["nope"])

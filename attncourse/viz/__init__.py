@@ -9,12 +9,12 @@
 Every function returns a matplotlib ``Figure`` (Jupyter shows it; call ``plt.close(fig)`` in scripts) or an
 HTML table. A new task kind adds one file here and re-exports its names below.
 """
-from .core import (overlay_attention, plot_channel_weights, plot_cost, plot_history, plot_results, results_table,
-                   show_images, table)
+from .core import (overlay_attention, plot_channel_weights, plot_cost, plot_history, plot_recorded_curves,
+                   plot_results, results_table, show_images, table)
 from .segmentation import label_colors, show_channel_affinity, show_pam_attention, show_segmentation
 from .reid import plot_ranking, plot_sta_attention, reid_results_table, reid_summary, show_tracklets
 
-__all__ = ["overlay_attention", "plot_channel_weights", "plot_cost", "plot_history", "plot_results", "results_table",
-           "show_images", "table",
+__all__ = ["overlay_attention", "plot_channel_weights", "plot_cost", "plot_history", "plot_recorded_curves", "plot_results",
+           "results_table", "show_images", "table",
            "label_colors", "show_channel_affinity", "show_pam_attention", "show_segmentation",
            "plot_ranking", "plot_sta_attention", "reid_results_table", "reid_summary", "show_tracklets"]

@@ -82,6 +82,39 @@ def plot_history(histories: dict, metrics=("train_loss", "test_acc"), title: str
     return fig
 
 
+def plot_recorded_curves(results: dict, arms=None, metrics=("train_acc", "test_acc"), title: str | None = None):
+    """The recorded training curves of ``arms`` (default: every arm), every seed: thin lines per seed, the mean
+    over seeds thick, one colour per arm, one panel per metric — what the full-profile runs did epoch by epoch."""
+    arms = list(results["arms"]) if arms is None else list(arms)
+    if missing := [a for a in arms if a not in results["arms"]]:
+        raise ValueError(f"plot_recorded_curves: {results.get('experiment')!r} has no arm(s) {missing}; "
+                         f"arms: {list(results['arms'])}")
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.4 * len(metrics), 3.3), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, metric in zip(axes[0], metrics):
+        for k, arm in enumerate(arms):
+            color = colors[k % len(colors)]
+            curves = [r["history"].get(metric) or [] for r in results["arms"][arm]["runs"] if r.get("history")]
+            curves = [c for c in curves if c]
+            if not curves:
+                continue
+            n = min(len(c) for c in curves)
+            xs = np.arange(1, n + 1)
+            for c in curves:
+                ax.plot(xs, c[:n], color=color, lw=0.8, alpha=0.35)
+            ax.plot(xs, np.mean([c[:n] for c in curves], axis=0), color=color, lw=2,
+                    label=f"{arm} ({len(curves)} seeds)")
+        ax.set_xlabel("epoch")
+        unit = {"miou": "mIoU", "map": "mAP"}.get(results.get("metric", "accuracy"), "accuracy")
+        ax.set_ylabel(f"test {unit}" if metric == "test_acc" else metric.replace("_", " ").replace("acc", "accuracy"))
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title or f"{results['experiment']}: recorded {results['profile']}-profile runs, {results['device']}",
+                 fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def overlay_attention(images, maps, titles=None, ncols: int = 8, title: str | None = None, alpha: float = 0.5,
                       cmap: str = "jet", cell: float = 1.6):
     """Each image with its attention map (``[N, h, w]``, resized to the image, min-max scaled) on top."""
