@@ -7,7 +7,8 @@ text. So:
   never in MyST ``{dropdown}`` fences, and no solution code is visible outside such a block;
 - every notebook ends with a plain-Markdown "## References" cell naming each work its ``{cite}`` roles cite;
 - nbval markers are cell tags, not comments at the top of learner-facing cells;
-- the Colab badge image is served with the site, not fetched from colab.research.google.com;
+- the Colab badge image is embedded in the notebook (a ``data:`` URI in inline HTML): it renders in Colab, where a
+  relative path does not, and nothing is fetched from colab.research.google.com at page view;
 - committed outputs are clean: no progress-bar residue, no empty output boxes, no widget that needs a CDN or a
   live kernel, no markdown table in an output (the site renders ``text/markdown`` outputs as CommonMark, which has
   no tables: they showed as a paragraph of pipes);
@@ -17,6 +18,7 @@ What counts as a *solution*: the notebooks give every exercise a stub code cell 
 ``NotImplementedError`` (followed by a ``check("...")`` cell); its solution is markdown code that defines the
 same function or class. Any fenced code block in a markdown cell that defines a stub's name is solution code.
 """
+import base64
 import json
 import re
 from html.parser import HTMLParser
@@ -173,14 +175,65 @@ def test_nbval_markers_are_tags_not_comments(path):
     assert any("nbval-check-output" in c["metadata"].get("tags", []) for c in code)
 
 
+BADGE_SVG = ROOT / "book" / "_static" / "colab-badge.svg"
+BADGE_LINK = re.compile(r'<a href="(?P<href>https://colab\.research\.google\.com/github/[^"]+)">'
+                        r'<img src="(?P<src>[^"]+)" alt="Open In Colab"/></a>')
+
+
+def badge_problems(first_cell: str, name: str) -> list[str]:
+    """What keeps a notebook's Colab badge from rendering everywhere with nothing fetched at page view.
+
+    The badge is inline HTML, ``<a href="…colab…/NAME"><img src="data:image/svg+xml;base64,…"/></a>``, carrying
+    book/_static/colab-badge.svg itself: a relative image path does not resolve in Colab, an http(s) image is a
+    network load on the site, and a Markdown image with a ``data:`` URI is not an image for MyST (its URL schemes
+    are http, https and mailto), so the site showed it as text.
+    """
+    found = []
+    for uri in re.findall(r"!\[[^\]]*\]\(([^)\s]+)", first_cell):
+        found.append(f"a Markdown image {uri[:40]}: the site and Colab cannot both render it")
+    for uri in re.findall(r'<img\b[^>]*\bsrc="([^"]+)"', first_cell):
+        if not uri.startswith("data:image/svg+xml;base64,"):
+            found.append(f"the badge image {uri[:40]} is not embedded (a relative path or a network load)")
+    links = list(BADGE_LINK.finditer(first_cell))
+    if len(links) != 1:
+        return found + [f"{len(links)} Colab badge links in the first cell, expected one"]
+    href, uri = links[0]["href"], links[0]["src"]
+    if not href.endswith(f"/notebooks/{name}"):
+        found.append(f"the badge opens {href}, not notebooks/{name}")
+    if uri.startswith("data:image/svg+xml;base64,") and \
+            base64.b64decode(uri.split(",", 1)[1]) != BADGE_SVG.read_bytes():
+        found.append("the embedded badge differs from book/_static/colab-badge.svg")
+    return found
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_colab_badge_image_is_local(path):
     first = src(json.loads(path.read_text(encoding="utf-8"))["cells"][0])
-    images = re.findall(r"!\[[^\]]*\]\(([^)\s]+)", first)
-    assert images, f"{path.name}: no badge image in the first cell"
-    for uri in images:
-        assert "://" not in uri, f"{path.name}: the badge image {uri} is fetched from the network"
-        assert (path.parent / uri).resolve().is_file(), f"{path.name}: {uri} does not exist"
+    problems = badge_problems(first, path.name)
+    assert not problems, f"{path.name}: " + "; ".join(problems)
+    # as Jupyter and Colab render it (CommonMark + raw HTML): a link to Colab around the embedded image
+    markdown_it = pytest.importorskip("markdown_it")
+    html = markdown_it.MarkdownIt("commonmark").render(first)
+    assert re.search(r'<a href="https://colab\.research\.google\.com/[^"]+"><img src="data:image/svg\+xml;base64,', html)
+
+
+def test_badge_check_fails_on_each_form_that_does_not_render_everywhere():
+    colab = "https://colab.research.google.com/github/attncourse/attncourse/blob/main/notebooks/00_x.ipynb"
+    embedded = "data:image/svg+xml;base64," + base64.b64encode(BADGE_SVG.read_bytes()).decode()
+    good = f'<a href="{colab}"><img src="{embedded}" alt="Open In Colab"/></a>'
+    assert badge_problems(f"# 00\n\n{good}\n", "00_x.ipynb") == []
+    bad = {
+        "relative path (old form)": f"[![Open In Colab](../book/_static/colab-badge.svg)]({colab})",
+        "external image": f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab})",
+        "external image in HTML": good.replace(embedded, "https://colab.research.google.com/assets/colab-badge.svg"),
+        "relative path in HTML": good.replace(embedded, "../book/_static/colab-badge.svg"),
+        "Markdown data URI": f"[![Open In Colab]({embedded})]({colab})",
+        "another image": good.replace(embedded, "data:image/svg+xml;base64," + base64.b64encode(b"<svg/>").decode()),
+        "wrong notebook": good.replace("00_x", "01_y"),
+        "no badge": "# 00",
+    }
+    for what, text in bad.items():
+        assert badge_problems(f"# 00\n\n{text}\n", "00_x.ipynb"), what
 
 
 def test_site_has_a_favicon_and_no_thebe():
