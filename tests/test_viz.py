@@ -44,6 +44,10 @@ def test_history_results_and_cost_plots():
                                  "runs": [{"final_test_acc": 0.4}, {"final_test_acc": 0.6}]}}}
     fig = viz.plot_results(res)
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["baseline"]
+    near = {**res, "arms": {"a": {"runs": [{"final_test_acc": v} for v in (0.89, 0.90, 0.91, 0.90, 0.90)]}}}
+    half = 2.7764 * 0.7071 / 5 ** 0.5                       # t(0.975, 4) · sd / √n, in points
+    lo, hi = viz.plot_results(near).axes[0].get_ylim()
+    assert 80 < lo < 90 - half and 90 + half < hi < 100      # near the data (not from 0), whole whisker shown
     table = viz.results_table(res)
     assert "50.0 ± 10.0" in table._repr_html_() and "profile cpu" in repr(table)
     costs = compare_costs({"a": torch.nn.Conv2d(1, 2, 3), "b": torch.nn.Conv2d(1, 4, 3)}, (1, 1, 8, 8), latency=False)

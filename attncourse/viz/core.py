@@ -142,19 +142,33 @@ def overlay_attention(images, maps, titles=None, ncols: int = 8, title: str | No
 
 
 def plot_results(results: dict, metric: str = "final_test_acc", title: str | None = None):
-    """Mean ± std over seeds per arm, with each seed's value as a dot, from a ``results/*.json`` dict."""
+    """Per arm, each seed's value as a dot and the mean over seeds with its 95 % interval (Student t over seeds) as
+    a whisker, from a ``results/*.json`` dict. The axis spans the data, not 0 to the top: differences of a point show.
+
+    The whisker is the arm's own mean's interval; the interval of a *difference* between two arms (paired seeds and
+    test items) is :func:`attncourse.effects`'.
+    """
+    from ..metrics.effect import _t_quantile
+
     arms = list(results["arms"])
-    vals = [[r[metric] for r in results["arms"][a]["runs"]] for a in arms]
+    vals = [[100 * r[metric] for r in results["arms"][a]["runs"]] for a in arms]
     means = [float(np.mean(v)) for v in vals]
-    stds = [float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for v in vals]
+    half = [_t_quantile(0.975, len(v) - 1) * float(np.std(v, ddof=1)) / len(v) ** 0.5 if len(v) > 1 else 0.0
+            for v in vals]
     fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(arms), 3.2))
-    ax.bar(range(len(arms)), means, yerr=stds, capsize=4, color="#8fb3d9", edgecolor="#2b5d8a")
     for i, v in enumerate(vals):
-        ax.scatter([i] * len(v), v, color="k", s=10, zorder=3)
+        ax.scatter([i + 0.12] * len(v), v, color="0.45", s=12, zorder=3)
+    ax.errorbar(range(len(arms)), means, yerr=half, fmt="o", color="#2b5d8a", ms=6, capsize=5, lw=1.6, zorder=4)
+    lows = [m - h for m, h in zip(means, half)] + [x for v in vals for x in v]
+    highs = [m + h for m, h in zip(means, half)] + [x for v in vals for x in v]
+    pad = max(0.5, 0.08 * (max(highs) - min(lows)))
+    ax.set_ylim(min(lows) - pad, max(highs) + pad)
+    ax.set_xlim(-0.5, len(arms) - 0.5)
     ax.set_xticks(range(len(arms)), arms, rotation=20, ha="right")
-    ax.set_ylabel(metric.replace("_", " "))
+    unit = {"miou": "mIoU", "map": "mAP"}.get(results.get("metric", "accuracy"), "accuracy")
+    ax.set_ylabel(f"test {unit} (%)" if metric == "final_test_acc" else metric.replace("_", " "))
     ax.set_title(title or f"{results['experiment']} — {results['profile']} profile, {len(results['seeds'])} seed(s), "
-                 f"{results['device']}", fontsize=9)
+                 f"{results['device']}\nmean and 95 % interval over seeds; grey: each seed", fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig
