@@ -40,6 +40,14 @@ def _grid(n: int, ncols: int, cell: float = 1.4, extra_h: float = 0.0):
     return fig, axes
 
 
+def _finish(fig, title: str | None = None):
+    """A figure's common last step: its title, then a tight layout."""
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def show_images(x, labels=None, ncols: int = 8, title: str | None = None, cmap: str = "gray", cell: float = 1.4):
     """A grid of images ``[N, C, H, W]`` with optional labels under each. Multi-channel inputs with
     C ∉ {1, 3} are shown one channel per column for the first image when N == 1, else as the mean."""
@@ -52,10 +60,7 @@ def show_images(x, labels=None, ncols: int = 8, title: str | None = None, cmap: 
         ax.imshow(imgs[i], cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
         if labels is not None:
             ax.set_title(str(labels[i]), fontsize=9)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title)
 
 
 def _series(h, key):
@@ -76,10 +81,7 @@ def plot_history(histories: dict, metrics=("train_loss", "test_acc"), title: str
         ax.set_ylabel(metric.replace("_", " "))
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title)
 
 
 def plot_recorded_curves(results: dict, arms=None, metrics=("train_acc", "test_acc"), title: str | None = None):
@@ -135,10 +137,7 @@ def overlay_attention(images, maps, titles=None, ncols: int = 8, title: str | No
         ax.imshow(up[i], cmap=cmap, alpha=alpha, vmin=0, vmax=1)
         if titles is not None:
             ax.set_title(str(titles[i]), fontsize=9)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title)
 
 
 def plot_results(results: dict, metric: str = "final_test_acc", title: str | None = None):
