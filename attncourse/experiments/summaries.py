@@ -15,6 +15,7 @@ comparison whose arm is not in the recorded results is left out, never guessed; 
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .core import convergence, effects
@@ -62,13 +63,13 @@ HEADLINES: dict[str, tuple[tuple[Headline, ...], ...]] = {
             chance=0.5),),
     ),
     "01": (
-        (_h("inception_noisy", "inception", "plain", "Inception", "the plain stack of two 3×3 per stage", _NOISY),),
+        (_h("inception_noisy", "inception", "plain", "Inception", "the plain stack of two 3×3 per stage", _NOISY),
+         _h("inception_noisy", "se_inception", "inception", "SE-Inception", "Inception", _NOISY)),
         (_h("inception_multiscale", "inception", "plain", "Inception", "the plain stack", "multi-scale digits with light noise"),),
         (_h("inception_spatial_depth", "one_spatial", "plain", "the plain stack cut to one 3×3 per stage",
             "the plain stack", _NOISY),
          _h("inception_spatial_depth", "inception", "one_spatial", "Inception",
             "that one-spatial-layer ablation", _NOISY)),
-        (_h("inception_noisy", "se_inception", "inception", "SE-Inception", "Inception", _NOISY),),
     ),
     "02": (
         (_h("senet_channel_cue", "se", "baseline", "SE", "the plain baseline", "channel-cue digits"),
@@ -140,6 +141,7 @@ def _signed(x: float) -> str:
 
 def _device_words(results: dict) -> str:
     device = str(results.get("device", "an unrecorded device")).replace(" (", ", ").replace(")", "")
+    device = re.sub(r"\b1 threads\b", "1 thread", device)
     return f"{results.get('profile', 'full')} profile, {device}"
 
 
