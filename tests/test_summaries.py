@@ -211,15 +211,21 @@ def test_every_summary_glues_its_own_modules_findings(path):
     assert "printed by the cell below" not in prose and "{glue" not in prose
 
 
-def test_glue_uses_myst_nb_when_there_and_displays_markdown_without_it(monkeypatch):
+def test_glue_uses_myst_nb_when_there_and_displays_markdown_without_it(monkeypatch, capsys):
     import IPython.display
 
     try:
         import myst_nb
     except ImportError:
         myst_nb = None
+    import IPython
+
     shown = []
     monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj))
+    monkeypatch.setattr(IPython, "get_ipython", lambda: None)            # a plain script: the text is printed
+    ac.glue("summary_xx", "plain text")
+    assert shown == [] and capsys.readouterr().out == "plain text\n"
+    monkeypatch.setattr(IPython, "get_ipython", lambda: object())        # a notebook kernel from here on
     monkeypatch.setitem(sys.modules, "myst_nb", None)                   # Colab: no myst-nb
     ac.glue("summary_xx", "**found**: +1.0 points")
     assert len(shown) == 1 and isinstance(shown[0], IPython.display.Markdown) and shown[0].data == "**found**: +1.0 points"

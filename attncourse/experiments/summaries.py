@@ -270,11 +270,14 @@ def glue(name: str, obj) -> None:
 
     A ``str`` is shown as Markdown. With myst-nb importable (the site's build) this is ``myst_nb.glue(name, obj)``,
     which also displays it (a ``text/markdown`` output that the site renders as Markdown); without it (Colab) the
-    object is simply displayed, and outside IPython the text is printed.
+    object is simply displayed; outside a notebook (no IPython shell) it is printed.
     """
     try:
+        from IPython import get_ipython
         from IPython.display import Markdown, display
-    except ImportError:  # no IPython: a plain script
+    except ImportError:  # no IPython at all
+        get_ipython = None
+    if get_ipython is None or get_ipython() is None:  # a plain script: no notebook to display in
         print(obj)
         return
     shown = Markdown(obj) if isinstance(obj, str) else obj
