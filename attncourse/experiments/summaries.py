@@ -255,7 +255,7 @@ def module_findings(module: str, profile: str = "full") -> list[str]:
         names = list(dict.fromkeys(h.experiment for group in HEADLINES[key] for h in group))
         return [f"None of module {key}'s headline comparisons is recorded yet "
                 f"({', '.join(f'`{n}`' for n in names)}), so it has no measured finding to state: record them with "
-                f"`python -m attncourse run-all --only {names[0]} --profile {profile}`."]
+                f"`python -m attncourse run-all --only {' '.join(names)} --profile {profile}`."]
     return _render(parts)
 
 
