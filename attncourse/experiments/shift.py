@@ -9,10 +9,16 @@ training — and every arm and seed is measured on the very same images.
 The result is a small JSON beside the experiments' results (``<results>/shifts/<name>.json``; ships with the
 package, so notebooks read it in Colab)::
 
-    {"evaluation", "description", "module", "vary", "trained_at", "levels", "n_test", "test_seed", "profile",
-     "seeds", "device", "torch", "git_commit",
+    {"evaluation", "description", "module", "vary", "trained_at", "levels", "n_test", "test_seed", "test_split",
+     "metric", "profile", "seeds", "device", "torch", "git_commit",
      "arms": {arm: {"source": [experiment, arm], "jobs": [job id per seed],
-                    "accuracy": {level: [accuracy per seed]}}}}
+                    "values": {level: [the task's metric per seed]},
+                    "items": {level: [per-item outcomes per seed]},       # for the paired intervals
+                    "accuracy": {level: [...]}}}}                          # classification only, = values
+
+``test_split``: ``"fresh"`` draws new test images (``test_seed``, ``n_test``) at every level; ``"experiment"`` keeps
+the experiment's own test split (the same generator draws, only ``vary`` changed), for a question such as "how much
+of the difference comes from the occluded frames?".
 
 Record one with ``python -m attncourse shift clutter_shift`` after the source runs have finished in the run store.
 """
@@ -29,7 +35,7 @@ import torch
 from .core import get_experiment
 
 __all__ = ["ShiftEvaluation", "register_shift", "get_shift", "list_shifts", "record_shift", "load_shift",
-           "shift_path", "shift_results"]
+           "shift_path", "shift_results", "metric_from_items"]
 
 SHIFTS: dict[str, "ShiftEvaluation"] = {}
 
@@ -47,6 +53,7 @@ class ShiftEvaluation:
     n_test: int = 2000       # fresh test images per level
     test_seed: int = 1       # the generator seed of the test images (the same for every arm and seed)
     task_kwargs: dict = field(default_factory=dict)   # the other task arguments, as the sources trained with
+    test_split: str = "fresh"  # "fresh": new test images per level; "experiment": the experiment's own test split
 
     def __post_init__(self):
         tasks = {get_experiment(exp).task for exp, _ in self.sources.values()}
@@ -54,6 +61,8 @@ class ShiftEvaluation:
         if len(tasks) != 1 or len(kwargs) != 1:
             raise ValueError(f"shift {self.name!r}: every source must train on the same task with the same arguments; "
                              f"got tasks {sorted(tasks)} and arguments {sorted(kwargs)}")
+        if self.test_split not in ("fresh", "experiment"):
+            raise ValueError(f"shift {self.name!r}: test_split must be 'fresh' or 'experiment', got {self.test_split!r}")
         for arm, (exp, src_arm) in self.sources.items():
             if src_arm not in get_experiment(exp).arms:
                 raise ValueError(f"shift {self.name!r}: arm {arm!r} reads {exp}/{src_arm}, which {exp!r} does not have")
@@ -105,12 +114,12 @@ def _trained_model(job, stores: list[Path]):
         folder = store / job.id
         if (folder / "run.json").exists() and (folder / "model.pt").exists():
             record = json.loads((folder / "run.json").read_text())
-            return run_model(job, record, folder).eval(), record["job"]
+            return run_model(job, record, folder).eval(), record["job"], record.get("settings", {})
     if job.seed == 0:
         try:
             model = load_trained(job.experiment, job.arm, profile=job.profile.name)
             if model.provenance.get("job") == job.id:
-                return model.eval(), job.id
+                return model.eval(), job.id, model.provenance.get("settings", {})
         except (FileNotFoundError, CheckpointMismatch):
             pass
     raise FileNotFoundError(f"{job.label}: no finished run {job.id} with weights in the store(s) "
@@ -126,7 +135,7 @@ def record_shift(name: str, seeds=(0, 1, 2), profile: str = "full", store=None, 
     """
     from ..config import device_name, get_profile, pick_device
     from ..data import make_task
-    from ..train import predict
+    from ..objectives import objective_for
     from .recorded import results_dir
     from .runner import Job, _git_commit, runs_dir
 
@@ -141,30 +150,40 @@ def record_shift(name: str, seeds=(0, 1, 2), profile: str = "full", store=None, 
               else [Path(p) for p in store])
     device = pick_device(device)
     base_kwargs = {**get_experiment(next(iter(ev.sources.values()))[0]).task_kwargs, **ev.task_kwargs}
-    tests = {}
-    for level in ev.levels:   # one fresh test set per level, shared by every arm and seed
-        t = make_task(ev.task, SimpleNamespace(n_train=1, n_test=ev.n_test), seed=ev.test_seed,
-                      **{**base_kwargs, ev.vary: level})
-        tests[level] = (t.x_test, t.y_test.cpu())
-    trained_at = make_task(ev.task, SimpleNamespace(n_train=1, n_test=1), seed=0, **base_kwargs).info.get(ev.vary)
+    if ev.test_split == "experiment":  # the experiment's own test split; it does not depend on n_train
+        size, test_seed = prof.with_(n_train=16), 0
+    else:                              # new images of the test source digits, the same for every arm and seed
+        size, test_seed = SimpleNamespace(n_train=1, n_test=ev.n_test), ev.test_seed
+    tests = {level: make_task(ev.task, size, seed=test_seed, **{**base_kwargs, ev.vary: level}) for level in ev.levels}
+    trained_at = make_task(ev.task, SimpleNamespace(n_train=16, n_test=16), seed=0, **base_kwargs).info.get(ev.vary)
+    if trained_at is None:
+        trained_at = base_kwargs.get(ev.vary)
+    objective = objective_for(next(iter(tests.values())))
     from ..cost import count_params
 
     results = {}
     for arm in chosen:
         exp, src_arm = ev.sources[arm]
-        jobs, acc, params = [], {str(level): [] for level in ev.levels}, None
+        jobs, params = [], None
+        values = {str(level): [] for level in ev.levels}
+        items = {str(level): [] for level in ev.levels}
         for seed in seeds:
             job = Job(exp, src_arm, seed, prof)
-            model, job_id = _trained_model(job, stores)
+            model, job_id, settings = _trained_model(job, stores)
             jobs.append(job_id)
             params = count_params(model)
-            for level, (x, y) in tests.items():
-                hits = predict(model, x, device=device).argmax(1) == y
-                acc[str(level)].append(float(hits.float().mean()))
-        results[arm] = {"source": [exp, src_arm], "jobs": jobs, "params": params, "accuracy": acc}
+            for level, t in tests.items():   # evaluated with the speed settings the run trained with
+                got = objective.item_outcomes(model.to(device), t, amp=settings.get("amp_bf16"),
+                                              channels_last=settings.get("channels_last"))
+                items[str(level)].append(got)
+                values[str(level)].append(metric_from_items(got))
+        results[arm] = {"source": [exp, src_arm], "jobs": jobs, "params": params, "values": values, "items": items}
+        if objective.metric == "accuracy":
+            results[arm]["accuracy"] = values
+    n_test = len(next(iter(tests.values())).y_test)
     out = {"evaluation": name, "description": ev.description, "module": ev.module, "task": ev.task,
-           "vary": ev.vary, "trained_at": trained_at, "levels": list(ev.levels), "n_test": ev.n_test,
-           "test_seed": ev.test_seed, "profile": prof.name, "seeds": list(seeds), "device": device_name(device),
+           "vary": ev.vary, "trained_at": trained_at, "levels": list(ev.levels), "n_test": n_test,
+           "test_seed": test_seed, "test_split": ev.test_split, "metric": objective.metric, "profile": prof.name, "seeds": list(seeds), "device": device_name(device),
            "torch": torch.__version__, "git_commit": _git_commit(), "arms": results}
     path = shift_path(Path(out_dir) if out_dir is not None else results_dir(), name, prof.name)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -172,6 +191,23 @@ def record_shift(name: str, seeds=(0, 1, 2), profile: str = "full", store=None, 
     tmp.write_text(json.dumps(out, indent=1) + "\n")
     os.replace(tmp, path)
     return out
+
+
+def metric_from_items(items: dict | None) -> float:
+    """The task's metric from a run's per-item outcomes: accuracy (right or wrong per image), mAP (AP per query)
+    or mIoU (intersections and unions per image, summed over the images before the ratio)."""
+    import numpy as np
+
+    from ..metrics.effect import item_values
+
+    if items is None:
+        raise ValueError("metric_from_items: this task kind records no per-item outcomes")
+    got = item_values(items)
+    if isinstance(got, tuple):
+        inter, union = (x.sum(0) for x in got)
+        seen = union > 0
+        return float((inter[seen] / union[seen]).mean())
+    return float(np.mean(got))
 
 
 def shift_results(shift: dict, level) -> dict:
@@ -184,9 +220,11 @@ def shift_results(shift: dict, level) -> dict:
         raise ValueError(f"shift {shift['evaluation']!r}: no level {level!r}; levels: {shift['levels']}")
     arms = {}
     for arm, a in shift["arms"].items():
-        accs = a["accuracy"][key]
-        mean, std = _mean_std(accs)
+        values = (a.get("values") or a["accuracy"])[key]
+        items = (a.get("items") or {}).get(key) or [None] * len(values)
+        mean, std = _mean_std(values)
         arms[arm] = {"mean_test_acc": mean, "std_test_acc": std, "params": a["params"], "flops": 0,
-                     "runs": [{"seed": s, "final_test_acc": v} for s, v in zip(shift["seeds"], accs)]}
+                     "runs": [{"seed": s, "final_test_acc": v, "items": it}
+                              for s, v, it in zip(shift["seeds"], values, items)]}
     return {"experiment": f"{shift['evaluation']} at {shift['vary']}={level}", "profile": shift["profile"],
-            "device": shift["device"], "metric": "accuracy", "n_test": shift.get("n_test"), "arms": arms}
+            "device": shift["device"], "metric": shift.get("metric", "accuracy"), "n_test": shift.get("n_test"), "arms": arms}

@@ -109,3 +109,21 @@ def sta_statistics(model, occluded_task, clear_task, batch_size: int = 128) -> d
     regions = pixel_regions(occluded_task.float_images(occluded_task.x_test), clear_task.float_images(clear_task.x_test),
                             occluded_task.occluded_test)
     return spatial_map_by_region(torch.cat(gs), regions)
+
+
+# --------------------------------------------------------------------------- the occlusion split, every seed
+from .shift import ShiftEvaluation, register_shift  # noqa: E402
+
+register_shift(ShiftEvaluation(
+    name="sta_occlusion",
+    description=("Every seed of the three sta_tracklets arms, tested twice on the experiment's own test split: as "
+                 "trained (occlusion 0.35) and with the occluders left out (occlusion 0: the same identities, "
+                 "cameras, jitter, clutter and noise). How much of each arm's mAP, and of STA's difference to TAP and "
+                 "to temporal attention, comes from the occluded frames?"),
+    module="08_sta",
+    sources={head: ("sta_tracklets", head) for head in HEADS},
+    vary="occlusion",
+    levels=(0.35, 0.0),
+    task_kwargs={"occlusion": 0.35},   # digit_tracklets' default, named so the file says what the runs trained with
+    test_split="experiment",
+))
