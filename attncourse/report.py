@@ -78,7 +78,7 @@ _SOURCE_NOTES = {
 
 
 def _shift_table(shift: dict, name: str) -> list[str]:
-    """A shift evaluation: accuracy per test level, and each arm's effect at the hardest level."""
+    """A shift evaluation: the metric per test level, and each arm's effect at the last level."""
     from .experiments.shift import shift_results
 
     levels, top = shift["levels"], shift["levels"][-1]
@@ -86,7 +86,10 @@ def _shift_table(shift: dict, name: str) -> list[str]:
     top_effects = {r["arm"]: r for r in effects(by_level[top])}
     lines = [f"## Shift evaluation `{shift['evaluation']}`", "", shift.get("description", "").strip(), "",
              f"No training: trained runs (seeds {shift['seeds']}, {shift['profile']} profile, trained with "
-             f"{shift['vary']} = {shift['trained_at']}) tested on {shift['n_test']} new test images per level. "
+             f"{shift['vary']} = {shift['trained_at']}) tested on "
+             + (f"the experiment's own test split ({shift['n_test']:,} test items), with {shift['vary']} changed. "
+                if shift.get("test_split") == "experiment" else f"{shift['n_test']} new test images per level. ")
+             + f"Metric: {shift.get('metric', 'accuracy')}. "
              f"Device: {shift['device']}; torch {shift['torch']}; commit `{shift['git_commit'][:12]}`; file "
              f"`attncourse/recorded/shifts/{name}`. Δ, its 95 % interval and the label at {shift['vary']} = {top}.", "",
              "| arm | trained runs of | " + " | ".join(f"{shift['vary']} = {n} (%)" for n in levels)
