@@ -977,6 +977,7 @@ VALUES_RIGHT = {
     ("07.highway_gate", "no gradient reached these parameters: gate.weight"),
     ("07.sk_fuse_select", "no gradient reached these parameters: reduce.weight"), ("08.spatial_map", "autograd"),
     ("03.style_pool", "no gradient"), ("03.covariance_pool", "no gradient"), ("03.ge_gather", "no gradient"),
+    ("09.directional_pool", "autograd graph"), ("09.channel_shuffle", "autograd graph"), ("09.aff_fuse", "autograd graph"),
 }
 # Value cases that cannot show a mistake, each for a reason of the exercise itself (not a coincidence of the
 # inputs): (key, mistake) → the fragments of those cases' names. Every other value case must catch the mistake.
