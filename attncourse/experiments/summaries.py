@@ -52,6 +52,7 @@ _SCENES = "digit scenes"
 _BRANCH = "multi-scale digits under heavy noise"
 _TRACKS = "digit tracklets"
 _TEXTURE = "texture-cue digits"
+_ROWS = "row-marker digits"
 
 #: module → its summary's sentences, each a tuple of headlines on one experiment (at most four sentences)
 HEADLINES: dict[str, tuple[tuple[Headline, ...], ...]] = {
@@ -125,6 +126,16 @@ HEADLINES: dict[str, tuple[tuple[Headline, ...], ...]] = {
         (_h("sta_tracklets", "sta", "tap", "STA", "temporal average pooling (TAP)", _TRACKS),
          _h("sta_tracklets", "temporal_attention", "tap", "temporal attention", "TAP", _TRACKS)),
         (_h("sta_tracklets", "sta", "temporal_attention", "STA", "temporal attention", _TRACKS),),
+        (_h("sta_tracklets_partial", "sta", "temporal_attention", "STA", "temporal attention",
+            "digit tracklets whose every frame is partly hidden"),),
+    ),
+    "09": (
+        (_h("coordatt_rows", "coordatt", "baseline", "Coordinate Attention", "the plain baseline", _ROWS),
+         _h("coordatt_rows", "coordatt", "se", "Coordinate Attention", "SE", _ROWS)),
+        (_h("coordatt_rows_control", "coordatt", "baseline", "Coordinate Attention", "the plain baseline",
+            "the control digits whose bar sits beside its digit"),),
+        (_h("sa_cluttered", "sa", "baseline", "SA-Net", "the plain baseline", _CLUTTER),
+         _h("sa_cluttered", "sa", "se", "SA-Net", "SE", _CLUTTER)),
     ),
 }
 
