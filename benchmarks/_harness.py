@@ -1,7 +1,9 @@
-"""The harness the block benchmarks share: command-line options, the environment record, round-robin timing
-with peak memory per arm, the Markdown comparison table and writing ``results/<name>_<device>.md`` / ``.json``.
+"""The harness the benchmarks share: command-line options, the environment record (with the machine's load
+average before and after the run), round-robin timing with peak memory per arm, the Markdown comparison table
+and writing ``results/<name>_<device>.md`` / ``.json`` — or, with ``--record``, the table the package ships,
+``attncourse/recorded/benchmarks/<name>_<device>.json`` (read by ``attncourse.benchmark_table``).
 
-A benchmark script builds its arms (modules computing the same function on the same input) and hands them to
+A block benchmark builds its arms (modules computing the same function on the same input) and hands them to
 :func:`measure_arms` for each map size; :func:`render_comparison` and :func:`publish` do the rest.
 """
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import platform
 import re
 import statistics
@@ -21,6 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from attncourse.benchmark_tables import benchmark_tables_dir  # noqa: E402
 from attncourse.config import device_name  # noqa: E402
 from attncourse.cost import measure_latency, peak_memory  # noqa: E402
 
@@ -34,9 +38,17 @@ def add_common_args(p: argparse.ArgumentParser, *, sizes: list[int], batch: int)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--device", default=None, help="cpu | cuda (default: CUDA when present)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    p.add_argument("--note", default="", help="a note stored with the table (e.g. 'CPU shared with other jobs')")
+    add_output_args(p)
+
+
+def add_output_args(p: argparse.ArgumentParser) -> None:
+    """``--note``, ``--out-dir``, ``--no-write`` and ``--record`` (write the table the package ships)."""
+    p.add_argument("--note", default="", help="a note stored with the table (e.g. what the machine was doing)")
     p.add_argument("--out-dir", default=str(ROOT / "results"))
     p.add_argument("--no-write", action="store_true")
+    p.add_argument("--record", action="store_true",
+                   help=f"write the JSON table into the package ({benchmark_tables_dir().relative_to(ROOT)}/) "
+                        "instead of results/")
 
 
 def device_and_dtype(args) -> tuple[torch.device, torch.dtype]:
@@ -44,11 +56,54 @@ def device_and_dtype(args) -> tuple[torch.device, torch.dtype]:
 
 
 def environment(device: torch.device, args, **extra) -> dict:
-    """What a result table must name: device, CPU model, torch, Python, threads, date and the run's options."""
+    """What a result table must name: device, CPU model, torch, Python, threads, date, the command, the load
+    average before the run (:func:`finish_environment` adds the one after) and the run's options."""
     return {"device": device_name(device), "device_type": device.type, "torch": torch.__version__,
             "python": platform.python_version(), "threads": torch.get_num_threads(), "cpu": _cpu_model(),
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "batch": args.batch,
+            "cores": os.cpu_count(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": command_line(), "load_before": load_average(), "batch": args.batch,
             "channels": args.channels, "dtype": args.dtype, "warmup": args.warmup, "note": args.note, **extra}
+
+
+def command_line() -> str:
+    """The command that ran this benchmark, as a learner would type it from the repository root."""
+    script = Path(sys.argv[0]).resolve()
+    shown = script.relative_to(ROOT).as_posix() if script.is_relative_to(ROOT) else script.name
+    return " ".join(["python", shown, *sys.argv[1:]])
+
+
+def load_average() -> list[float] | None:
+    """The machine's load average over 1, 5 and 15 minutes (``None`` where the OS does not report it)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def machine_verdict(env: dict) -> str:
+    """``"quiet"`` when the 1-minute load average was under 0.5 before the run and, after it, no more than the
+    benchmark's own threads plus 0.5; else ``"loaded"`` (also when the load is unknown)."""
+    before, after = env.get("load_before"), env.get("load_after")
+    if not before or not after:
+        return "loaded"
+    return "quiet" if before[0] < 0.5 and after[0] <= env["threads"] + 0.5 else "loaded"
+
+
+def finish_environment(env: dict) -> dict:
+    """Add the load average after the run and the verdict on the machine (``machine``: quiet or loaded)."""
+    env["load_after"] = load_average()
+    env["machine"] = machine_verdict(env)
+    return env
+
+
+def machine_line(env: dict) -> str:
+    """The table's line on the machine's load: quiet, or loaded (the times then are inflated and noisy)."""
+    fmt = lambda v: " ".join(f"{x:.2f}" for x in v) if v else "unknown"  # noqa: E731
+    head = (f"- machine: {env['machine']} — load average (1, 5, 15 min) {fmt(env.get('load_before'))} before, "
+            f"{fmt(env.get('load_after'))} after, on {env.get('cores', '?')} cores")
+    if env["machine"] != "quiet":
+        head += "; measured under load: absolute times are inflated and noisy, compare arms only"
+    return head
 
 
 def mem_fwd_bwd(model, x) -> int:
@@ -96,12 +151,15 @@ def render_comparison(env: dict, rows: list[dict], *, title: str, input_desc: st
              f"- device: {env['device']} — {env['cpu']}" if cpu else f"- device: {env['device']}",
              f"- torch {env['torch']}, Python {env['python']}, {env['threads']} threads, dtype {env['dtype']}",
              f"- date: {env['date']}",
+             f"- command: `{env['command']}`" if env.get("command") else "",
+             machine_line(env) if env.get("machine") else "",
              f"- input: batch {env['batch']}, {env['channels']} channels, square maps; {input_desc}",
              f"- time: median and fastest of the repeats (n per row, arms taking turns) after {env['warmup']} warm-up "
              f"pass(es); memory: `attncourse.cost.peak_memory` of one forward+backward "
              f"({'profiler allocation events' if cpu else 'CUDA allocator peak'})",
              "- SDPA backends able to run: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in env["sdpa_backends"].items()),
              ]
+    lines = [line for i, line in enumerate(lines) if line or i == 1]  # drop the lines an older record lacks
     if env.get("note"):
         lines.append(f"- note: {env['note']}")
     lines += ["", f"| map | tokens N | arm | time: median (fastest) | peak memory | faster than {reference}: median "
@@ -132,6 +190,27 @@ def publish(table: str, env: dict, rows: list[dict], stem: Path | None) -> None:
         stem.with_suffix(".md").write_text(table)
         stem.with_suffix(".json").write_text(json.dumps({"env": env, "rows": rows}, indent=1))
         print(f"wrote {stem}.md and {stem}.json")
+
+
+def record(name: str, device_slug: str, table: str, env: dict, rows: list[dict], folder: Path | None = None) -> Path:
+    """Write the table the package ships: ``{"name", "device", "env", "rows", "markdown"}`` in
+    ``<folder or the package's recorded benchmarks>/<name>_<device>.json``."""
+    path = Path(folder or benchmark_tables_dir()) / f"{name}_{device_slug}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"name": name, "device": device_slug, "env": env, "rows": rows, "markdown": table}
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    print(f"recorded {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    return path
+
+
+def write_outputs(args, name: str, device_slug: str, table: str, env: dict, rows: list[dict]) -> None:
+    """Print the table, then write it: into the package with ``--record``, else ``results/`` (unless ``--no-write``)."""
+    if args.record and not args.no_write:
+        print()
+        print(table)
+        record(name, device_slug, table, env, rows)
+    else:
+        publish(table, env, rows, None if args.no_write else Path(args.out_dir) / f"{name}_{device_slug}")
 
 
 def _cpu_model() -> str:
