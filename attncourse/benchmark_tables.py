@@ -5,8 +5,9 @@ package so that a ``pip install`` (Colab) shows them too::
 
 Each file is what ``python benchmarks/<name>.py --record`` wrote: ``{"name", "device", "env", "rows",
 "markdown"}``. ``env`` names the machine and the run: device, CPU model, torch threads, torch and Python versions,
-date, the command that produced the table, and the machine's load average (1, 5, 15 min) just before and just
-after the run with the verdict drawn from it (``machine``: ``"quiet"`` or ``"loaded"``). ``rows`` are the raw
+date, the command that produced the table, the machine's load average (1, 5, 15 min) just before and just after
+the run, the CPU cores other processes kept busy during it (``others_cpu_cores``) and the verdict drawn from that
+(``machine``: ``"quiet"`` or ``"loaded"``). ``rows`` are the raw
 numbers; ``markdown`` is the table the script printed.
 
 :func:`benchmark_table` loads one table; :func:`list_benchmark_tables` lists what is shipped.
@@ -50,7 +51,7 @@ class BenchmarkTable:
 
     @property
     def quiet(self) -> bool:
-        """Whether the machine was quiet during the run (by its recorded load average)."""
+        """Whether the machine was quiet during the run (other processes used under 0.1 core on average)."""
         return self.env.get("machine") == "quiet"
 
     def measured_on(self) -> str:
@@ -63,7 +64,8 @@ class BenchmarkTable:
                    "and the memory, are what the table is for")
         return (f"Measured on {e.get('device', self.device)}{cpu}, {e.get('threads', '?')} torch thread(s), "
                 f"torch {e.get('torch', '?')}, on {e.get('date', '?')}, on {verdict}. "
-                f"Load average (1, 5, 15 min) before the run: {load('load_before')}; after: {load('load_after')}. "
+                f"Other processes kept {e.get('others_cpu_cores', '?')} core(s) busy on average during the run; "
+                f"load average (1, 5, 15 min) before it: {load('load_before')}, after: {load('load_after')}. "
                 f"Command: {e.get('command', 'not recorded')}")
 
     def __str__(self) -> str:

@@ -16,6 +16,7 @@ import platform
 import re
 import statistics
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def environment(device: torch.device, args, **extra) -> dict:
     return {"device": device_name(device), "device_type": device.type, "torch": torch.__version__,
             "python": platform.python_version(), "threads": torch.get_num_threads(), "cpu": _cpu_model(),
             "cores": os.cpu_count(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "command": command_line(), "load_before": load_average(), "batch": args.batch,
+            "command": command_line(), "load_before": load_average(), "_cpu_start": cpu_snapshot(), "batch": args.batch,
             "channels": args.channels, "dtype": args.dtype, "warmup": args.warmup, "note": args.note, **extra}
 
 
@@ -80,18 +81,40 @@ def load_average() -> list[float] | None:
         return None
 
 
+def cpu_snapshot() -> list[float] | None:
+    """``[wall s, busy CPU s of the whole machine, CPU s of this process]`` (``None`` without ``/proc/stat``)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)  # all but idle and iowait
+    busy -= sum(fields[8:10])  # guest time is already counted in user time
+    own = os.times()
+    return [time.monotonic(), busy / os.sysconf("SC_CLK_TCK"), own.user + own.system]
+
+
+def others_cpu(start: list[float] | None) -> float | None:
+    """The CPU cores other processes kept busy, on average, since ``start`` (a :func:`cpu_snapshot`)."""
+    end = cpu_snapshot()
+    if not start or not end or end[0] <= start[0]:
+        return None
+    wall, busy, own = (b - a for a, b in zip(start, end))
+    return round(max(0.0, (busy - own) / wall), 3)
+
+
 def machine_verdict(env: dict) -> str:
-    """``"quiet"`` when the 1-minute load average was under 0.5 before the run and, after it, no more than the
-    benchmark's own threads plus 0.5; else ``"loaded"`` (also when the load is unknown)."""
-    before, after = env.get("load_before"), env.get("load_after")
-    if not before or not after:
-        return "loaded"
-    return "quiet" if before[0] < 0.5 and after[0] <= env["threads"] + 0.5 else "loaded"
+    """``"quiet"`` when other processes kept less than 0.1 core busy on average during the run (measured from
+    ``/proc/stat`` and this process's own CPU time); else ``"loaded"`` (also when it could not be measured).
+    The load averages are recorded beside it; they lag the run by a minute and count this benchmark too."""
+    others = env.get("others_cpu_cores")
+    return "quiet" if others is not None and others < 0.1 else "loaded"
 
 
 def finish_environment(env: dict) -> dict:
-    """Add the load average after the run and the verdict on the machine (``machine``: quiet or loaded)."""
+    """Add the load average after the run, the CPU that other processes used during it and the verdict on the
+    machine (``machine``: quiet or loaded)."""
     env["load_after"] = load_average()
+    env["others_cpu_cores"] = others_cpu(env.pop("_cpu_start", None))
     env["machine"] = machine_verdict(env)
     return env
 
@@ -99,8 +122,10 @@ def finish_environment(env: dict) -> dict:
 def machine_line(env: dict) -> str:
     """The table's line on the machine's load: quiet, or loaded (the times then are inflated and noisy)."""
     fmt = lambda v: " ".join(f"{x:.2f}" for x in v) if v else "unknown"  # noqa: E731
-    head = (f"- machine: {env['machine']} — load average (1, 5, 15 min) {fmt(env.get('load_before'))} before, "
-            f"{fmt(env.get('load_after'))} after, on {env.get('cores', '?')} cores")
+    others = env.get("others_cpu_cores")
+    head = (f"- machine: {env['machine']} — other processes kept {'?' if others is None else f'{others:.2f}'} of "
+            f"{env.get('cores', '?')} cores busy on average during the run; load average (1, 5, 15 min) "
+            f"{fmt(env.get('load_before'))} before, {fmt(env.get('load_after'))} after")
     if env["machine"] != "quiet":
         head += "; measured under load: absolute times are inflated and noisy, compare arms only"
     return head

@@ -35,7 +35,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import _cpu_model, command_line, finish_environment, load_average, machine_line, record  # noqa: E402
+from _harness import (_cpu_model, command_line, cpu_snapshot, finish_environment, load_average,  # noqa: E402
+                      machine_line, record)
 
 import attncourse as ac  # noqa: E402
 from attncourse.train import _autocast, _memory_format, speed_settings  # noqa: E402
@@ -94,7 +95,7 @@ def main() -> None:
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
-    command, load_before = command_line(), load_average()
+    command, load_before, cpu_start = command_line(), load_average(), cpu_snapshot()
     started = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
     after = speed_settings("cpu")
     task = ac.make_task(args.task, ac.get_profile("smoke").with_(n_train=max(512, args.batch_size), n_test=512))
@@ -128,10 +129,11 @@ def main() -> None:
         print(f"{arm:8s} train ×{row['train_ratio']:.2f}  eval ×{row['eval_ratio']:.2f}  same predictions "
               f"{100 * row['eval_same_prediction']:.1f} %", flush=True)
 
-    env = finish_environment({"threads": args.threads, "load_before": load_before})
+    env = finish_environment({"threads": args.threads, "load_before": load_before, "_cpu_start": cpu_start})
     out = {"device": ac.device_name("cpu"), "device_type": "cpu", "cpu": _cpu_model(), "cores": os.cpu_count(),
            "torch": torch.__version__, "python": platform.python_version(), "command": command,
-           "load_before": load_before, "load_after": env["load_after"], "machine": env["machine"],
+           "load_before": load_before, "load_after": env["load_after"], "others_cpu_cores": env["others_cpu_cores"],
+           "machine": env["machine"],
            "date": started, "task": args.task, "image_shape": list(task.x_train.shape[1:]),
            "batch_size": args.batch_size, "threads": args.threads, "before": BEFORE, "after": after,
            "rounds": args.rounds, "steps_per_round": args.steps, "accuracy_profile": args.accuracy_profile if args.accuracy else None,
