@@ -39,7 +39,8 @@ def list_benchmark_tables() -> list[tuple[str, str]]:
 class BenchmarkTable:
     """One recorded benchmark run: the raw ``rows``, the environment ``env`` and the printed ``markdown`` table.
 
-    ``str(table)`` is a plain-text report: where and how it was measured, then the Markdown table.
+    ``str(table)`` is a headline (device, quiet or loaded machine) followed by the Markdown table, which names the
+    CPU, threads, torch, date, the command that measured it and the machine's load.
     """
 
     name: str
@@ -54,22 +55,20 @@ class BenchmarkTable:
         """Whether the machine was quiet during the run (other processes used under 0.1 core on average)."""
         return self.env.get("machine") == "quiet"
 
-    def measured_on(self) -> str:
-        """One paragraph: device, CPU, threads, torch, date, the machine's load and the command that measured it."""
+    def headline(self) -> str:
+        """One line: which table, on what device, and whether the machine was quiet (with the measured load)."""
         e = self.env
-        load = lambda key: " ".join(f"{x:.2f}" for x in e[key]) if e.get(key) else "not recorded"  # noqa: E731
-        cpu = f" ({e['cpu']})" if e.get("cpu") else ""
-        verdict = ("a quiet machine" if self.quiet else
-                   "a LOADED machine: the times are inflated and noisy; the ratios between arms measured in turn, "
-                   "and the memory, are what the table is for")
-        return (f"Measured on {e.get('device', self.device)}{cpu}, {e.get('threads', '?')} torch thread(s), "
-                f"torch {e.get('torch', '?')}, on {e.get('date', '?')}, on {verdict}. "
-                f"Other processes kept {e.get('others_cpu_cores', '?')} core(s) busy on average during the run; "
-                f"load average (1, 5, 15 min) before it: {load('load_before')}, after: {load('load_after')}. "
-                f"Command: {e.get('command', 'not recorded')}")
+        others = e.get("others_cpu_cores")
+        load = ("" if others is None else
+                f" (other processes kept {others:.2f} of {e.get('cores', '?')} cores busy on average during the run)")
+        state = ("a quiet machine" + load if self.quiet else
+                 "a LOADED machine" + load + ": absolute times are inflated and noisy; compare the ratios between "
+                 "arms, which were measured in turn")
+        return f"Recorded benchmark '{self.name}' ({e.get('device', self.device)}), measured on {state}."
 
     def __str__(self) -> str:
-        return f"{self.measured_on()}\n\n{self.markdown.strip()}\n"
+        """The headline, then the recorded table (device, CPU, threads, torch, date, command, load, settings, rows)."""
+        return f"{self.headline()}\n\n{self.markdown.strip()}\n"
 
 
 def benchmark_table(name: str, device: str = "cpu") -> BenchmarkTable:

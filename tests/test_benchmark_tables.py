@@ -43,7 +43,8 @@ def test_a_shipped_table_names_its_machine_and_run(path):
     assert env["machine"] in {"quiet", "loaded"} and table.rows
     assert f"- machine: {env['machine']}" in table.markdown  # the printed table states the verdict
     text = str(table)
-    assert env["device"] in text and env["torch"] in text and env["command"] in text
+    assert env["device"] in text and env["torch"] in text and env["command"] in text and env["cpu"] in text
+    assert f"{env['threads']} thread" in text and env["date"] in text
     assert ("quiet machine" in text) == table.quiet and ("LOADED" in text) == (not table.quiet)
 
 
@@ -89,7 +90,8 @@ def test_a_recorded_table_round_trips(tmp_path, harness, monkeypatch):
     monkeypatch.setattr(bt, "benchmark_tables_dir", lambda: tmp_path)
     table = ac.benchmark_table("toy")
     assert table.rows == [{"a": 1}] and table.quiet and table.env == env
-    assert str(table).startswith("Measured on cpu (x86_64, 1 threads) (Some CPU), 1 torch thread(s)")
+    assert str(table).startswith("Recorded benchmark 'toy' (cpu (x86_64, 1 threads)), measured on a quiet machine")
+    assert "| 1 |" in str(table)
     assert ac.list_benchmark_tables() == [("toy", "cpu")]
 
 
