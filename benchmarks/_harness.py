@@ -82,7 +82,8 @@ def load_average() -> list[float] | None:
 
 
 def cpu_snapshot() -> list[float] | None:
-    """``[wall s, busy CPU s of the whole machine, CPU s of this process]`` (``None`` without ``/proc/stat``)."""
+    """``[wall s, busy CPU s of the whole machine, CPU s of this process, s it waited for a CPU]`` (``None``
+    without ``/proc/stat``)."""
     try:
         fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     except (OSError, ValueError):
@@ -90,16 +91,28 @@ def cpu_snapshot() -> list[float] | None:
     busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)  # all but idle and iowait
     busy -= sum(fields[8:10])  # guest time is already counted in user time
     own = os.times()
-    return [time.monotonic(), busy / os.sysconf("SC_CLK_TCK"), own.user + own.system]
+    return [time.monotonic(), busy / os.sysconf("SC_CLK_TCK"), own.user + own.system, _run_queue_wait()]
 
 
-def others_cpu(start: list[float] | None) -> float | None:
-    """The CPU cores other processes kept busy, on average, since ``start`` (a :func:`cpu_snapshot`)."""
+def _run_queue_wait() -> float:
+    """Seconds this process's threads spent ready to run but waiting for a CPU (``/proc/self/task/*/schedstat``)."""
+    total = 0.0
+    for stat in Path("/proc/self/task").glob("*/schedstat"):
+        try:
+            total += int(stat.read_text().split()[1]) / 1e9
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+def others_cpu(start: list[float] | None) -> tuple[float | None, float | None]:
+    """Since ``start`` (a :func:`cpu_snapshot`): the CPU cores other processes kept busy on average, and the
+    fraction of the time this process waited, ready to run, for a CPU."""
     end = cpu_snapshot()
     if not start or not end or end[0] <= start[0]:
-        return None
-    wall, busy, own = (b - a for a, b in zip(start, end))
-    return round(max(0.0, (busy - own) / wall), 3)
+        return None, None
+    wall, busy, own, wait = (b - a for a, b in zip(start, end))
+    return round(max(0.0, (busy - own) / wall), 3), round(max(0.0, wait / wall), 4)
 
 
 def machine_verdict(env: dict) -> str:
@@ -114,7 +127,7 @@ def finish_environment(env: dict) -> dict:
     """Add the load average after the run, the CPU that other processes used during it and the verdict on the
     machine (``machine``: quiet or loaded)."""
     env["load_after"] = load_average()
-    env["others_cpu_cores"] = others_cpu(env.pop("_cpu_start", None))
+    env["others_cpu_cores"], env["waited_for_cpu"] = others_cpu(env.pop("_cpu_start", None))
     env["machine"] = machine_verdict(env)
     return env
 
@@ -126,6 +139,8 @@ def machine_line(env: dict) -> str:
     head = (f"- machine: {env['machine']} — other processes kept {'?' if others is None else f'{others:.2f}'} of "
             f"{env.get('cores', '?')} cores busy on average during the run; load average (1, 5, 15 min) "
             f"{fmt(env.get('load_before'))} before, {fmt(env.get('load_after'))} after")
+    if env.get("waited_for_cpu") is not None:
+        head += f"; the benchmark waited for a CPU {100 * env['waited_for_cpu']:.1f} % of the time"
     if env["machine"] != "quiet":
         head += "; measured under load: absolute times are inflated and noisy, compare arms only"
     return head

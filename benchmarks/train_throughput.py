@@ -133,6 +133,7 @@ def main() -> None:
     out = {"device": ac.device_name("cpu"), "device_type": "cpu", "cpu": _cpu_model(), "cores": os.cpu_count(),
            "torch": torch.__version__, "python": platform.python_version(), "command": command,
            "load_before": load_before, "load_after": env["load_after"], "others_cpu_cores": env["others_cpu_cores"],
+           "waited_for_cpu": env["waited_for_cpu"],
            "machine": env["machine"],
            "date": started, "task": args.task, "image_shape": list(task.x_train.shape[1:]),
            "batch_size": args.batch_size, "threads": args.threads, "before": BEFORE, "after": after,
