@@ -6,8 +6,9 @@ package so that a ``pip install`` (Colab) shows them too::
 Each file is what ``python benchmarks/<name>.py --record`` wrote: ``{"name", "device", "env", "rows",
 "markdown"}``. ``env`` names the machine and the run: device, CPU model, torch threads, torch and Python versions,
 date, the command that produced the table, the machine's load average (1, 5, 15 min) just before and just after
-the run, the CPU cores other processes kept busy during it (``others_cpu_cores``) and the verdict drawn from that
-(``machine``: ``"quiet"`` or ``"loaded"``). ``rows`` are the raw
+the run, the CPU cores other processes kept busy during it (``others_cpu_cores``), the fraction of the run the
+benchmark waited for a CPU (``waited_for_cpu``) and the verdict (``machine``: ``"quiet"`` when other processes used
+under 0.1 core on average, else ``"loaded"``). ``rows`` are the raw
 numbers; ``markdown`` is the table the script printed.
 
 :func:`benchmark_table` loads one table; :func:`list_benchmark_tables` lists what is shipped.

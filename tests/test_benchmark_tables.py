@@ -15,7 +15,7 @@ from attncourse import benchmark_tables as bt
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted(bt.benchmark_tables_dir().glob("*.json"))
 ENV_KEYS = {"device", "cpu", "threads", "torch", "python", "date", "command", "load_before", "load_after",
-            "others_cpu_cores", "machine"}
+            "others_cpu_cores", "waited_for_cpu", "machine"}
 
 
 @pytest.fixture(scope="module")
