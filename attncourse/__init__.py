@@ -14,6 +14,7 @@ from .data import (DigitTask, channel_cue_digits, cifar10, cluttered_digits, flo
 from .models import AttnResNet, BasicBlock, receptive_field
 from .train import (History, bf16_supported, evaluate, fit, load_checkpoint, predict, progress_bar, random_translate,
                     save_checkpoint, speed_settings)
+from .benchmark_tables import benchmark_table, list_benchmark_tables
 from .cost import CostTable, compare_costs, cost_report, count_flops, count_params, measure_latency, peak_memory
 from .experiments import (convergence, effects, findings, glue, interval_text, list_experiments, load_or_train, load_results,
                           load_trained, module_summary, run_all, run_experiment, verdict)

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from .experiments.core import effects, metric_label
+from .benchmark_tables import benchmark_tables_dir
 from .experiments.recorded import results_dir
 
 __all__ = ["render_results_page"]
@@ -104,19 +105,23 @@ def _shift_table(shift: dict, name: str) -> list[str]:
     return lines + [""]
 
 
-def _benchmark_section(path: Path) -> list[str]:
-    text = path.read_text().strip()
-    body = text.split("\n", 1)[1] if text.startswith("# ") else text  # drop the file's own H1 title
+def _benchmark_section(path: Path, data: dict) -> list[str]:
+    text = data["markdown"].strip()
+    body = text.split("\n", 1)[1] if text.startswith("# ") else text  # drop the table's own H1 title
     title = text.split("\n", 1)[0][2:] if text.startswith("# ") else path.stem
-    return [f"## Benchmark: {title}", "", f"From `results/{path.name}`.", "",
+    call = (f'ac.benchmark_table("{data["name"]}")' if data["device"] == "cpu"
+            else f'ac.benchmark_table("{data["name"]}", device="{data["device"]}")')
+    return [f"## Benchmark: {title}", "",
+            f"From `attncourse/recorded/benchmarks/{path.name}` (`{call}`); measured with "
+            f"`python benchmarks/{data['name']}.py`.", "",
             body.replace("\n## ", "\n### ").replace("\n# ", "\n### "), ""]
 
 
 def render_results_page(folder: str | Path | None = None, benchmarks: str | Path | None = None) -> str:
     """The markdown of ``book/results.md``: experiments from ``folder`` (default: the recorded results), benchmark
-    tables (``*.md``) from ``benchmarks`` (default: the repository's ``results/`` folder)."""
+    tables from ``benchmarks`` (default: the ones the package ships, ``attncourse/recorded/benchmarks/``)."""
     folder = Path(folder) if folder is not None else results_dir()
-    benchmarks = Path(benchmarks) if benchmarks is not None else Path(__file__).resolve().parents[1] / "results"
+    benchmarks = Path(benchmarks) if benchmarks is not None else benchmark_tables_dir()
     lines = [HEADER]
     full = []
     for path in sorted(folder.glob("*.json")):
@@ -128,7 +133,11 @@ def render_results_page(folder: str | Path | None = None, benchmarks: str | Path
         data = json.loads(path.read_text())
         if isinstance(data, dict) and "evaluation" in data and data.get("profile") == "full":
             shifts.append((path.name, data))
-    bench = sorted(benchmarks.glob("*.md")) if benchmarks.exists() else []
+    bench = []
+    for path in sorted(benchmarks.glob("*.json")) if benchmarks.exists() else []:
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and {"name", "device", "markdown"} <= set(data):  # a recorded benchmark table
+            bench.append((path, data))
     if not full and not bench:
         lines.append("No results have been recorded yet.\n")
     by_module: dict[str, list] = {}
@@ -148,6 +157,6 @@ def render_results_page(folder: str | Path | None = None, benchmarks: str | Path
                   "These registered experiments have no complete full-profile run yet (reduced-profile runs are too short "
                   "to be evidence): " + ", ".join(f"`{m}`" for m in missing) + ". Record them with "
                   "`python -m attncourse run-all --only NAME --profile full`.", ""]
-    for path in bench:
-        lines += _benchmark_section(path)
+    for path, data in bench:
+        lines += _benchmark_section(path, data)
     return "\n".join(lines).rstrip() + "\n"

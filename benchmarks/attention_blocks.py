@@ -18,7 +18,9 @@ CUDA: the allocator's peak), above what was live before.
     python benchmarks/attention_blocks.py --sizes 64 128 --device cuda
     python benchmarks/attention_blocks.py --sizes 96 --repeats 1 --warmup 1
 
-Writes ``results/attention_blocks_<device>.md`` and ``.json`` (``--no-write`` to skip).
+Writes ``results/attention_blocks_<device>.md`` and ``.json`` (``--no-write`` to skip); ``--record`` writes
+the table the package ships instead (``attncourse/recorded/benchmarks/attention_blocks_<device>.json``, shown by
+``attncourse.benchmark_table("attention_blocks")``).
 """
 from __future__ import annotations
 
@@ -32,8 +34,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import (add_common_args, device_and_dtype, environment, measure_arms, publish,  # noqa: E402
-                      render_comparison, slug)
+from _harness import (add_common_args, device_and_dtype, environment, finish_environment,  # noqa: E402
+                      measure_arms, render_comparison, slug, write_outputs)
 
 from attncourse.blocks.nonlocal_ import NonLocal2d, sdpa_backends  # noqa: E402
 
@@ -93,7 +95,10 @@ def main(argv=None) -> int:
         data["env"].setdefault("inner", build("timm", data["env"]["channels"]).t.out_channels)
         table = render(data["env"], data["rows"])
         print(table)
-        if not args.no_write:
+        if not args.no_write and "markdown" in data:  # a table the package ships
+            data["markdown"] = table
+            Path(args.render).write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+        elif not args.no_write:
             Path(args.render).with_suffix(".md").write_text(table)
             Path(args.render).write_text(json.dumps(data, indent=1))
         return 0
@@ -132,7 +137,8 @@ def main(argv=None) -> int:
             print(f"     outputs of {', '.join(outputs)} agree (atol {tol})")
         del x
 
-    publish(render(env, rows), env, rows, None if args.no_write else Path(args.out_dir) / f"attention_blocks_{slug(device)}")
+    finish_environment(env)
+    write_outputs(args, "attention_blocks", slug(device), render(env, rows), env, rows)
     return 0
 
 

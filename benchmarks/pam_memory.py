@@ -17,7 +17,9 @@ forward+backward (CPU: profiler allocation events; CUDA: the allocator's peak), 
     python benchmarks/pam_memory.py                        # 64×64 and 96×96 maps, batch 2, 64 channels
     python benchmarks/pam_memory.py --sizes 64 96 128 --device cuda
 
-Writes ``results/pam_memory_<device>.md`` and ``.json`` (``--no-write`` to skip).
+Writes ``results/pam_memory_<device>.md`` and ``.json`` (``--no-write`` to skip); ``--record`` writes the table
+the package ships instead (``attncourse/recorded/benchmarks/pam_memory_<device>.json``, shown by
+``attncourse.benchmark_table("pam_memory")``).
 """
 from __future__ import annotations
 
@@ -29,8 +31,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import (add_common_args, device_and_dtype, environment, measure_arms, publish,  # noqa: E402
-                      render_comparison, slug)
+from _harness import (add_common_args, device_and_dtype, environment, finish_environment,  # noqa: E402
+                      measure_arms, render_comparison, slug, write_outputs)
 
 from attncourse.blocks.dual import PositionAttention  # noqa: E402
 from attncourse.blocks.nonlocal_ import sdpa_backends  # noqa: E402
@@ -84,7 +86,8 @@ def main(argv=None) -> int:
         if device.type == "cuda":
             torch.cuda.empty_cache()
 
-    publish(render(env, rows), env, rows, None if args.no_write else Path(args.out_dir) / f"pam_memory_{slug(device)}")
+    finish_environment(env)
+    write_outputs(args, "pam_memory", slug(device), render(env, rows), env, rows)
     return 0
 
 

@@ -13,21 +13,33 @@ compared. ``--accuracy`` also trains each setting for a short real run (``--accu
 per arm) and reports both test accuracies, so the speed-up is shown at equal accuracy.
 
     python benchmarks/train_throughput.py [--arms none se cbam] [--threads 1] [--accuracy] [--out results/...]
+
+Writes ``results/train_throughput_<device>.json`` and ``.md``; ``--record`` writes the table the package ships
+instead (``attncourse/recorded/benchmarks/train_throughput_cpu.json``, shown by
+``attncourse.benchmark_table("train_throughput")``).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import re
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-import attncourse as ac
-from attncourse.train import _autocast, _memory_format, speed_settings
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import (_cpu_model, command_line, cpu_snapshot, finish_environment, load_average,  # noqa: E402
+                      machine_line, record)
+
+import attncourse as ac  # noqa: E402
+from attncourse.train import _autocast, _memory_format, speed_settings  # noqa: E402
 
 BEFORE = {"amp": False, "channels_last": False}
 
@@ -78,9 +90,13 @@ def main() -> None:
     p.add_argument("--accuracy-profile", default="cpu")
     p.add_argument("--note", default="", help="what the machine was doing (e.g. its measured load)")
     p.add_argument("--out", default=None, help="JSON file (default results/train_throughput_<device>.json; .md beside)")
+    p.add_argument("--record", action="store_true",
+                   help="write the table the package ships (attncourse/recorded/benchmarks/) instead of results/")
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
+    command, load_before, cpu_start = command_line(), load_average(), cpu_snapshot()
+    started = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
     after = speed_settings("cpu")
     task = ac.make_task(args.task, ac.get_profile("smoke").with_(n_train=max(512, args.batch_size), n_test=512))
     rows = []
@@ -113,8 +129,13 @@ def main() -> None:
         print(f"{arm:8s} train ×{row['train_ratio']:.2f}  eval ×{row['eval_ratio']:.2f}  same predictions "
               f"{100 * row['eval_same_prediction']:.1f} %", flush=True)
 
-    out = {"device": ac.device_name("cpu"),
-           "torch": torch.__version__, "task": args.task, "image_shape": list(task.x_train.shape[1:]),
+    env = finish_environment({"threads": args.threads, "load_before": load_before, "_cpu_start": cpu_start})
+    out = {"device": ac.device_name("cpu"), "device_type": "cpu", "cpu": _cpu_model(), "cores": os.cpu_count(),
+           "torch": torch.__version__, "python": platform.python_version(), "command": command,
+           "load_before": load_before, "load_after": env["load_after"], "others_cpu_cores": env["others_cpu_cores"],
+           "waited_for_cpu": env["waited_for_cpu"],
+           "machine": env["machine"],
+           "date": started, "task": args.task, "image_shape": list(task.x_train.shape[1:]),
            "batch_size": args.batch_size, "threads": args.threads, "before": BEFORE, "after": after,
            "rounds": args.rounds, "steps_per_round": args.steps, "accuracy_profile": args.accuracy_profile if args.accuracy else None,
            "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "note": args.note, "rows": rows}
@@ -123,6 +144,8 @@ def main() -> None:
           f"{args.threads} thread(s), torch {out['torch']}. *Before*: float32, NCHW. *After*: bf16 autocast = "
           f"{after['amp']}, channels_last = {after['channels_last']} (what `fit` picks on this machine). Medians of "
           f"{args.rounds} interleaved rounds. {args.note}".strip(), "",
+          f"- device: {out['device']} — {out['cpu']}", f"- date: {out['date']}", f"- command: `{command}`",
+          machine_line(out), "",
           "| arm | train img/s before | after | ratio | eval img/s before | after | ratio | same predictions |"
           + (" test acc before | after |" if args.accuracy else ""),
           "|---|---|---|---|---|---|---|---|" + ("---|---|" if args.accuracy else "")]
@@ -137,6 +160,9 @@ def main() -> None:
         md += ["", f"Test accuracy: one seed per setting, `{args.accuracy_profile}` profile, same seed and data order."]
     text = "\n".join(md) + "\n"
     print(text)
+    if args.record:
+        record("train_throughput", "cpu", text, {k: v for k, v in out.items() if k != "rows"}, rows)
+        return
     slug = re.sub(r"[^a-z0-9]+", "_", out["device"].lower()).strip("_")
     path = Path(args.out) if args.out else Path(__file__).resolve().parents[1] / "results" / f"train_throughput_{slug}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

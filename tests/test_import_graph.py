@@ -25,7 +25,8 @@ MAX_LINES = 600
 LAYERS = [
     {"config", "speed"},                       # settings, devices, speed switches
     {"blocks", "augment"},                     # attention blocks; augmentation
-    {"data", "metrics", "cost", "models"},     # tasks, metrics, cost tools, networks built from blocks
+    {"data", "metrics", "cost", "models",      # tasks, metrics, cost tools, networks built from blocks,
+     "benchmark_tables"},                      # the recorded benchmark tables
     {"objectives", "train", "viz"},            # losses per task kind, the training loop, pictures
     {"experiments", "report"},                 # named comparisons, the runner, recorded results
     {"exercises"},                             # graded exercises (some check answers against recorded results)

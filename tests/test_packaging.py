@@ -1,5 +1,5 @@
-"""What a learner on Colab gets: the built wheel carries the recorded results and checkpoints, and they load
-from the installed copy, outside the repository."""
+"""What a learner on Colab gets: the built wheel carries the recorded results, checkpoints and benchmark tables,
+and they load from the installed copy, outside the repository."""
 import json
 import subprocess
 import sys
@@ -15,6 +15,7 @@ RECORDED = ROOT / "attncourse" / "recorded"
 def test_recorded_results_and_checkpoints_are_in_the_source_tree():
     assert sorted(RECORDED.glob("*.json")), "no recorded results"
     assert sorted(RECORDED.glob("checkpoints/*/*.pt")), "no recorded checkpoints"
+    assert sorted(RECORDED.glob("benchmarks/*.json")), "no recorded benchmark tables"
     total = sum(p.stat().st_size for p in RECORDED.rglob("*") if p.is_file())
     assert total < 40e6, f"recorded data is {total / 1e6:.1f} MB; keep the package small"
 
@@ -43,8 +44,9 @@ def test_an_installed_wheel_loads_results_and_checkpoints_outside_the_repository
         model = ac.load_trained(exp, arm)
         first = sorted(p for p in rec.glob("*.json") if p.stem.count(".") == 0)[0].stem  # a full-profile result
         res = ac.load_results(first)
+        benches = {{f"{{n}}_{{d}}": ac.benchmark_table(n, d).env["machine"] for n, d in ac.list_benchmark_tables()}}
         print(json.dumps({{"have": have, "exp": exp, "arm": arm, "training": model.training,
-                          "source": model.provenance["source"], "results": res is not None}}))
+                          "source": model.provenance["source"], "results": res is not None, "benches": benches}}))
     """)
     env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "MPLBACKEND": "Agg"}
     run = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
@@ -53,3 +55,6 @@ def test_an_installed_wheel_loads_results_and_checkpoints_outside_the_repository
     got = json.loads(run.stdout.strip().splitlines()[-1])
     assert got["have"] == shipped  # every recorded file is package data
     assert got["results"] and got["source"] == "recorded" and got["training"] is False
+    tables = sorted(p.stem for p in RECORDED.glob("benchmarks/*.json"))
+    assert tables and sorted(got["benches"]) == tables  # every benchmark table ships and loads from the wheel
+    assert all(f"benchmarks/{t}.json" in got["have"] for t in tables)
