@@ -28,7 +28,7 @@ def _files():
     yield from sorted((ROOT / "results").glob("*.json"))
     yield from sorted((ROOT / "results").glob("*.md"))
     yield from sorted((ROOT / "attncourse").rglob("*.py"))
-    yield from sorted((ROOT / "attncourse" / "recorded").glob("*.json"))
+    yield from sorted((ROOT / "attncourse" / "recorded").rglob("*.json"))   # results, shifts, benchmark tables
     yield ROOT / "README.md"
 
 
