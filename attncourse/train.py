@@ -12,6 +12,8 @@ Speed choices (measured in ``benchmarks/train_throughput.py``):
 """
 from __future__ import annotations
 
+import math
+
 import os
 import sys
 import tempfile
@@ -257,8 +259,12 @@ def fit(model: nn.Module, task: DigitTask, *, epochs: int = 10, batch_size: int 
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - t0
         metrics = objective.evaluate(model, data, batch_size=max(512, batch_size), amp=amp, channels_last=channels_last)
+        epoch_loss = loss_sum.item() / max(seen, 1)
+        if not math.isfinite(epoch_loss):  # a NaN run must fail, not train on and be recorded as a result
+            raise FloatingPointError(f"fit: the training loss of {desc or type(model).__name__} became {epoch_loss} in "
+                                     f"epoch {epoch + 1} (amp={amp}, channels_last={channels_last}); nothing recorded")
         history.epoch.append(epoch + 1)
-        history.train_loss.append(loss_sum.item() / max(seen, 1))
+        history.train_loss.append(epoch_loss)
         history.train_acc.append(hits.item() / max(counted, 1))
         history.test_loss.append(metrics["loss"])
         history.test_acc.append(metrics[objective.metric])

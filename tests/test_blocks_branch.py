@@ -438,15 +438,35 @@ def test_stride_and_out_channels(make):
     assert y.shape == (2, 24, 5, 3)
 
 
+@pytest.mark.parametrize("channels, groups, batch", [(16, 2, 128), (26, 1, 64)])
+def test_dilated_convs_give_finite_gradients_under_cpu_bf16_channels_last(channels, groups, batch):
+    """torch 2.14.1, x86-64 AVX512-BF16: these dilated convs in channels_last under bf16 autocast gave NaN weight
+    gradients (an SK branch; module 01's dilated control). DilatedConv2d computes them in NCHW there, so its
+    gradient is finite and equals float32's within bf16 precision, whether or not this machine has the bug."""
+    from attncourse.blocks._common import DilatedConv2d
+
+    torch.manual_seed(0)
+    x = torch.rand(batch, channels, 40, 40).contiguous(memory_format=torch.channels_last)
+    safe = DilatedConv2d(channels, channels, 3, padding=2, dilation=2, groups=groups, bias=False)
+    reference = nn.Conv2d(channels, channels, 3, padding=2, dilation=2, groups=groups, bias=False)
+    reference.load_state_dict(safe.state_dict())
+    safe = safe.to(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        safe(x).float().square().mean().backward()
+    reference(x.contiguous()).square().mean().backward()
+    assert torch.isfinite(safe.weight.grad).all()
+    torch.testing.assert_close(safe.weight.grad, reference.weight.grad, rtol=0.05, atol=1e-3)  # bf16 vs float32
+
+
 def test_sk_trains_under_cpu_bf16_channels_last_where_torch_gives_nan_gradients():
     """torch 2.14.1, x86-64 AVX512-BF16: a grouped dilated conv in channels_last under bf16 autocast gives NaN weight
-    gradients; the SK unit's branch convs compute that case in NCHW (GroupedDilatedConv2d)."""
-    from attncourse.blocks._common import GroupedDilatedConv2d
+    gradients; the SK unit's branch convs compute that case in NCHW (DilatedConv2d)."""
+    from attncourse.blocks._common import DilatedConv2d
 
     torch.manual_seed(0)
     x = torch.randn(128, 16, 40, 40).contiguous(memory_format=torch.channels_last)
     plain = nn.Conv2d(16, 16, 3, padding=2, dilation=2, groups=2, bias=False).to(memory_format=torch.channels_last)
-    safe = GroupedDilatedConv2d(16, 16, 3, padding=2, dilation=2, groups=2, bias=False).to(memory_format=torch.channels_last)
+    safe = DilatedConv2d(16, 16, 3, padding=2, dilation=2, groups=2, bias=False).to(memory_format=torch.channels_last)
     safe.load_state_dict(plain.state_dict())
     for conv in (plain, safe):
         with torch.autocast("cpu", dtype=torch.bfloat16):

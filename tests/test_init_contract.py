@@ -175,7 +175,7 @@ def test_segnet_keeps_the_head_init(head, monkeypatch):
 
 
 def test_only_top_level_blocks_are_reset():
-    """CBAM's channel and spatial halves belong to CBAM; SK's branch convs (GroupedDilatedConv2d) to SK."""
+    """CBAM's channel and spatial halves belong to CBAM; SK's branch convs (DilatedConv2d) to SK."""
     for name, cls in (("cbam", "CBAM"), ("sk", "SelectiveKernel")):
         net = AttnResNet(1, 10, attention=name)
         blocks = top_level_blocks(net)

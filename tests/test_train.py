@@ -162,3 +162,24 @@ def test_channels_last_training_of_a_model_with_5d_parameters():
         hist = fit(net, task, epochs=1, batch_size=32, channels_last=True, progress=False, device="cpu")
         assert math.isfinite(hist.train_loss[0])
         assert all(p.is_contiguous(memory_format=torch.channels_last) for p in net.parameters() if p.dim() == 4)
+
+
+def test_fit_stops_with_a_clear_error_when_the_loss_becomes_nan():
+    """A run whose loss turns NaN must fail, not train on for every epoch and be recorded as a result at chance."""
+    import pytest as _pytest
+    from torch import nn as _nn
+
+    from attncourse.data import make_task as _make_task
+    from attncourse.train import fit as _fit
+
+    class Poisoned(_nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = _nn.Linear(1, 10)
+
+        def forward(self, x):
+            return self.fc(x.float().mean((1, 2, 3))[:, None]) * float("nan")
+
+    task = _make_task("cluttered_digits", "smoke")
+    with _pytest.raises(FloatingPointError, match="fit: the training loss of poisoned became nan in epoch 1"):
+        _fit(Poisoned(), task, epochs=2, batch_size=64, device="cpu", desc="poisoned")

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-__all__ = ["check_input", "picture_helper", "reduced_width", "make_divisible", "positive_int", "GateBlock", "GroupedDilatedConv2d"]
+__all__ = ["check_input", "picture_helper", "reduced_width", "make_divisible", "positive_int", "GateBlock", "DilatedConv2d"]
 
 _LAYOUTS = {4: "[N, C, H, W]", 5: "[N, C, T, H, W]", 3: "[N, C, L]"}
 
@@ -222,19 +222,22 @@ class GateBlock(nn.Module):
         return {self.map_name: self.weights(x)}
 
 
-class GroupedDilatedConv2d(nn.Conv2d):
-    """``nn.Conv2d`` that computes in the standard (NCHW) layout when a grouped *and* dilated conv runs under CPU
-    bf16 autocast, and is a plain ``nn.Conv2d`` everywhere else (same parameters, same state dict).
+class DilatedConv2d(nn.Conv2d):
+    """``nn.Conv2d`` that computes in the standard (NCHW) layout when a *dilated* conv runs under CPU bf16 autocast,
+    and is a plain ``nn.Conv2d`` everywhere else (same parameters, same state dict). The SK and split-attention
+    branches and the plain stacks of module 01 (``ConvBNReLU``) use it. The segmentation backbone's dilated conv
+    (64 channels on 12×12 maps) trains correctly in channels_last and stays an ``nn.Conv2d``.
 
-    Why: measured on torch 2.14.1 on an x86-64 CPU with AVX512-BF16, ``Conv2d(16, 16, 3, dilation=2, padding=2,
-    groups=2)`` on a ``[128, 16, 40, 40]`` batch under bf16 autocast returns NaN weight gradients when the weight or
-    the input is channels_last, and correct ones in NCHW or in float32 — so an SK unit trained by ``fit`` (which picks
-    bf16 and channels_last on such a CPU) would diverge from its first step. ``tests/test_blocks_branch.py`` runs the
-    failing case through this class.
+    Why: measured on torch 2.14.1 on an x86-64 CPU with AVX512-BF16, dilated convs under bf16 autocast return NaN
+    weight gradients for some shapes when the weight or the input is channels_last, and correct ones in NCHW or in
+    float32: ``Conv2d(16, 16, 3, dilation=2, padding=2, groups=2)`` on a ``[128, 16, 40, 40]`` batch (an SK unit's
+    branch), and ``Conv2d(26, 26, 3, dilation=2, padding=2)`` on ``[64, 26, 40, 40]`` (the first stage of
+    module 01's receptive-field control). Others of the same kind train correctly, so the cause is a kernel choice,
+    not the shape family; ``fit`` picks bf16 and channels_last on such a CPU, so any dilated conv computes in NCHW
+    there. ``tests/test_blocks_branch.py`` runs both failing cases through this class.
     """
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias):
-        if (input.device.type == "cpu" and self.groups > 1 and max(self.dilation) > 1
-                and _autocast_on("cpu")):
+        if input.device.type == "cpu" and max(self.dilation) > 1 and _autocast_on("cpu"):
             input, weight = input.contiguous(), weight.contiguous()
         return super()._conv_forward(input, weight, bias)

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import register_block
-from ._common import GroupedDilatedConv2d, check_input, picture_helper, positive_int, reduced_width
+from ._common import DilatedConv2d, check_input, picture_helper, positive_int, reduced_width
 
 __all__ = ["SKAttention", "SelectiveKernel", "Highway", "CondConv2d", "DynamicConv2d", "SplitAttention",
            "RadixSoftmax", "mixture_conv", "per_sample_conv_loop", "IMPLEMENTATIONS"]
@@ -155,7 +155,7 @@ class SelectiveKernel(nn.Module):
         self.groups, self.dilation, self.stride, self.split_input = groups, dilation, stride, bool(split_input)
         self.dilations = tuple(dilation * (m + 1) for m in range(num_branches))
         self.branches = nn.ModuleList(
-            nn.Sequential(GroupedDilatedConv2d(in_per_branch, out_channels, 3, stride, padding=dil, dilation=dil, groups=groups,
+            nn.Sequential(DilatedConv2d(in_per_branch, out_channels, 3, stride, padding=dil, dilation=dil, groups=groups,
                                     bias=False),
                           nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
             for dil in self.dilations)
@@ -535,7 +535,7 @@ class SplitAttention(nn.Module):
         self.channels, self.out_channels, self.radix, self.cardinality = channels, out_channels, radix, cardinality
         self.reduced_channels = d
         pad = dilation * (kernel_size - 1) // 2
-        self.conv = GroupedDilatedConv2d(channels, out_channels * radix, kernel_size, stride, pad, dilation,
+        self.conv = DilatedConv2d(channels, out_channels * radix, kernel_size, stride, pad, dilation,
                               groups=cardinality * radix, bias=False)
         self.bn0 = nn.BatchNorm2d(out_channels * radix)
         self.act0 = nn.ReLU(inplace=True)

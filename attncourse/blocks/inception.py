@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from . import create_block  # defined in the package __init__ before it imports this file
-from ._common import check_input
+from ._common import DilatedConv2d, check_input
 
 __all__ = ["ConvBNReLU", "InceptionBlock", "NaiveInceptionBlock"]
 
@@ -49,8 +49,8 @@ class ConvBNReLU(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, use_bn: bool = True,
                  dilation: int = 1):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=dilation * (kernel_size // 2),
-                              dilation=dilation, bias=not use_bn)
+        self.conv = DilatedConv2d(in_channels, out_channels, kernel_size, padding=dilation * (kernel_size // 2),
+                                  dilation=dilation, bias=not use_bn)   # nn.Conv2d (NCHW under CPU bf16 when dilated)
         self.bn = nn.BatchNorm2d(out_channels, eps=0.001) if use_bn else nn.Identity()
         self.act = nn.ReLU(inplace=True)
 
