@@ -49,8 +49,9 @@ class ConvBNReLU(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, use_bn: bool = True,
                  dilation: int = 1):
         super().__init__()
-        self.conv = DilatedConv2d(in_channels, out_channels, kernel_size, padding=dilation * (kernel_size // 2),
-                                  dilation=dilation, bias=not use_bn)   # nn.Conv2d (NCHW under CPU bf16 when dilated)
+        conv = DilatedConv2d if dilation > 1 else nn.Conv2d   # the CPU bf16 NaN workaround, only where it is needed
+        self.conv = conv(in_channels, out_channels, kernel_size, padding=dilation * (kernel_size // 2),
+                         dilation=dilation, bias=not use_bn)
         self.bn = nn.BatchNorm2d(out_channels, eps=0.001) if use_bn else nn.Identity()
         self.act = nn.ReLU(inplace=True)
 
