@@ -94,7 +94,8 @@ def test_networks_keep_the_names_their_runs_were_recorded_under():
                    models.BranchResNet: "attncourse.branch_models.BranchResNet",
                    models.DeepStack: "attncourse.branch_models.DeepStack",
                    models.SegNet: "attncourse.segmentation_models.SegNet",
-                   models.ReIDNet: "attncourse.reid_models.ReIDNet"}
+                   models.ReIDNet: "attncourse.reid_models.ReIDNet",
+                   models.SkipFusionNet: "attncourse.models.SkipFusionNet"}
     for net, name in recorded_as.items():
         assert net_spec_name(net) == name
         assert repr(NetArm(net, {"b": 1, "a": 2})) == f"NetArm({name}, {{'a': 2, 'b': 1}})"

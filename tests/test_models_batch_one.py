@@ -12,12 +12,14 @@ from attncourse.models import InceptionNet, PlainNet
 from attncourse.models.branch import BranchResNet
 from attncourse.models import AttnResNet
 from attncourse.models.segmentation import SegNet
+from attncourse.models.skip_fusion import SkipFusionNet
 
 NETS = {
     "AttnResNet": lambda: AttnResNet(1, 3),
     "AttnResNet+cbam": lambda: AttnResNet(1, 3, attention="cbam", attention_kwargs={"reduction": 4}),
     "BranchResNet+condconv": lambda: BranchResNet(1, 3, conv="condconv"),
     "SegNet+danet": lambda: SegNet(1, 3, head="danet"),
+    "SkipFusionNet+concat": lambda: SkipFusionNet(1, 3, fusion="concat"),
     "PlainNet": lambda: PlainNet(1, 3),
     "InceptionNet": lambda: InceptionNet(1, 3),
 }
