@@ -90,7 +90,7 @@ def _shift_table(shift: dict, name: str) -> list[str]:
              f"{shift['vary']} = {shift['trained_at']}) tested on "
              + (f"the experiment's own test split ({shift['n_test']:,} test items), with {shift['vary']} changed. "
                 if shift.get("test_split") == "experiment" else f"{shift['n_test']} new test images per level. ")
-             + f"Metric: {shift.get('metric', 'accuracy')}. "
+             + f"Metric: {shift['metric']}. "
              f"Device: {shift['device']}; torch {shift['torch']}; commit `{shift['git_commit'][:12]}`; file "
              f"`attncourse/recorded/shifts/{name}`. Δ, its 95 % interval and the label at {shift['vary']} = {top}.", "",
              "| arm | trained runs of | " + " | ".join(f"{shift['vary']} = {n} (%)" for n in levels)

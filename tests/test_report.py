@@ -98,11 +98,11 @@ def test_results_page_tables_shift_evaluations_with_their_module(tmp_path):
     shift = {"evaluation": "clutter_shift", "description": "tested with more clutter", "module": "02_senet",
              "vary": "n_clutter", "trained_at": 6, "levels": [6, 24], "n_test": 100, "test_seed": 1,
              "profile": "full", "seeds": [0, 1, 2], "device": "cpu (x86_64, 2 threads)", "torch": "2.x",
-             "git_commit": "abc123", "arms": {
+             "git_commit": "abc123", "metric": "accuracy", "arms": {
                  "baseline": {"source": ["mixed_compare", "baseline"], "params": 100,
-                              "accuracy": {"6": [0.9, 0.92, 0.91], "24": [0.40, 0.42, 0.41]}},
+                              "values": {"6": [0.9, 0.92, 0.91], "24": [0.40, 0.42, 0.41]}},
                  "spatial_only": {"source": ["cbam_order", "spatial_only"], "params": 101,
-                                  "accuracy": {"6": [0.9, 0.91, 0.92], "24": [0.50, 0.51, 0.52]}}}}
+                                  "values": {"6": [0.9, 0.91, 0.92], "24": [0.50, 0.51, 0.52]}}}}
     (tmp_path / "shifts").mkdir()
     (tmp_path / "shifts" / "clutter_shift.json").write_text(json.dumps(shift))
     page = render_results_page(tmp_path, tmp_path)

@@ -46,8 +46,8 @@ def test_record_shift_tests_every_arm_on_the_same_fresh_images(store, demo, tmp_
     logits = predict(model, fresh.x_test, device="cpu", amp=settings.get("amp_bf16"),
                      channels_last=settings.get("channels_last"))      # the speed settings the run trained with
     expected = float((logits.argmax(1) == fresh.y_test).float().mean())
-    assert out["arms"]["baseline"]["accuracy"]["12"] == [pytest.approx(expected)]
-    assert out["metric"] == "accuracy" and out["arms"]["baseline"]["values"] == out["arms"]["baseline"]["accuracy"]
+    assert out["arms"]["baseline"]["values"]["12"] == [pytest.approx(expected)]
+    assert out["metric"] == "accuracy" and set(out["arms"]["baseline"]) == {"source", "jobs", "params", "values", "items"}
     # per-item outcomes of every seed and level: the paired intervals resample them, not a binomial bound
     hits = out["arms"]["baseline"]["items"]["12"][0]
     assert hits["n"] == 40 and shift_module.metric_from_items(hits) == out["arms"]["baseline"]["values"]["12"][0]
@@ -63,9 +63,9 @@ def test_record_shift_tests_every_arm_on_the_same_fresh_images(store, demo, tmp_
 
 def test_a_level_reads_like_an_experiment_for_effects_and_verdicts(demo):
     shift = {"evaluation": "demo_shift", "vary": "n_clutter", "levels": [0, 12], "seeds": [0, 1, 2], "n_test": 2000,
-             "profile": "full", "device": "cpu", "arms": {
-                 "baseline": {"params": 100, "accuracy": {"0": [0.9, 0.92, 0.91], "12": [0.50, 0.52, 0.51]}},
-                 "se": {"params": 110, "accuracy": {"0": [0.9, 0.91, 0.92], "12": [0.60, 0.61, 0.62]}}}}
+             "profile": "full", "device": "cpu", "metric": "accuracy", "arms": {
+                 "baseline": {"params": 100, "values": {"0": [0.9, 0.92, 0.91], "12": [0.50, 0.52, 0.51]}},
+                 "se": {"params": 110, "values": {"0": [0.9, 0.91, 0.92], "12": [0.60, 0.61, 0.62]}}}}
     res = shift_results(shift, 12)
     row = next(r for r in effects(res) if r["arm"] == "se")
     assert row["delta"] == pytest.approx(0.10) and row["label"] == "clear gain" and row["extra_params"] == pytest.approx(0.1)

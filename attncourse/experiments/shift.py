@@ -13,8 +13,7 @@ package, so notebooks read it in Colab)::
      "metric", "profile", "seeds", "device", "torch", "git_commit",
      "arms": {arm: {"source": [experiment, arm], "jobs": [job id per seed],
                     "values": {level: [the task's metric per seed]},
-                    "items": {level: [per-item outcomes per seed]},       # for the paired intervals
-                    "accuracy": {level: [...]}}}}                          # classification only, = values
+                    "items": {level: [per-item outcomes per seed]}}}}     # for the paired intervals
 
 ``test_split``: ``"fresh"`` draws new test images (``test_seed``, ``n_test``) at every level; ``"experiment"`` keeps
 the experiment's own test split (the same generator draws, only ``vary`` changed), for a question such as "how much
@@ -178,8 +177,6 @@ def record_shift(name: str, seeds=(0, 1, 2), profile: str = "full", store=None, 
                 items[str(level)].append(got)
                 values[str(level)].append(metric_from_items(got))
         results[arm] = {"source": [exp, src_arm], "jobs": jobs, "params": params, "values": values, "items": items}
-        if objective.metric == "accuracy":
-            results[arm]["accuracy"] = values
     n_test = len(next(iter(tests.values())).y_test)
     out = {"evaluation": name, "description": ev.description, "module": ev.module, "task": ev.task,
            "vary": ev.vary, "trained_at": trained_at, "levels": list(ev.levels), "n_test": n_test,
@@ -220,11 +217,11 @@ def shift_results(shift: dict, level) -> dict:
         raise ValueError(f"shift {shift['evaluation']!r}: no level {level!r}; levels: {shift['levels']}")
     arms = {}
     for arm, a in shift["arms"].items():
-        values = (a.get("values") or a["accuracy"])[key]
+        values = a["values"][key]
         items = (a.get("items") or {}).get(key) or [None] * len(values)
         mean, std = _mean_std(values)
         arms[arm] = {"mean_test_acc": mean, "std_test_acc": std, "params": a["params"], "flops": 0,
                      "runs": [{"seed": s, "final_test_acc": v, "items": it}
                               for s, v, it in zip(shift["seeds"], values, items)]}
     return {"experiment": f"{shift['evaluation']} at {shift['vary']}={level}", "profile": shift["profile"],
-            "device": shift["device"], "metric": shift.get("metric", "accuracy"), "n_test": shift.get("n_test"), "arms": arms}
+            "device": shift["device"], "metric": shift["metric"], "n_test": shift.get("n_test"), "arms": arms}
