@@ -1,0 +1,90 @@
+"""The capstone: one block per family on one task, its table, its Pareto front and the sentence computed from it."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from attncourse.blocks import get_block_spec
+from attncourse.config import get_profile
+from attncourse.experiments import CAPSTONE_ARMS, capstone_table, get_experiment, pareto_front, pareto_sentence
+from attncourse.experiments.runner import Job
+
+
+def test_one_block_per_family_and_at_least_fifteen_blocks():
+    exp = get_experiment("capstone_blocks")
+    assert exp.task == "cluttered_digits" and exp.module == "09_position_fusion"
+    blocks = [b.attention for a, b in exp.arms.items() if a != "baseline"]
+    assert len(blocks) >= 15 and len(set(blocks)) == len(blocks)
+    families = {get_block_spec(b).family for b in blocks}
+    assert {"channel", "second_order", "gather_excite", "mixed", "position", "nonlocal", "dual", "branch"} <= families
+
+
+@pytest.mark.parametrize("arm,source", [("baseline", "mixed_compare"), ("se", "mixed_compare"), ("cbam", "mixed_compare"),
+                                        ("bam", "mixed_compare"), ("scse", "mixed_compare"),
+                                        ("eca", "senet_cluttered"), ("sa", "sa_cluttered")])
+def test_arms_shared_with_earlier_modules_are_the_same_runs(arm, source):
+    full = get_profile("full")
+    assert Job("capstone_blocks", arm, 2, full).id == Job(source, arm, 2, full).id
+
+
+def _arm(values, params, flops):
+    runs = [{"seed": s, "final_test_acc": v} for s, v in enumerate(values)]
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return {"mean_test_acc": mean, "std_test_acc": std, "params": params, "flops": flops, "runs": runs}
+
+
+def _results(arms):
+    return {"experiment": "capstone_blocks", "metric": "accuracy", "n_test": 2000, "arms": arms}
+
+
+BASE = [0.80, 0.81, 0.82]
+
+
+def _fixture():
+    return _results({
+        "baseline": _arm(BASE, 1000, 10),
+        "se": _arm([0.85, 0.86, 0.87], 1100, 10),       # a clear gain, cheap
+        "sk": _arm([0.87, 0.88, 0.89], 3000, 30),       # a larger clear gain, expensive
+        "gc": _arm([0.84, 0.78, 0.79], 1050, 11),       # inconclusive, below the baseline's mean
+        "nonlocal": _arm([0.70, 0.71, 0.72], 1200, 20),  # a clear loss, dominated
+    })
+
+
+def test_the_table_has_the_interval_label_costs_and_family_of_every_arm():
+    rows = capstone_table(_fixture(), step_ms={"se": 12.0})
+    by = {r["arm"]: r for r in rows}
+    assert [r["arm"] for r in rows] == ["baseline", "se", "sk", "gc", "nonlocal"]
+    assert by["baseline"]["label"] is None and by["baseline"]["family"] == "baseline"
+    assert by["se"]["label"] == "clear gain" and by["se"]["ci_low"] > 0 and by["se"]["family"] == "channel"
+    assert by["nonlocal"]["label"] == "clear loss" and by["gc"]["label"] == "inconclusive"
+    assert by["sk"]["params"] == 3000 and by["sk"]["flops"] == 30 and by["sk"]["family"] == "branch"
+    assert by["se"]["step_ms"] == 12.0 and math.isnan(by["sk"]["step_ms"])
+
+
+def test_the_pareto_front_keeps_exactly_the_undominated_arms():
+    rows = capstone_table(_fixture())
+    assert pareto_front(rows, "params") == ["baseline", "se", "sk"]
+    assert pareto_front(rows, "flops") == ["se", "sk"]         # SE: the baseline's FLOPs, more accurate
+    # a tie in cost: the more accurate one dominates; a tie in both keeps both
+    rows2 = [{"arm": "a", "params": 1, "mean": 0.5}, {"arm": "b", "params": 1, "mean": 0.6},
+             {"arm": "c", "params": 2, "mean": 0.6}, {"arm": "d", "params": 2, "mean": 0.7},
+             {"arm": "e", "params": 2, "mean": 0.7}, {"arm": "f", "params": math.nan, "mean": 0.99}]
+    assert pareto_front(rows2, "params") == ["b", "d", "e"]
+    assert pareto_front(capstone_table(_fixture()), "step_ms") == []     # no times shipped: nothing to rank
+    with pytest.raises(ValueError, match="cost must be one of"):
+        pareto_front(rows, "latency")
+
+
+def test_the_sentence_follows_the_labels_and_the_front():
+    text = pareto_sentence(capstone_table(_fixture()), "params")
+    assert "2 of 4 blocks are clear gains" in text and "sk (+7.0 [" in text and "se (+5.0 [" in text
+    assert text.index("sk (") < text.index("se (")                      # largest gain first
+    assert "1 is a clear loss (nonlocal), 1 inconclusive" in text
+    assert "Pareto front" in text and "is baseline, se, sk." in text
+    assert "cheapest clear gain is se, at 1,100 parameters (+10.0 % against the baseline)" in text
+    # no gain at all: the sentence says so and does not call the front a gain
+    flat = _results({"baseline": _arm(BASE, 1000, 10), "gc": _arm([0.84, 0.78, 0.79], 1050, 11)})
+    text = pareto_sentence(capstone_table(flat), "params")
+    assert "none of the 1 blocks is a clear gain" in text and "within the noise" in text and "beats" not in text
