@@ -16,8 +16,9 @@ from .train import (History, bf16_supported, evaluate, fit, load_checkpoint, pre
                     save_checkpoint, speed_settings)
 from .benchmark_tables import benchmark_table, list_benchmark_tables
 from .cost import CostTable, compare_costs, cost_report, count_flops, count_params, measure_latency, peak_memory
-from .experiments import (convergence, effects, findings, glue, interval_text, list_experiments, load_or_train, load_results,
-                          load_trained, module_summary, run_all, run_experiment, verdict)
+from .experiments import (capstone_table, convergence, effects, findings, glue, interval_text, list_experiments,
+                          load_or_train, load_results, load_trained, module_summary, pareto_front, pareto_sentence,
+                          run_all, run_experiment, verdict)
 from . import exercises
 
 __version__ = "0.1.0"
@@ -31,8 +32,8 @@ def install_hint() -> str:
 
 
 # Plotting helpers load matplotlib on first use, not at import (faster kernels and grading).
-_VIZ = {"overlay_attention", "plot_channel_weights", "plot_cost", "plot_history", "plot_recorded_curves", "plot_results",
-        "results_table", "show_images"}
+_VIZ = {"overlay_attention", "plot_channel_weights", "plot_cost", "plot_history", "plot_pareto", "plot_recorded_curves",
+        "plot_results", "results_table", "show_images"}
 
 
 def __getattr__(name):

@@ -88,3 +88,25 @@ def test_the_sentence_follows_the_labels_and_the_front():
     flat = _results({"baseline": _arm(BASE, 1000, 10), "gc": _arm([0.84, 0.78, 0.79], 1050, 11)})
     text = pareto_sentence(capstone_table(flat), "params")
     assert "none of the 1 blocks is a clear gain" in text and "within the noise" in text and "beats" not in text
+
+
+def test_the_pareto_plot_draws_every_block_the_front_and_an_extra_star():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import attncourse as ac
+
+    rows = capstone_table(_fixture())
+    fig = ac.plot_pareto(rows, "params", extra=[{"arm": "my_block", "delta": 0.01, "params": 1500,
+                                                  "note": "your block (demo budget)"}])
+    ax = fig.axes[0]
+    labels = {t.get_text() for t in ax.texts}
+    assert {"baseline", "se", "sk", "gc", "nonlocal", "my_block"} <= labels
+    assert ax.get_xscale() == "log" and "your block (demo budget)" in [t.get_text() for t in ax.get_legend().texts]
+    step = [l for l in ax.lines if l.get_label() == "Pareto front (mean accuracy)"]
+    assert len(step) == 1 and list(step[0].get_xdata()) == [1000, 1100, 3000]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="no row has a 'step_ms' value"):
+        ac.plot_pareto(rows, "step_ms")

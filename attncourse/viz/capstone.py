@@ -1,0 +1,55 @@
+"""The capstone's picture: every block's accuracy gain against its cost, with the Pareto front (module 09)."""
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+
+from ..experiments.capstone import CAPSTONE_COSTS, pareto_front
+
+__all__ = ["plot_pareto"]
+
+_COLORS = {"clear gain": "#2b7a3d", "clear loss": "#b03a2e", "inconclusive": "0.45", None: "black"}
+
+
+def plot_pareto(rows: list[dict], cost: str = "params", extra: list[dict] | None = None, title: str | None = None):
+    """Δ test accuracy against the baseline (points, with its 95 % interval) against ``cost`` (log axis), one marker
+    per row of :func:`~attncourse.experiments.capstone.capstone_table`, coloured by its label; the Pareto front of
+    the mean accuracy is drawn as a step line through its arms.
+
+    ``extra``: rows to place beside them without joining the front (e.g. a learner's block trained at another
+    budget: ``{"arm", "delta", cost}``, optional ``"note"``), drawn as stars.
+    """
+    if cost not in CAPSTONE_COSTS:
+        raise ValueError(f"plot_pareto: cost must be one of {list(CAPSTONE_COSTS)}, got {cost!r}")
+    words, unit = CAPSTONE_COSTS[cost]
+    shown = [r for r in rows if not math.isnan(float(r[cost]))]
+    if not shown:
+        raise ValueError(f"plot_pareto: no row has a {cost!r} value")
+    fig, ax = plt.subplots(figsize=(7.2, 4.4))
+    ax.axhline(0, color="0.7", lw=1)
+    for r in shown:
+        d, lo, hi = (100 * r[k] for k in ("delta", "ci_low", "ci_high"))
+        color = _COLORS.get(r["label"], "black")
+        ax.errorbar([r[cost]], [d], yerr=[[d - lo], [hi - d]], fmt="o", color=color, ms=5, capsize=3, lw=1.2)
+        ax.annotate(r["arm"], (r[cost], d), textcoords="offset points", xytext=(4, 3), fontsize=7.5)
+    front = {r["arm"]: r for r in shown}
+    path = [front[a] for a in pareto_front(shown, cost)]
+    if len(path) > 1:
+        ax.step([r[cost] for r in path], [100 * r["delta"] for r in path], where="post", color="#2b5d8a", lw=1.2,
+                alpha=0.7, label="Pareto front (mean accuracy)")
+    for r in extra or []:
+        ax.scatter([r[cost]], [100 * r["delta"]], marker="*", s=160, color="#d18f00", zorder=5,
+                   label=r.get("note", r["arm"]))
+        ax.annotate(r["arm"], (r[cost], 100 * r["delta"]), textcoords="offset points", xytext=(5, -10), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"{words}{' (' + unit.strip() + ')' if unit.strip() else ''}, log scale")
+    ax.set_ylabel("Δ test accuracy vs the baseline (points)")
+    handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=l) for l, c in _COLORS.items() if l]
+    ax.legend(handles=handles + ax.get_legend_handles_labels()[0], fontsize=7.5, loc="best")
+    n = min((r["n"] for r in shown if r["label"] is not None), default=0)
+    ax.set_title(title or f"every block on one task: Δ and its 95 % interval (≥ {n} seeds and the test images)",
+                 fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
