@@ -116,10 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "report":
         from pathlib import Path
 
-        from .report import render_results_page
+        from .report import render_results_page, write_capstone_figure
 
         Path(args.out).write_text(render_results_page(args.results))
         print(f"wrote {args.out}")
+        figure = write_capstone_figure(Path(args.out).parent, args.results)
+        if figure is not None:
+            print(f"wrote {figure}")
         return 0
     return args.func(args)
 

@@ -15,7 +15,10 @@ from .experiments.core import effects, metric_label
 from .benchmark_tables import benchmark_tables_dir
 from .experiments.recorded import results_dir
 
-__all__ = ["render_results_page"]
+__all__ = ["render_results_page", "write_capstone_figure", "CAPSTONE_FIGURE"]
+
+#: the capstone's Pareto plot, beside the results page (``book/``), written by :func:`write_capstone_figure`
+CAPSTONE_FIGURE = "capstone_pareto.png"
 
 HEADER = """# Results
 
@@ -105,6 +108,56 @@ def _shift_table(shift: dict, name: str) -> list[str]:
     return lines + [""]
 
 
+def _capstone_section(res: dict) -> list[str]:
+    """Every block on one table: Δ with its interval and label, parameters, FLOPs, step time; the Pareto plot and
+    the sentences computed from them."""
+    from .experiments.capstone import capstone_step_ms, capstone_table, pareto_sentence
+
+    step = capstone_step_ms()
+    rows = capstone_table(res, step)
+    lines = ["### Every block on one table (the capstone)", "",
+             " ".join(t for t in (pareto_sentence(rows, "params"), pareto_sentence(rows, "flops", gains=False),
+                                  pareto_sentence(rows, "step_ms", gains=False)) if t), "",
+             f"![Δ test accuracy against parameters, with the Pareto front]({CAPSTONE_FIGURE})", "",
+             "| arm | family | seeds | test acc (%) | Δ (points) [95 % interval] | label | params | FLOPs | step |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        effect = ("baseline" if r["label"] is None else
+                  f"{100 * r['delta']:+.1f} [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]")
+        ms = "" if r["step_ms"] != r["step_ms"] else f"{r['step_ms']:.0f} ms"
+        lines.append(f"| {r['arm']} | {r['family']} | {r['n']} | {100 * r['mean']:.1f} | {effect} | "
+                     f"{r['label'] or ''} | {r['params']:,} | {r['flops'] / 1e6:.1f}M | {ms} |")
+    lines += ["", "Step: the median training-step time (batch 128, forward and backward) of "
+              "`benchmarks/capstone_cost.py`, measured on a quiet machine (`ac.benchmark_table(\"capstone_cost\")`); "
+              "blank where no quiet measurement is shipped.", ""]
+    return lines
+
+
+def write_capstone_figure(folder: str | Path, results: str | Path | None = None) -> Path | None:
+    """Draw the capstone's Pareto plot (accuracy against parameters) into ``folder/capstone_pareto.png`` when
+    ``capstone_blocks`` is recorded at the full profile; returns the path, or ``None`` when it is not."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .experiments.capstone import capstone_step_ms, capstone_table
+    from .viz.capstone import plot_pareto
+
+    path = Path(results) if results is not None else results_dir()
+    file = path / "capstone_blocks.json"
+    if not file.is_file():
+        return None
+    res = json.loads(file.read_text())
+    if res.get("profile") != "full":
+        return None
+    fig = plot_pareto(capstone_table(res, capstone_step_ms()), "params")
+    out = Path(folder) / CAPSTONE_FIGURE
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def _benchmark_section(path: Path, data: dict) -> list[str]:
     text = data["markdown"].strip()
     body = text.split("\n", 1)[1] if text.startswith("# ") else text  # drop the table's own H1 title
@@ -149,6 +202,8 @@ def render_results_page(folder: str | Path | None = None, benchmarks: str | Path
         lines += [f"## Module {module}", ""]
         for name, res, table in by_module[module]:
             lines += ["#" + l if l.startswith("## ") else l for l in table(res, name)]
+            if table is _experiment_table and res["experiment"] == "capstone_blocks":
+                lines += _capstone_section(res)
     from .experiments import list_experiments
 
     missing = sorted(set(list_experiments()) - {res["experiment"] for _, res in full})

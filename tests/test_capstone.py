@@ -110,3 +110,40 @@ def test_the_pareto_plot_draws_every_block_the_front_and_an_extra_star():
     plt.close(fig)
     with pytest.raises(ValueError, match="no row has a 'step_ms' value"):
         ac.plot_pareto(rows, "step_ms")
+
+
+def test_step_times_come_from_a_quiet_shipped_benchmark_only(monkeypatch, tmp_path):
+    import json
+
+    from attncourse import benchmark_tables
+    from attncourse.experiments import capstone_step_ms
+
+    monkeypatch.setattr(benchmark_tables, "benchmark_tables_dir", lambda: tmp_path)
+    assert capstone_step_ms() == {}
+    data = {"name": "capstone_cost", "device": "cpu", "env": {"machine": "loaded"}, "markdown": "",
+            "rows": [{"arm": "baseline", "median_ms": 10.0}, {"arm": "se", "median_ms": 11.0}]}
+    (tmp_path / "capstone_cost_cpu.json").write_text(json.dumps(data))
+    assert capstone_step_ms() == {}
+    data["env"]["machine"] = "quiet"
+    (tmp_path / "capstone_cost_cpu.json").write_text(json.dumps(data))
+    assert capstone_step_ms() == {"baseline": 10.0, "se": 11.0}
+
+
+def test_the_results_page_tables_the_capstone_with_its_sentences_and_figure(tmp_path):
+    import json
+
+    from attncourse.report import CAPSTONE_FIGURE, render_results_page, write_capstone_figure
+
+    res = {**_fixture(), "profile": "full", "module": "09_position_fusion", "seeds": [0, 1, 2], "epochs": 15,
+           "device": "cpu (x86_64, 1 threads)", "torch": "2.x", "git_commit": "abc123def456", "task": "cluttered_digits",
+           "description": "every block", "n_train": 8000, "n_test": 2000, "batch_size": 128}
+    (tmp_path / "capstone_blocks.json").write_text(json.dumps(res))
+    page = render_results_page(tmp_path, tmp_path / "no_benchmarks")
+    assert "### Every block on one table (the capstone)" in page and f"]({CAPSTONE_FIGURE})" in page
+    assert "| se | channel | 3 | 86.0 | +5.0 [" in page and "| clear gain | 1,100 |" in page
+    assert "On accuracy against parameters, the Pareto front" in page
+    assert "On accuracy against forward FLOPs per image, the Pareto front" in page
+    assert "training-step time" not in page.split("| arm | family")[0]     # no quiet benchmark shipped here
+    assert write_capstone_figure(tmp_path, tmp_path) == tmp_path / CAPSTONE_FIGURE
+    assert (tmp_path / CAPSTONE_FIGURE).stat().st_size > 10_000
+    assert write_capstone_figure(tmp_path, tmp_path / "empty") is None

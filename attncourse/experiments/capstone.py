@@ -20,7 +20,7 @@ import math
 from ..blocks import get_block_spec
 from .core import BackboneArm, Experiment, effects, register_experiment
 
-__all__ = ["CAPSTONE_ARMS", "CAPSTONE_COSTS", "capstone_table", "pareto_front", "pareto_sentence"]
+__all__ = ["CAPSTONE_ARMS", "CAPSTONE_COSTS", "capstone_step_ms", "capstone_table", "pareto_front", "pareto_sentence"]
 
 _R = {"reduction": 4}  # as modules 02 and 05 (the papers' r = 16 leaves 1–4 hidden units at these widths)
 
@@ -67,6 +67,18 @@ def _block_name(arm: str) -> str:
     return builder.attention if builder is not None else arm
 
 
+def capstone_step_ms(device: str = "cpu") -> dict:
+    """Arm → the median training-step time (ms) of the shipped ``capstone_cost`` benchmark on ``device``, or ``{}``
+    when none is shipped. Only a table measured on a quiet machine counts (under load the times are noise)."""
+    from ..benchmark_tables import benchmark_table
+
+    try:
+        table = benchmark_table("capstone_cost", device)
+    except ValueError:
+        return {}
+    return {r["arm"]: r["median_ms"] for r in table.rows} if table.quiet else {}
+
+
 def capstone_table(results: dict, step_ms: dict | None = None, baseline: str = "baseline") -> list[dict]:
     """One row per arm of ``results`` (an experiment's results dict, e.g. ``load_results("capstone_blocks")``).
 
@@ -110,32 +122,33 @@ def _pts(x: float) -> str:
     return f"{100 * x:+.1f}"
 
 
-def pareto_sentence(rows: list[dict], cost: str = "params", baseline: str = "baseline") -> str:
+def pareto_sentence(rows: list[dict], cost: str = "params", baseline: str = "baseline", gains: bool = True) -> str:
     """Two to three sentences from the table: which blocks are clear gains over the baseline (with Δ and interval),
     which arms form the Pareto front of accuracy against ``cost``, and what the front's cheapest clear gain costs.
-    The words follow the labels: a block is called a gain only when its interval is above 0."""
+    The words follow the labels: a block is called a gain only when its interval is above 0. ``gains=False``
+    leaves out the first sentence (the gains), e.g. for a second cost."""
     words, unit = CAPSTONE_COSTS[cost]
     by = {r["arm"]: r for r in rows}
     if baseline not in by:
         raise ValueError(f"pareto_sentence: no {baseline!r} row; rows: {list(by)}")
     others = [r for r in rows if r["arm"] != baseline]
-    gains = sorted((r for r in others if r["label"] == "clear gain"), key=lambda r: -r["delta"])
+    winners = sorted((r for r in others if r["label"] == "clear gain"), key=lambda r: -r["delta"])
     losses = [r for r in others if r["label"] == "clear loss"]
     n = min((r["n"] for r in others), default=0)
-    if gains:
+    if winners:
         listed = ", ".join(f"{r['arm']} ({_pts(r['delta'])} [{_pts(r['ci_low'])}, {_pts(r['ci_high'])}])"
-                           for r in gains)
-        first = (f"Against the plain baseline, {len(gains)} of {len(others)} blocks are clear gains in test accuracy "
+                           for r in winners)
+        first = (f"Against the plain baseline, {len(winners)} of {len(others)} blocks are clear gains in test accuracy "
                  f"(points, 95 % interval over ≥ {n} seeds and the test images): {listed}")
     else:
         first = (f"Against the plain baseline, none of the {len(others)} blocks is a clear gain in test accuracy "
                  f"(95 % intervals over ≥ {n} seeds and the test images)")
-    rest = len(others) - len(gains) - len(losses)
+    rest = len(others) - len(winners) - len(losses)
     first += f"; {len(losses)} {'is a clear loss' if len(losses) == 1 else 'are clear losses'}"
     first += (f" ({', '.join(r['arm'] for r in losses)})" if losses else "") + f", {rest} inconclusive."
     front = pareto_front(rows, cost)
     if not front:
-        return first
+        return first if gains else ""
     second = (f"On accuracy against {words}, the Pareto front — no block is more accurate at the same or lower "
               f"cost — is {', '.join(front)}.")
     cheapest = next((a for a in front if by[a]["label"] == "clear gain"), None)
@@ -145,4 +158,4 @@ def pareto_sentence(rows: list[dict], cost: str = "params", baseline: str = "bas
                  f"({100 * extra:+.1f} % against the baseline).")
     else:
         third = " No block on the front is a clear gain: what the front buys over the baseline is within the noise."
-    return f"{first} {second}{third}"
+    return f"{first} {second}{third}" if gains else f"{second}{third}"
