@@ -147,3 +147,41 @@ def test_the_results_page_tables_the_capstone_with_its_sentences_and_figure(tmp_
     assert write_capstone_figure(tmp_path, tmp_path) == tmp_path / CAPSTONE_FIGURE
     assert (tmp_path / CAPSTONE_FIGURE).stat().st_size > 10_000
     assert write_capstone_figure(tmp_path, tmp_path / "empty") is None
+
+
+def test_a_contract_keeping_learner_block_is_trained_and_placed_and_a_broken_one_is_not(capsys):
+    import torch
+    from torch import nn
+
+    from attncourse.blocks import BLOCKS
+    from attncourse.blocks._common import check_input
+    from attncourse.experiments import place_block
+
+    class RowGate(nn.Module):
+        def __init__(self, channels):
+            super().__init__()
+            self.channels = channels
+            self.conv = nn.Conv1d(channels, channels, 3, padding=1, groups=channels)
+
+        def forward(self, x):
+            check_input(self, x, self.channels)
+            return x * torch.sigmoid(self.conv(x.mean(dim=3)))[..., None]
+
+    class NoGradient(RowGate):
+        def forward(self, x):
+            check_input(self, x, self.channels)
+            return x * torch.sigmoid(self.conv(x.mean(dim=3))).detach()[..., None]
+
+    assert place_block(NoGradient, "smoke") is None
+    assert "nothing trained" in capsys.readouterr().out
+    try:
+        row = place_block(RowGate, "smoke", device="cpu", progress=False)
+        assert row["arm"].startswith("learner_block") and BLOCKS[row["arm"]].factory is RowGate
+        assert row["delta"] == pytest.approx(row["accuracy"] - row["baseline_accuracy"])
+        assert row["params"] > 77_754 and row["flops"] > 0 and "smoke budget" in row["note"]
+        assert set(row["histories"]) == {"baseline", row["arm"]}
+        again = place_block(row["arm"], "smoke", device="cpu", progress=False)   # by name: the same block, no copy
+        assert again["arm"] == row["arm"] and again["delta"] == pytest.approx(row["delta"])
+    finally:
+        for key in [k for k, s in BLOCKS.items() if s.factory in (RowGate, NoGradient)]:
+            del BLOCKS[key]
