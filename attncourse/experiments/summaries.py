@@ -136,6 +136,8 @@ HEADLINES: dict[str, tuple[tuple[Headline, ...], ...]] = {
             "the control digits whose bar sits beside its digit"),),
         (_h("sa_cluttered", "sa", "baseline", "SA-Net", "the plain baseline", _CLUTTER),
          _h("sa_cluttered", "sa", "se", "SA-Net", "SE", _CLUTTER)),
+        (_h("aff_scenes", "aff", "add", "AFF", "the plain sum", "digit scenes with one skip connection"),
+         _h("aff_scenes", "aff", "concat", "AFF", "a learned linear mix", "digit scenes with one skip connection")),
     ),
 }
 
