@@ -151,21 +151,11 @@ def test_the_results_page_tables_the_capstone_with_its_sentences_and_figure(tmp_
 
 def test_a_contract_keeping_learner_block_is_trained_and_placed_and_a_broken_one_is_not(capsys):
     import torch
-    from torch import nn
 
     from attncourse.blocks import BLOCKS
     from attncourse.blocks._common import check_input
     from attncourse.experiments import place_block
-
-    class RowGate(nn.Module):
-        def __init__(self, channels):
-            super().__init__()
-            self.channels = channels
-            self.conv = nn.Conv1d(channels, channels, 3, padding=1, groups=channels)
-
-        def forward(self, x):
-            check_input(self, x, self.channels)
-            return x * torch.sigmoid(self.conv(x.mean(dim=3)))[..., None]
+    from test_exercises_position_fusion import RowGate
 
     class NoGradient(RowGate):
         def forward(self, x):

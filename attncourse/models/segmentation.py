@@ -49,6 +49,15 @@ def conv_bn_relu(cin: int, cout: int, k: int = 3, stride: int = 1, dilation: int
                          nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
+def init_segmentation_net(model: nn.Module) -> None:
+    """The segmentation networks' init: every conv bias zero, then :func:`~attncourse.models.resnet.init_backbone`
+    (Kaiming convs; each attention block's own init after it)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+    init_backbone(model)
+
+
 class DilatedFCN(nn.Module):
     """The backbone: two stride-2 convs, then a dilated conv (rate 2) instead of a third stride. ``[B, C_in, H, W]
     → [B, widths[-1], ⌈H/4⌉, ⌈W/4⌉]``."""
@@ -137,10 +146,7 @@ class SegNet(nn.Module):
 
     def reset_parameters(self) -> None:
         """Conv biases zero, then the course backbones' init (Kaiming convs; the blocks' own init, γ = 0, after it)."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d) and m.bias is not None:
-                nn.init.zeros_(m.bias)
-        init_backbone(self)
+        init_segmentation_net(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x, self.backbone.in_channels)

@@ -37,8 +37,7 @@ from torch import nn
 
 from ..blocks._common import check_batch_one_training, check_input
 from ..blocks.fusion import AFF, iAFF
-from .resnet import init_backbone
-from .segmentation import Branch, DilatedFCN, conv_bn_relu
+from .segmentation import Branch, DilatedFCN, conv_bn_relu, init_segmentation_net
 
 __all__ = ["SkipFusionNet", "FUSIONS", "ConcatFusion", "AddFusion"]
 
@@ -95,10 +94,7 @@ class SkipFusionNet(nn.Module):
 
     def reset_parameters(self) -> None:
         """Conv biases zero, then the course backbones' init (Kaiming convs; AFF's own init after it)."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d) and m.bias is not None:
-                nn.init.zeros_(m.bias)
-        init_backbone(self)
+        init_segmentation_net(self)
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The two inputs of the fusion, each ``[B, inner, ⌈H/2⌉, ⌈W/2⌉]``: the upsampled deep path and the skip."""
