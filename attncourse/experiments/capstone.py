@@ -199,9 +199,9 @@ def place_block(block, profile=None, *, device=None, seed: int = 0, task=None, p
 
     got, total, results = grade("09.design_block", block)
     if got < total:
-        failed = [r.name for r in results if not r.passed]
-        print(f"place_block: the block keeps {got:g} of {total:g} points of the contract (failing: "
-              f"{'; '.join(failed)}); make check('09.design_block', …) give full points first — nothing trained.")
+        failed = sum(not r.passed for r in results)
+        print(f"place_block: the block keeps {got:g} of {total:g} points of the contract ({failed} of {len(results)} "
+              f"cases fail; check('09.design_block', …) says which): nothing trained. Give it full points first.")
         return None
     name = _registered_name(block)
     profile = get_profile(profile)
