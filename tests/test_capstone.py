@@ -169,8 +169,8 @@ def test_a_contract_keeping_learner_block_is_trained_and_placed_and_a_broken_one
         assert row["arm"].startswith("learner_block") and BLOCKS[row["arm"]].factory is RowGate
         assert row["delta"] == pytest.approx(row["accuracy"] - row["baseline_accuracy"])
         assert row["params"] > 77_754 and row["flops"] > 0 and "smoke budget" in row["note"]
-        assert set(row["histories"]) == {"baseline", row["arm"]}
-        again = place_block(row["arm"], "smoke", device="cpu", progress=False)   # by name: the same block, no copy
+        assert set(row["histories"]) == {"baseline", row["arm"]} and row["n_train"] == get_profile("smoke").n_train
+        again = place_block(row["arm"], get_profile("smoke"), device="cpu", progress=False)   # by name; a Profile
         assert again["arm"] == row["arm"] and again["delta"] == pytest.approx(row["delta"])
     finally:
         for key in [k for k, s in BLOCKS.items() if s.factory in (RowGate, NoGradient)]:

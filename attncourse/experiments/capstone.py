@@ -187,10 +187,10 @@ def place_block(block, profile=None, *, device=None, seed: int = 0, task=None, p
     ``block``: a block class ``Block(channels)`` or a registered name. It must first keep the block contract
     (exercise ``09.design_block`` at full points); otherwise nothing is trained and ``None`` is returned with a
     message. Returns ``{"arm", "delta", "ci_low", "ci_high", "params", "flops", "note", "accuracy",
-    "baseline_accuracy", "histories"}``: Δ is one seed at this budget against a baseline trained alike — a
+    "baseline_accuracy", "histories", "n_train"}``: Δ is one seed at this budget against a baseline trained alike — a
     demonstration beside the recorded blocks, not their interval (``ci_low = ci_high = delta``).
     """
-    from ..config import get_profile, pick_device
+    from ..config import Profile, get_profile, pick_device
     from ..cost import count_flops, count_params
     from ..data import make_task
     from ..exercises.checking import grade
@@ -204,7 +204,7 @@ def place_block(block, profile=None, *, device=None, seed: int = 0, task=None, p
               f"cases fail; check('09.design_block', …) says which): nothing trained. Give it full points first.")
         return None
     name = _registered_name(block)
-    profile = get_profile(profile)
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
     device = pick_device(device)
     task = task if task is not None else make_task(_capstone_task(), profile)
     histories, nets = {}, {}
@@ -218,7 +218,7 @@ def place_block(block, profile=None, *, device=None, seed: int = 0, task=None, p
             "params": count_params(nets[name]), "flops": count_flops(nets[name].cpu().eval(), x),
             "accuracy": histories[name].final_test_acc, "baseline_accuracy": histories["baseline"].final_test_acc,
             "note": f"your block: {profile.name} budget, seed {seed}, Δ against a baseline trained alike",
-            "histories": histories}
+            "histories": histories, "n_train": len(task.x_train)}
 
 
 def _capstone_task() -> str:
