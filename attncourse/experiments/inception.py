@@ -10,11 +10,12 @@
   ``one_spatial`` is the plain stack rebuilt that way (1×1 → 3×3 per stage, wider, same parameters and FLOPs). Its
   ``plain`` and ``inception`` arms are inception_noisy's runs (same job ids), so only the new arms train. Measured
   at the full profile over 5 seeds (2-core CPU, one thread per run): one_spatial 85.3 ± 0.4 %, the same as
-  Inception's 85.2 ± 0.3 %, against the plain stack's 87.4 ± 0.3 %. one_spatial also has a smaller receptive field (23 px; plain and Inception
-  37 px, :func:`~attncourse.blocks.inception.receptive_field`), so on its own it does not separate one spatial layer
-  per stage from a smaller receptive field. The two controls do: ``one_spatial_dilated`` (the 3×3 dilated 2, the same
-  parameters and FLOPs as one_spatial) and ``one_spatial_5x5`` (one 5×5 per stage, narrower, parameters and FLOPs
-  within 2 % of the plain stack) are one spatial layer per stage with the plain stack's 37 px.
+  Inception's 85.2 ± 0.3 %, against the plain stack's 87.4 ± 0.3 %. one_spatial also has a smaller receptive field
+  (23 px; plain and Inception 37 px, :func:`~attncourse.blocks.inception.receptive_field`), so on its own it does
+  not separate one spatial layer per stage from a smaller receptive field. The two controls do:
+  ``one_spatial_dilated`` (the 3×3 dilated 2, the same parameters and FLOPs as one_spatial) and ``one_spatial_5x5``
+  (one 5×5 per stage, narrower, parameters and FLOPs within 2 % of the plain stack) are one spatial layer per stage
+  with the plain stack's 37 px.
 """
 from ..models import ONE_SPATIAL_5X5_WIDTHS, ONE_SPATIAL_WIDTHS, InceptionNet, PlainNet
 from .branch import DIGIT_SIZE, NOISE
