@@ -17,9 +17,10 @@ from .train import (History, bf16_supported, evaluate, fit, load_checkpoint, pre
 from .benchmark_tables import benchmark_table, list_benchmark_tables
 from .cost import CostTable, compare_costs, cost_report, count_flops, count_params, measure_latency, peak_memory
 from .experiments import (capstone_table, convergence, effects, findings, glue, interval_text, list_experiments,
-                          load_or_train, load_results, load_trained, module_summary, pareto_front, pareto_sentence, place_block,
+                          load_or_train, load_results, load_trained, module_summary, pareto_front, pareto_sentence,
                           run_all, run_experiment, verdict)
 from . import exercises
+from .exercises.placement import place_block
 
 __version__ = "0.1.0"
 

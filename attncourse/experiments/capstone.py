@@ -18,9 +18,10 @@ from __future__ import annotations
 import math
 
 from ..blocks import get_block_spec
+from ..metrics.pareto import CAPSTONE_COSTS, pareto_front
 from .core import BackboneArm, Experiment, effects, register_experiment
 
-__all__ = ["CAPSTONE_ARMS", "CAPSTONE_COSTS", "place_block", "capstone_step_ms", "capstone_table", "pareto_front", "pareto_sentence"]
+__all__ = ["CAPSTONE_ARMS", "CAPSTONE_COSTS", "capstone_step_ms", "capstone_table", "pareto_front", "pareto_sentence"]
 
 _R = {"reduction": 4}  # as modules 02 and 05 (the papers' r = 16 leaves 1–4 hidden units at these widths)
 
@@ -45,10 +46,6 @@ CAPSTONE_ARMS = {
     "sk": BackboneArm("sk"),
     "split_attn": BackboneArm("split_attn"),
 }
-
-#: cost column → (words, unit) for tables, plots and sentences
-CAPSTONE_COSTS = {"params": ("parameters", ""), "flops": ("forward FLOPs per image", ""),
-                  "step_ms": ("training-step time", " ms")}
 
 register_experiment(Experiment(
     name="capstone_blocks",
@@ -103,21 +100,6 @@ def capstone_table(results: dict, step_ms: dict | None = None, baseline: str = "
     return rows
 
 
-def pareto_front(rows: list[dict], cost: str = "params", value: str = "mean") -> list[str]:
-    """The arms on the Pareto front of ``value`` (higher is better) against ``cost`` (lower is better): no other
-    row has a cost ≤ and a value ≥ with one of them strict. Rows whose cost or value is ``nan`` are left out.
-    Sorted by cost."""
-    if cost not in CAPSTONE_COSTS:
-        raise ValueError(f"pareto_front: cost must be one of {list(CAPSTONE_COSTS)}, got {cost!r}")
-    ok = [r for r in rows if not (math.isnan(float(r[cost])) or math.isnan(float(r[value])))]
-
-    def dominated(r):
-        return any(o[cost] <= r[cost] and o[value] >= r[value] and (o[cost] < r[cost] or o[value] > r[value])
-                   for o in ok if o is not r)
-
-    return [r["arm"] for r in sorted(ok, key=lambda r: (r[cost], -r[value])) if not dominated(r)]
-
-
 def _pts(x: float) -> str:
     return f"{100 * x:+.1f}"
 
@@ -160,69 +142,3 @@ def pareto_sentence(rows: list[dict], cost: str = "params", baseline: str = "bas
         third = " No block on the front is a clear gain: what the front buys over the baseline is within the noise."
     return f"{first} {second}{third}" if gains else f"{second}{third}"
 
-
-def _registered_name(block) -> str:
-    """The registry name of ``block`` (a name, or a class registered under one; an unregistered class is registered
-    as ``learner_block``, ``learner_block_2``, …)."""
-    from ..blocks import BLOCKS, register_block
-
-    if isinstance(block, str):
-        get_block_spec(block)
-        return block.lower()
-    for key, spec in BLOCKS.items():
-        if spec.factory is block:
-            return key
-    n, key = 1, "learner_block"
-    while key in BLOCKS:
-        n += 1
-        key = f"learner_block_{n}"
-    register_block(key, family="learner")(block)
-    return key
-
-
-def place_block(block, profile=None, *, device=None, seed: int = 0, task=None, progress: bool | None = None):
-    """Train a learner's block beside the plain baseline on the capstone's task, both at ``profile``'s budget with
-    the same seed, and return the row that places it on :func:`~attncourse.viz.plot_pareto`.
-
-    ``block``: a block class ``Block(channels)`` or a registered name. It must first keep the block contract
-    (exercise ``09.design_block`` at full points); otherwise nothing is trained and ``None`` is returned with a
-    message. Returns ``{"arm", "delta", "ci_low", "ci_high", "params", "flops", "note", "accuracy",
-    "baseline_accuracy", "histories", "n_train"}``: Δ is one seed at this budget against a baseline trained alike — a
-    demonstration beside the recorded blocks, not their interval (``ci_low = ci_high = delta``).
-    """
-    from ..config import Profile, get_profile, pick_device
-    from ..cost import count_flops, count_params
-    from ..data import make_task
-    from ..exercises.checking import grade
-    from ..models import AttnResNet
-    from ..train import fit
-
-    got, total, results = grade("09.design_block", block)
-    if got < total:
-        failed = sum(not r.passed for r in results)
-        print(f"place_block: the block keeps {got:g} of {total:g} points of the contract ({failed} of {len(results)} "
-              f"cases fail; check('09.design_block', …) says which): nothing trained. Give it full points first.")
-        return None
-    name = _registered_name(block)
-    profile = profile if isinstance(profile, Profile) else get_profile(profile)
-    device = pick_device(device)
-    task = task if task is not None else make_task(_capstone_task(), profile)
-    histories, nets = {}, {}
-    for arm, attention in (("baseline", "none"), (name, name)):
-        nets[arm] = AttnResNet(task.in_channels, task.num_classes, attention=attention)
-        histories[arm] = fit(nets[arm], task, epochs=profile.epochs, batch_size=profile.batch_size, seed=seed,
-                             device=device, desc=arm, progress=progress)
-    x = task.float_images(task.x_test[:1])
-    delta = histories[name].final_test_acc - histories["baseline"].final_test_acc
-    return {"arm": name, "delta": delta, "ci_low": delta, "ci_high": delta,
-            "params": count_params(nets[name]), "flops": count_flops(nets[name].cpu().eval(), x),
-            "accuracy": histories[name].final_test_acc, "baseline_accuracy": histories["baseline"].final_test_acc,
-            "note": f"your block: {profile.name} budget, seed {seed}, Δ against a baseline trained alike",
-            "histories": histories, "n_train": len(task.x_train)}
-
-
-def _capstone_task() -> str:
-    """The capstone's task name (``capstone_blocks``' task)."""
-    from .core import get_experiment
-
-    return get_experiment("capstone_blocks").task

@@ -5,7 +5,7 @@ import math
 
 import matplotlib.pyplot as plt
 
-from ..experiments.capstone import CAPSTONE_COSTS, pareto_front
+from ..metrics.pareto import CAPSTONE_COSTS, pareto_front
 
 __all__ = ["plot_pareto"]
 
