@@ -20,7 +20,6 @@ from .experiments import (capstone_table, convergence, effects, findings, glue, 
                           load_or_train, load_results, load_trained, module_summary, pareto_front, pareto_sentence,
                           run_all, run_experiment, verdict)
 from . import exercises
-from .exercises.placement import place_block
 
 __version__ = "0.1.0"
 
@@ -38,6 +37,10 @@ _VIZ = {"overlay_attention", "plot_channel_weights", "plot_cost", "plot_history"
 
 
 def __getattr__(name):
+    if name == "place_block":  # the capstone's helper, loaded on use (the grader's worker copy has no exercises)
+        from .exercises.placement import place_block
+
+        return place_block
     if name in _VIZ or name == "viz":
         import importlib
 
@@ -47,4 +50,4 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | _VIZ)
+    return sorted(set(globals()) | _VIZ | {"place_block"})
