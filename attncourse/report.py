@@ -111,7 +111,7 @@ def _shift_table(shift: dict, name: str) -> list[str]:
 def _capstone_section(res: dict) -> list[str]:
     """Every block on one table: Δ with its interval and label, parameters, FLOPs, step time; the Pareto plot and
     the sentences computed from them."""
-    from .experiments.capstone import capstone_step_ms, capstone_table, pareto_sentence
+    from .experiments.capstone import CAPSTONE_COLUMNS, capstone_cells, capstone_step_ms, capstone_table, pareto_sentence
 
     step = capstone_step_ms()
     rows = capstone_table(res, step)
@@ -119,14 +119,8 @@ def _capstone_section(res: dict) -> list[str]:
              " ".join(t for t in (pareto_sentence(rows, "params"), pareto_sentence(rows, "flops", gains=False),
                                   pareto_sentence(rows, "step_ms", gains=False)) if t), "",
              f"![Δ test accuracy against parameters, with the Pareto front]({CAPSTONE_FIGURE})", "",
-             "| arm | family | seeds | test acc (%) | Δ (points) [95 % interval] | label | params | FLOPs | step |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        effect = ("baseline" if r["label"] is None else
-                  f"{100 * r['delta']:+.1f} [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]")
-        ms = "" if r["step_ms"] != r["step_ms"] else f"{r['step_ms']:.0f} ms"
-        lines.append(f"| {r['arm']} | {r['family']} | {r['n']} | {100 * r['mean']:.1f} | {effect} | "
-                     f"{r['label'] or ''} | {r['params']:,} | {r['flops'] / 1e6:.1f}M | {ms} |")
+             "| " + " | ".join(CAPSTONE_COLUMNS) + " |", "|" + "---|" * len(CAPSTONE_COLUMNS)]
+    lines += ["| " + " | ".join(capstone_cells(r)) + " |" for r in rows]
     lines += ["", "Step: the median training-step time (batch 128, forward and backward) of "
               "`benchmarks/capstone_cost.py`, measured on a quiet machine (`ac.benchmark_table(\"capstone_cost\")`); "
               "blank where no quiet measurement is shipped.", ""]
@@ -142,14 +136,11 @@ def write_capstone_figure(folder: str | Path, results: str | Path | None = None)
     import matplotlib.pyplot as plt
 
     from .experiments.capstone import capstone_step_ms, capstone_table
+    from .experiments.recorded import load_results
     from .viz.capstone import plot_pareto
 
-    path = Path(results) if results is not None else results_dir()
-    file = path / "capstone_blocks.json"
-    if not file.is_file():
-        return None
-    res = json.loads(file.read_text())
-    if res.get("profile") != "full":
+    res = load_results("capstone_blocks", "full", results if results is not None else results_dir())
+    if res is None:
         return None
     fig = plot_pareto(capstone_table(res, capstone_step_ms()), "params")
     out = Path(folder) / CAPSTONE_FIGURE

@@ -12,8 +12,8 @@ from .summaries import *  # noqa: F401,F403
 from .summaries import __all__ as _summaries_all
 
 __all__ = [*_core_all, *_recorded_all, *_runner_all, *_shift_all, *_summaries_all,
-           "CAPSTONE_ARMS", "CAPSTONE_COSTS", "capstone_step_ms", "capstone_table", "pareto_front", "pareto_sentence"]
+           "CAPSTONE_ARMS", "CAPSTONE_COLUMNS", "CAPSTONE_COSTS", "capstone_cells", "capstone_step_ms", "capstone_table", "pareto_front", "pareto_sentence"]
 
 # Each module registers its experiments (and shift evaluations) on import.
 from . import foundation, inception, senet, beyond_average, nonlocal_, cbam, danet, branch, sta, position_fusion, capstone  # noqa: E402,F401
-from .capstone import CAPSTONE_ARMS, CAPSTONE_COSTS, capstone_step_ms, capstone_table, pareto_front, pareto_sentence  # noqa: E402
+from .capstone import CAPSTONE_ARMS, CAPSTONE_COLUMNS, CAPSTONE_COSTS, capstone_cells, capstone_step_ms, capstone_table, pareto_front, pareto_sentence  # noqa: E402

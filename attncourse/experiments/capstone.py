@@ -21,7 +21,12 @@ from ..blocks import get_block_spec
 from ..metrics.pareto import CAPSTONE_COSTS, pareto_front
 from .core import BackboneArm, Experiment, effects, register_experiment
 
-__all__ = ["CAPSTONE_ARMS", "CAPSTONE_COSTS", "capstone_step_ms", "capstone_table", "pareto_front", "pareto_sentence"]
+__all__ = ["CAPSTONE_ARMS", "CAPSTONE_COSTS", "CAPSTONE_COLUMNS", "capstone_cells", "capstone_step_ms", "capstone_table",
+           "pareto_front", "pareto_sentence"]
+
+#: the capstone table's columns, as the results page and notebook 09 show them (:func:`capstone_cells`)
+CAPSTONE_COLUMNS = ("arm", "family", "seeds", "test acc (%)", "Δ (points) [95 % interval]", "label", "params",
+                    "FLOPs", "step")
 
 _R = {"reduction": 4}  # as modules 02 and 05 (the papers' r = 16 leaves 1–4 hidden units at these widths)
 
@@ -98,6 +103,15 @@ def capstone_table(results: dict, step_ms: dict | None = None, baseline: str = "
                      "params": a.get("params", math.nan), "flops": a.get("flops", math.nan),
                      "step_ms": step_ms.get(e["arm"], math.nan)})
     return rows
+
+
+def capstone_cells(row: dict) -> list[str]:
+    """One row of :func:`capstone_table` as the cells of :data:`CAPSTONE_COLUMNS` (step blank when not measured)."""
+    effect = ("baseline" if row["label"] is None else
+              f"{100 * row['delta']:+.1f} [{100 * row['ci_low']:+.1f}, {100 * row['ci_high']:+.1f}]")
+    step = "" if math.isnan(row["step_ms"]) else f"{row['step_ms']:.0f} ms"
+    return [row["arm"], row["family"], str(row["n"]), f"{100 * row['mean']:.1f}", effect, row["label"] or "",
+            f"{row['params']:,}", f"{row['flops'] / 1e6:.1f}M", step]
 
 
 def _pts(x: float) -> str:
