@@ -69,6 +69,11 @@ class DilatedFCN(nn.Module):
         self.layers = nn.Sequential(conv_bn_relu(in_channels, w1, stride=2), conv_bn_relu(w1, w2),
                                     conv_bn_relu(w2, w3, stride=2), conv_bn_relu(w3, w3, dilation=2))
 
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The stride-2 features after the second conv ``[B, widths[1], ⌈H/2⌉, ⌈W/2⌉]`` and the output."""
+        shallow = self.layers[1](self.layers[0](x))
+        return shallow, self.layers[3](self.layers[2](shallow))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
 

@@ -98,9 +98,8 @@ class SkipFusionNet(nn.Module):
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The two inputs of the fusion, each ``[B, inner, ⌈H/2⌉, ⌈W/2⌉]``: the upsampled deep path and the skip."""
-        layers = self.backbone.layers
-        shallow = layers[1](layers[0](x))
-        deep = self.head(layers[3](layers[2](shallow)))
+        shallow, out = self.backbone.features(x)
+        deep = self.head(out)
         up = F.interpolate(deep, size=shallow.shape[-2:], mode="bilinear", align_corners=False)
         return up, self.skip(shallow)
 
