@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         for arm, a in res["arms"].items():
             accs = "  ".join(f"{lvl}: {100 * sum(v) / len(v):5.1f}" for lvl, v in a["values"].items())
-            print(f"{arm:14s} mean test {res.get('metric', 'accuracy')} (%) by {res['vary']}  {accs}")
+            print(f"{arm:14s} mean test {res['metric']} (%) by {res['vary']}  {accs}")
         print(f"[{res['device']}, profile {res['profile']}, seeds {res['seeds']}, {res['n_test']} images per level]")
         return 0
     if args.cmd == "run-all":
