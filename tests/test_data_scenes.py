@@ -88,7 +88,19 @@ def test_to_moves_every_tensor(task):
     assert all(v.device.type == "cpu" for v in moved.__dict__.values() if isinstance(v, torch.Tensor))
 
 
+def test_the_question_changes_the_words_and_nothing_else():
+    """Module 09 asks its question of module 06's scenes: the same images and labels, its own ``why``."""
+    context, fusion = digit_scenes(6, 3, seed=2), digit_scenes(6, 3, seed=2, question="skip_fusion")
+    for key in ("x_train", "y_train", "x_test", "y_test", "size_train", "size_test", "sources_train", "sources_test"):
+        assert torch.equal(getattr(context, key), getattr(fusion, key)), key
+    assert context.info["why"] != fusion.info["why"] and "Position attention" in context.info["why"]
+    assert "skip connection" in fusion.info["why"] and "AFF" in fusion.info["why"]
+    assert {k: v for k, v in context.info.items() if k not in ("why", "attention")} == \
+        {k: v for k, v in fusion.info.items() if k not in ("why", "attention")}
+
+
 @pytest.mark.parametrize("kwargs, match", [
+    (dict(question="fusion"), "question"),
     (dict(n_train=0), "n_train"), (dict(large_size=(40, 60)), "large_size"), (dict(small_size=(9, 4)), "small_size"),
     (dict(n_small=(3, 1)), "n_small"), (dict(bg_below=0.6), "bg_below"),
 ])

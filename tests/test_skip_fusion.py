@@ -110,7 +110,8 @@ def test_bad_input_and_a_bad_fusion_name_are_clear_errors():
 def test_the_experiment_runs_on_digit_scenes_with_one_arm_per_fusion():
     exp = get_experiment("aff_scenes")
     assert exp.task == "digit_scenes" and exp.module == "09_position_fusion" and list(exp.arms) == list(FUSIONS)
-    task = make_task(exp.task, get_profile("smoke").with_(n_train=4, n_test=4))
+    task = make_task(exp.task, get_profile("smoke").with_(n_train=4, n_test=4), **exp.task_kwargs)
+    assert "skip" in task.info["why"] and "AFF" in task.info["why"] and "fusion" in task.info["attention"]
     x = task.float_images(task.x_train[:2])
     for arm, build in exp.arms.items():
         torch.manual_seed(0)

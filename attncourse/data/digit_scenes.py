@@ -15,6 +15,10 @@ Labels, ``uint8 [N, H, W]``, one per pixel (``num_classes = 11``):
 
 ``size_train`` / ``size_test`` (``uint8 [N, H, W]``) say which digit owns each digit pixel: ``1`` small,
 ``2`` large, ``0`` elsewhere — the segmentation objective reports mIoU per digit size from it.
+
+``question`` names the module's question, and only changes ``info["attention"]`` and ``info["why"]``: ``"context"``
+(module 06: dual attention) or ``"skip_fusion"`` (module 09: AFF fusing a skip connection). The scenes and labels do
+not depend on it.
 """
 from __future__ import annotations
 
@@ -35,6 +39,41 @@ SMALL, LARGE = 1, 2  # values of the size maps
 #: theoretical receptive field (px) of the course's FCN (:class:`attncourse.models.segmentation.SegNet`, head
 #: included); a test in tests/test_segmentation.py checks it against the network.
 FCN_RECEPTIVE_FIELD = 35
+
+
+def _context_question(large_size, small_size) -> tuple[str, str]:
+    """Module 06's question: does attention give the large digit's pixels the context they lack?"""
+    rf = FCN_RECEPTIVE_FIELD
+    return "dual (position + channel self-attention)", (
+        f"Every pixel must be labelled with the class of the whole digit it belongs to. The large digit "
+        f"({large_size[0]}-{large_size[1]} px, upscaled so its strokes are thick blobs) is larger than the "
+        f"plain FCN's receptive field ({rf} px): a pixel near one end sees only a piece of a stroke, which "
+        f"looks the same in several classes (the bottom loop of a 6, 8 or 0), so the FCN can give different "
+        f"parts of one digit different classes. Position attention lets each pixel gather features from "
+        f"every other pixel of the same digit, and channel attention mixes class-like channels computed "
+        f"over the whole map, so the labels of one large digit can agree. The small digits "
+        f"({small_size[0]}-{small_size[1]} px) fit inside the receptive field, so context is not what they "
+        f"lack; at output stride 4 they cover only a few feature pixels, which limits every arm alike. "
+        f"mIoU by digit size (scene_miou_large, scene_miou_small) separates the two effects.")
+
+
+def _skip_fusion_question(large_size, small_size) -> tuple[str, str]:
+    """Module 09's question: is a fixed sum the right way to fuse a skip connection with the deep path?"""
+    rf = FCN_RECEPTIVE_FIELD
+    return "feature fusion (AFF / iAFF on a skip connection)", (
+        f"Every pixel must be labelled with the class of the whole digit it belongs to, and the scene needs two "
+        f"kinds of evidence. The large digit ({large_size[0]}-{large_size[1]} px) outgrows the FCN's receptive "
+        f"field ({rf} px): its pixels need the deep path's context. The small digits ({small_size[0]}-"
+        f"{small_size[1]} px) cover a few cells at output stride 4: their edges need the detail of a skip "
+        f"connection from the stride-2 features. A plain sum weighs the two paths 1:1 at every pixel and channel, "
+        f"on a large digit's pixels as on a small digit's edge; a learned linear mix (concat + 1x1) chooses one "
+        f"weight per channel, the same for every image; AFF chooses the weight per pixel and channel from the two "
+        f"inputs, so it can lean on the context in one place and on the detail in another. mIoU by digit size "
+        f"(scene_miou_large, scene_miou_small) shows which digits each fusion serves.")
+
+
+#: ``question`` → the function giving ``info["attention"]`` and ``info["why"]``
+QUESTIONS = {"context": _context_question, "skip_fusion": _skip_fusion_question}
 
 
 @dataclass
@@ -87,10 +126,11 @@ def _place(rng, layers: np.ndarray, patch: np.ndarray, taken: list[tuple[int, in
 
 def digit_scenes(n_train: int = 6000, n_test: int = 1500, *, canvas: int = 48, large_size: tuple[int, int] = (36, 44),
                  small_size: tuple[int, int] = (9, 14), n_small: tuple[int, int] = (2, 3), ink_above: float = 0.5,
-                 bg_below: float = 0.15, seed: int = 0) -> SceneTask:
+                 bg_below: float = 0.15, question: str = "context", seed: int = 0) -> SceneTask:
     """Scenes of one large and ``n_small`` small digits; per-pixel labels (see the module docstring)."""
     name = "digit_scenes"
     _check_common(name, n_train, n_test, seed)
+    _require(question in QUESTIONS, name, "question", f"must be one of {sorted(QUESTIONS)}, got {question!r}")
     for what, (lo, hi) in (("large_size", large_size), ("small_size", small_size)):
         _require(1 <= lo <= hi, name, what, f"needs 1 <= min <= max, got {(lo, hi)}")
         _require(hi <= canvas, name, what, f"the largest digit ({hi} px) does not fit the canvas ({canvas} px)")
@@ -137,20 +177,10 @@ def digit_scenes(n_train: int = 6000, n_test: int = 1500, *, canvas: int = 48, l
             ys[i] = label
             sizes[i][ink] = kind[owner[ink]]
         out[split] = (_to_uint8(xs[:, None]), torch.from_numpy(ys), torch.from_numpy(srcs), torch.from_numpy(sizes))
-    rf = FCN_RECEPTIVE_FIELD
+    attention, why = QUESTIONS[question](large_size, small_size)
     info = dict(canvas=canvas, large_size=large_size, small_size=small_size, n_small=n_small, ink_above=ink_above,
-                bg_below=bg_below, seed=seed, attention="dual (position + channel self-attention)",
-                fcn_receptive_field=rf, ignore_index=IGNORE_INDEX,
-                why=(f"Every pixel must be labelled with the class of the whole digit it belongs to. The large digit "
-                     f"({large_size[0]}-{large_size[1]} px, upscaled so its strokes are thick blobs) is larger than the "
-                     f"plain FCN's receptive field ({rf} px): a pixel near one end sees only a piece of a stroke, which "
-                     f"looks the same in several classes (the bottom loop of a 6, 8 or 0), so the FCN can give different "
-                     f"parts of one digit different classes. Position attention lets each pixel gather features from "
-                     f"every other pixel of the same digit, and channel attention mixes class-like channels computed "
-                     f"over the whole map, so the labels of one large digit can agree. The small digits "
-                     f"({small_size[0]}-{small_size[1]} px) fit inside the receptive field, so context is not what they "
-                     f"lack; at output stride 4 they cover only a few feature pixels, which limits every arm alike. "
-                     f"mIoU by digit size (scene_miou_large, scene_miou_small) separates the two effects."))
+                bg_below=bg_below, seed=seed, attention=attention, fcn_receptive_field=FCN_RECEPTIVE_FIELD,
+                ignore_index=IGNORE_INDEX, why=why)
     classes = ["background", *DIGIT_CLASSES]
     return SceneTask(name, out["train"][0], out["train"][1], out["test"][0], out["test"][1], 11, classes,
                      out["train"][2], out["test"][2], out["train"][3], out["test"][3], info)

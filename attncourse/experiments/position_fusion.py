@@ -87,6 +87,7 @@ register_experiment(Experiment(
                  "(concat + 1×1: one mix per channel, the same for every image), AFF or iAFF (a mix chosen per "
                  "pixel and channel from the inputs). Everything else is shared."),
     task="digit_scenes",
+    task_kwargs={"question": "skip_fusion"},  # the same scenes as module 06; only info["why"] changes
     arms=dict(FUSION_ARMS),
     module="09_position_fusion",
 ))
