@@ -15,7 +15,7 @@ from .experiments.core import effects, metric_label
 from .benchmark_tables import benchmark_tables_dir
 from .experiments.recorded import results_dir
 
-__all__ = ["render_results_page", "write_capstone_figure", "CAPSTONE_FIGURE"]
+__all__ = ["render_results_page", "write_capstone_figure", "results_stamp", "CAPSTONE_FIGURE"]
 
 #: the capstone's Pareto plot, beside the results page (``book/``), written by :func:`write_capstone_figure`
 CAPSTONE_FIGURE = "capstone_pareto.png"
@@ -127,9 +127,20 @@ def _capstone_section(res: dict) -> list[str]:
     return lines
 
 
+def results_stamp(results: dict) -> str:
+    """A fingerprint of a results dict (SHA-256 of its canonical JSON), written into the figures drawn from it, so
+    a test can tell a committed figure that no longer matches the recorded results."""
+    import hashlib
+    import json
+
+    return "sha256:" + hashlib.sha256(json.dumps(results, sort_keys=True).encode()).hexdigest()
+
+
 def write_capstone_figure(folder: str | Path, results: str | Path | None = None) -> Path | None:
     """Draw the capstone's Pareto plot (accuracy against parameters) into ``folder/capstone_pareto.png`` when
-    ``capstone_blocks`` is recorded at the full profile; returns the path, or ``None`` when it is not."""
+    ``capstone_blocks`` is recorded at the full profile; returns the path, or ``None`` when it is not.
+
+    The PNG's ``Source`` text field holds :func:`results_stamp` of the results it was drawn from."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -144,7 +155,7 @@ def write_capstone_figure(folder: str | Path, results: str | Path | None = None)
         return None
     fig = plot_pareto(capstone_table(res, capstone_step_ms()), "params")
     out = Path(folder) / CAPSTONE_FIGURE
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=110, metadata={"Source": f"attncourse capstone_blocks {results_stamp(res)}"})
     plt.close(fig)
     return out
 

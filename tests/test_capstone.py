@@ -152,6 +152,11 @@ def test_the_results_page_tables_the_capstone_with_its_sentences_and_figure(tmp_
         assert "training-step time" not in page.split("| arm | family")[0]
     assert write_capstone_figure(tmp_path, tmp_path) == tmp_path / CAPSTONE_FIGURE
     assert (tmp_path / CAPSTONE_FIGURE).stat().st_size > 10_000
+    from PIL import Image
+
+    from attncourse.report import results_stamp
+
+    assert Image.open(tmp_path / CAPSTONE_FIGURE).text["Source"] == f"attncourse capstone_blocks {results_stamp(res)}"
     assert write_capstone_figure(tmp_path, tmp_path / "empty") is None
 
 

@@ -115,3 +115,19 @@ def test_results_page_tables_shift_evaluations_with_their_module(tmp_path):
     shift["profile"] = "cpu"
     (tmp_path / "shifts" / "clutter_shift.json").write_text(json.dumps(shift))
     assert "clutter_shift" not in render_results_page(tmp_path, tmp_path)
+
+
+def test_the_committed_capstone_figure_is_drawn_from_the_recorded_results():
+    """book/capstone_pareto.png exists exactly when capstone_blocks is recorded, and carries its results' stamp."""
+    from PIL import Image
+
+    from attncourse import load_results
+    from attncourse.report import CAPSTONE_FIGURE, results_stamp
+
+    res, figure = load_results("capstone_blocks"), ROOT / "book" / CAPSTONE_FIGURE
+    if res is None:
+        assert not figure.exists(), f"{figure} is committed but capstone_blocks is not recorded"
+        return
+    assert figure.exists(), "capstone_blocks is recorded: run `python -m attncourse report` to draw the figure"
+    assert Image.open(figure).text.get("Source") == f"attncourse capstone_blocks {results_stamp(res)}", \
+        "the figure was drawn from other results: run `python -m attncourse report`"
