@@ -6,6 +6,12 @@
   (depthwise strided convs: a learned local gather).
 * ``beyond_average_control`` — the same task with the cue in the marked channel's mean (``cue="mean"``), where SE
   can read the cue directly: if SE loses to SRM only on the second-order task, SE is not simply weaker.
+* ``beyond_average_long`` — the diagnostic run: ``beyond_average_second_order``'s baseline, SE, SRM and GSoP trained
+  three times as long (45 epochs at the full profile), everything else the same. At 15 epochs every arm stays near
+  chance for about half the schedule and then rises, at a time that differs from seed to seed, while the one-cycle
+  learning rate is already falling; the final accuracy then measures *when* a run found the marked channel as much
+  as *whether* it can. Three times the schedule separates the two: do the arms still differ when each has had time
+  to converge?
 
 Every arm is :class:`~attncourse.models.AttnResNet` (widths 16/32/64, one basic block per stage, the block on the
 residual branch of every basic block). SE uses ``r = 4`` as in module 02 (+2.8k parameters on a 78k network);
@@ -31,6 +37,8 @@ SECOND_ORDER_ARMS = {
     "ge_local": ("ge_theta_e4", {}),      # GE-θ, extent 4: two depthwise 3×3 stride-2 convs
 }
 CONTROL_ARMS = {arm: SECOND_ORDER_ARMS[arm] for arm in ("baseline", "se", "srm")}
+LONG_ARMS = {arm: SECOND_ORDER_ARMS[arm] for arm in ("baseline", "se", "srm", "gsop")}
+LONG_EPOCHS_SCALE = 3.0
 
 register_experiment(Experiment(
     name="beyond_average_second_order",
@@ -50,5 +58,17 @@ register_experiment(Experiment(
     task="second_order_cue_digits",
     task_kwargs={"cue": "mean"},
     arms={arm: BackboneArm(block, kw) for arm, (block, kw) in CONTROL_ARMS.items()},
+    module="03_beyond_average",
+))
+
+register_experiment(Experiment(
+    name="beyond_average_long",
+    description=("The diagnostic run: beyond_average_second_order's baseline, SE (r=4), SRM and GSoP (d=C/4) trained "
+                 "three times as long (the same task, data and recipe): do the arms differ in whether they find the "
+                 "marked channel, or only in when?"),
+    task="second_order_cue_digits",
+    task_kwargs={"cue": "std"},
+    arms={arm: BackboneArm(block, kw) for arm, (block, kw) in LONG_ARMS.items()},
+    epochs_scale=LONG_EPOCHS_SCALE,
     module="03_beyond_average",
 ))
