@@ -23,3 +23,19 @@ def test_arms_build_the_named_blocks():
     for arm in CONTROL_ARMS:
         assert arm_spec(get_experiment("beyond_average_control").arms[arm]) == \
             arm_spec(get_experiment("beyond_average_second_order").arms[arm])
+
+
+def test_the_diagnostic_run_differs_from_the_task_only_in_its_length():
+    """beyond_average_long: the same task, data, arms and recipe as beyond_average_second_order, three times the epochs."""
+    from attncourse.config import get_profile
+    from attncourse.experiments import Job
+
+    task, long = get_experiment("beyond_average_second_order"), get_experiment("beyond_average_long")
+    assert (long.task, long.task_kwargs, long.module, long.fit_kwargs) == \
+        (task.task, task.task_kwargs, task.module, task.fit_kwargs)
+    assert list(long.arms) == ["baseline", "se", "srm", "gsop"] and long.epochs_scale == 3 * task.epochs_scale
+    full = get_profile("full")
+    for arm in long.arms:
+        assert arm_spec(long.arms[arm]) == arm_spec(task.arms[arm])
+        short, longer = Job(task.name, arm, 0, full).spec(), Job(long.name, arm, 0, full).spec()
+        assert longer.pop("epochs") == 3 * short.pop("epochs") and longer == short
