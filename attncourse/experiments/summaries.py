@@ -84,6 +84,8 @@ HEADLINES: dict[str, tuple[tuple[Headline, ...], ...]] = {
         (_h("beyond_average_second_order", "srm", "se", "SRM", "SE (a mean squeeze)", _TEXTURE),
          _h("beyond_average_second_order", "gsop", "se", "GSoP", "SE", _TEXTURE)),
         (_h("beyond_average_control", "srm", "se", "SRM", "SE", "the control digits whose cue is a channel's mean"),),
+        (_h("beyond_average_long", "srm", "se", "SRM", "SE", _TEXTURE + " trained three times as long"),
+         _h("beyond_average_long", "gsop", "se", "GSoP", "SE", _TEXTURE + " trained three times as long")),
     ),
     "04": (
         (_h("nonlocal_pairs", "nonlocal", "baseline", "the non-local block", "the plain baseline", "long-range pairs"),
