@@ -52,6 +52,7 @@ _SCENES = "digit scenes"
 _BRANCH = "multi-scale digits under heavy noise"
 _TRACKS = "digit tracklets"
 _TEXTURE = "texture-cue digits"
+_TEXTURE_LONG = "texture-cue digits at 45 epochs, three times the schedule"
 _ROWS = "row-marker digits"
 
 #: module → its summary's sentences, each a tuple of headlines on one experiment (at most four sentences)
@@ -79,13 +80,16 @@ HEADLINES: dict[str, tuple[tuple[Headline, ...], ...]] = {
          _h("senet_cluttered", "eca", "baseline", "ECA", "the plain baseline", _CLUTTER)),
     ),
     "03": (
-        (_h("beyond_average_second_order", "srm", "baseline", "SRM", "the plain baseline", _TEXTURE),
-         _h("beyond_average_second_order", "gsop", "baseline", "GSoP", "the plain baseline", _TEXTURE)),
-        (_h("beyond_average_second_order", "srm", "se", "SRM", "SE (a mean squeeze)", _TEXTURE),
-         _h("beyond_average_second_order", "gsop", "se", "GSoP", "SE", _TEXTURE)),
-        (_h("beyond_average_control", "srm", "se", "SRM", "SE", "the control digits whose cue is a channel's mean"),),
-        (_h("beyond_average_long", "srm", "se", "SRM", "SE", _TEXTURE + " trained three times as long"),
-         _h("beyond_average_long", "gsop", "se", "GSoP", "SE", _TEXTURE + " trained three times as long")),
+        (_h("beyond_average_second_order", "srm", "se", "SRM", "SE (a mean squeeze)", _TEXTURE + " at 15 epochs"),
+         _h("beyond_average_second_order", "gsop", "se", "GSoP", "SE", _TEXTURE + " at 15 epochs")),
+        (_h("beyond_average_long", "srm", "baseline", "SRM", "the plain baseline", _TEXTURE_LONG),
+         _h("beyond_average_long", "gsop", "baseline", "GSoP", "the plain baseline", _TEXTURE_LONG),
+         _h("beyond_average_long", "se", "baseline", "SE", "the plain baseline", _TEXTURE_LONG)),
+        (_h("beyond_average_long", "srm", "se", "SRM", "SE", _TEXTURE_LONG),
+         _h("beyond_average_long", "gsop", "se", "GSoP", "SE", _TEXTURE_LONG)),
+        (_h("beyond_average_control", "se", "baseline", "SE", "the plain baseline",
+            "the control digits whose cue is a channel's mean"),
+         _h("beyond_average_control", "srm", "se", "SRM", "SE", "the control digits whose cue is a channel's mean")),
     ),
     "04": (
         (_h("nonlocal_pairs", "nonlocal", "baseline", "the non-local block", "the plain baseline", "long-range pairs"),
