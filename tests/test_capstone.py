@@ -84,6 +84,8 @@ def test_the_sentence_follows_the_labels_and_the_front():
     assert "1 is a clear loss (nonlocal), 1 inconclusive" in text
     assert "Pareto front" in text and "is baseline, se, sk." in text
     assert "cheapest clear gain is se, at 1,100 parameters (+10.0 % against the baseline)" in text
+    big = [{**r, "params": 80 * r["params"] + 3} for r in capstone_table(_fixture())]
+    assert "at 88,003 parameters" in pareto_sentence(big, "params")  # not 8.8e+04
     # no gain at all: the sentence says so and does not call the front a gain
     flat = _results({"baseline": _arm(BASE, 1000, 10), "gc": _arm([0.84, 0.78, 0.79], 1050, 11)})
     text = pareto_sentence(capstone_table(flat), "params")

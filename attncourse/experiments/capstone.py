@@ -150,7 +150,9 @@ def pareto_sentence(rows: list[dict], cost: str = "params", baseline: str = "bas
     cheapest = next((a for a in front if by[a]["label"] == "clear gain"), None)
     if cheapest is not None:
         extra = by[cheapest][cost] / by[baseline][cost] - 1 if by[baseline][cost] else math.nan
-        third = (f" Its cheapest clear gain is {cheapest}, at {by[cheapest][cost]:,.4g}{unit} {words} "
+        value = by[cheapest][cost]  # counts in full with thousands separators; times to four digits
+        amount = f"{value:,.0f}" if value >= 1000 else f"{value:,.4g}"
+        third = (f" Its cheapest clear gain is {cheapest}, at {amount}{unit} {words} "
                  f"({100 * extra:+.1f} % against the baseline).")
     else:
         third = " No block on the front is a clear gain: what the front buys over the baseline is within the noise."
