@@ -17,7 +17,9 @@ def test_recorded_results_and_checkpoints_are_in_the_source_tree():
     assert sorted(RECORDED.glob("checkpoints/*/*.pt")), "no recorded checkpoints"
     assert sorted(RECORDED.glob("benchmarks/*.json")), "no recorded benchmark tables"
     total = sum(p.stat().st_size for p in RECORDED.rglob("*") if p.is_file())
-    assert total < 40e6, f"recorded data is {total / 1e6:.1f} MB; keep the package small"
+    # 39 MB for modules 00-08; modules 03 and 09 (seed-0 checkpoints of five more experiments, the capstone's 16
+    # blocks among them) brought it to 49 MB. A wheel of this size still installs in seconds on Colab.
+    assert total < 55e6, f"recorded data is {total / 1e6:.1f} MB; keep the package small"
 
 
 @pytest.mark.slow
