@@ -45,7 +45,8 @@ def place_block(block, profile=None, *, device=None, seed: int = 0, task=None, p
     from ..cost import count_flops, count_params
     from ..data import make_task
     from ..exercises.checking import grade
-    from ..models import AttnResNet
+    from ..experiments import get_experiment
+    from ..experiments.core import BackboneArm
     from ..train import fit
 
     got, total, results = grade("09.design_block", block)
@@ -57,12 +58,14 @@ def place_block(block, profile=None, *, device=None, seed: int = 0, task=None, p
     name = _registered_name(block)
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
     device = pick_device(device)
-    task = task if task is not None else make_task(_capstone_task(), profile)
+    capstone = get_experiment("capstone_blocks")  # its task, baseline arm and recipe, as the recorded blocks had
+    task = task if task is not None else make_task(capstone.task, profile, **capstone.task_kwargs)
+    epochs = max(1, round(profile.epochs * capstone.epochs_scale))
     histories, nets = {}, {}
-    for arm, attention in (("baseline", "none"), (name, name)):
-        nets[arm] = AttnResNet(task.in_channels, task.num_classes, attention=attention)
-        histories[arm] = fit(nets[arm], task, epochs=profile.epochs, batch_size=profile.batch_size, seed=seed,
-                             device=device, desc=arm, progress=progress)
+    for arm, build in (("baseline", capstone.arms["baseline"]), (name, BackboneArm(name))):
+        nets[arm] = build(task)
+        histories[arm] = fit(nets[arm], task, epochs=epochs, batch_size=profile.batch_size, seed=seed,
+                             device=device, desc=arm, progress=progress, **capstone.fit_kwargs)
     x = task.float_images(task.x_test[:1])
     delta = histories[name].final_test_acc - histories["baseline"].final_test_acc
     return {"arm": name, "delta": delta, "ci_low": delta, "ci_high": delta,
@@ -71,9 +74,3 @@ def place_block(block, profile=None, *, device=None, seed: int = 0, task=None, p
             "note": f"your block: {profile.name} budget, seed {seed}, Δ against a baseline trained alike",
             "histories": histories, "n_train": len(task.x_train)}
 
-
-def _capstone_task() -> str:
-    """The capstone's task name (``capstone_blocks``' task)."""
-    from ..experiments import get_experiment
-
-    return get_experiment("capstone_blocks").task
