@@ -118,7 +118,7 @@ def _capstone_section(res: dict) -> list[str]:
     lines = ["### Every block on one table (the capstone)", "",
              " ".join(t for t in (pareto_sentence(rows, "params"), pareto_sentence(rows, "flops", gains=False),
                                   pareto_sentence(rows, "step_ms", gains=False)) if t), "",
-             f"![Δ test accuracy against parameters, with the Pareto front]({CAPSTONE_FIGURE})", "",
+             f"![Δ test accuracy against the parameters each block adds, with the Pareto front]({CAPSTONE_FIGURE})", "",
              "| " + " | ".join(CAPSTONE_COLUMNS) + " |", "|" + "---|" * len(CAPSTONE_COLUMNS)]
     lines += ["| " + " | ".join(capstone_cells(r)) + " |" for r in rows]
     lines += ["", "Step: the median training-step time (batch 128, forward and backward) of "

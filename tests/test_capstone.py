@@ -106,10 +106,18 @@ def test_the_pareto_plot_draws_every_block_the_front_and_an_extra_star():
     ax = fig.axes[0]
     labels = {t.get_text() for t in ax.texts}
     assert {"baseline", "se", "sk", "gc", "nonlocal", "my_block"} <= labels
-    assert ax.get_xscale() == "log" and "your block (demo budget)" in [t.get_text() for t in ax.get_legend().texts]
+    assert ax.get_xscale() == "symlog" and "your block (demo budget)" in [t.get_text() for t in ax.get_legend().texts]
+    assert "added to the baseline's 1,000" in ax.get_xlabel()
     step = [l for l in ax.lines if l.get_label() == "Pareto front (mean accuracy)"]
-    assert len(step) == 1 and list(step[0].get_xdata()) == [1000, 1100, 3000]
+    assert len(step) == 1 and list(step[0].get_xdata()) == [0, 100, 2000]    # the cost each block adds
+    star = [c for c in ax.collections if c.get_label() == "your block (demo budget)"]
+    assert star[0].get_offsets().tolist() == [[500, 1.0]]
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])   # no label hides another
     plt.close(fig)
+    with pytest.raises(ValueError, match="baseline's row"):
+        ac.plot_pareto([r for r in rows if r["arm"] != "baseline"], "params")
     with pytest.raises(ValueError, match="no row has a 'step_ms' value"):
         ac.plot_pareto(rows, "step_ms")
 
