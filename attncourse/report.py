@@ -121,7 +121,10 @@ def _capstone_section(res: dict) -> list[str]:
              f"![Δ test accuracy against the parameters each block adds, with the Pareto front]({CAPSTONE_FIGURE})", "",
              "| " + " | ".join(CAPSTONE_COLUMNS) + " |", "|" + "---|" * len(CAPSTONE_COLUMNS)]
     lines += ["| " + " | ".join(capstone_cells(r)) + " |" for r in rows]
-    lines += ["", "Step: the median training-step time (batch 128, forward and backward) of "
+    lines += ["", "FLOPs: the forward pass's convolutions and matrix products (torch's FLOP counter, `ac.cost_report`); "
+              "pooling, normalisation, sigmoids and element-wise products count 0, so blocks made of them and "
+              "per-channel weights (SA, SRM) add no FLOPs here although they cost time.",
+              "", "Step: the median training-step time (batch 128, forward and backward) of "
               "`benchmarks/capstone_cost.py`, measured on a quiet machine (`ac.benchmark_table(\"capstone_cost\")`); "
               "blank where no quiet measurement is shipped.", ""]
     return lines
