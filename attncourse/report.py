@@ -48,6 +48,12 @@ def _metric_name(res: dict) -> str:
     return metric_label(res).strip() or "accuracy"
 
 
+def _seeds_per_arm(res: dict) -> str:
+    """``" (3–5 per arm)"`` when the arms hold different numbers of seeds, else ``""``."""
+    counts = sorted({len(arm["runs"]) for arm in res["arms"].values()})
+    return f" ({counts[0]}–{counts[-1]} per arm)" if len(counts) > 1 else ""
+
+
 def _experiment_table(res: dict, name: str) -> list[str]:
     settings = res.get("settings") or {}
     speed = (f" Training: bf16 autocast {settings.get('amp_bf16')}, channels_last {settings.get('channels_last')}."
@@ -55,7 +61,7 @@ def _experiment_table(res: dict, name: str) -> list[str]:
     lines = [f"## `{res['experiment']}`", "",
              res.get("description", "").strip(), "",
              f"Task `{res['task']}`, {res['n_train']} training / {res['n_test']} test images, {res['epochs']} epochs, "
-             f"batch {res['batch_size']}, seeds {res['seeds']}, {res['profile']} profile. Device: {res['device']}; "
+             f"batch {res['batch_size']}, seeds {res['seeds']}{_seeds_per_arm(res)}, {res['profile']} profile. Device: {res['device']}; "
              f"torch {res['torch']}; commit `{res['git_commit'][:12]}`; file `attncourse/recorded/{name}`.{speed}", "",
              f"| arm | test {_metric_name(res)} (%) | train acc. (%) | Δ (points) | 95 % interval | label | "
              "per-seed Δ | params | +params | FLOPs / input |",

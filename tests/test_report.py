@@ -131,3 +131,11 @@ def test_the_committed_capstone_figure_is_drawn_from_the_recorded_results():
     assert figure.exists(), "capstone_blocks is recorded: run `python -m attncourse report` to draw the figure"
     assert Image.open(figure).text.get("Source") == f"attncourse capstone_blocks {results_stamp(res)}", \
         "the figure was drawn from other results: run `python -m attncourse report`"
+
+
+def test_the_header_says_when_arms_hold_different_numbers_of_seeds():
+    from attncourse.report import _seeds_per_arm
+
+    even = {"arms": {"baseline": {"runs": [{}] * 3}, "se": {"runs": [{}] * 3}}}
+    uneven = {"arms": {"baseline": {"runs": [{}] * 5}, "se": {"runs": [{}] * 3}, "sk": {"runs": [{}] * 4}}}
+    assert _seeds_per_arm(even) == "" and _seeds_per_arm(uneven) == " (3–5 per arm)"
