@@ -50,6 +50,9 @@ def test_history_results_and_cost_plots():
     assert 80 < lo < 90 - half and 90 + half < hi < 100      # near the data (not from 0), whole whisker shown
     table = viz.results_table(res)
     assert "50.0 ± 10.0" in table._repr_html_() and "profile cpu" in repr(table)
+    assert "test acc (%)" in table._repr_html_() and "test accuracy (%)" in repr(table)
+    seg = viz.results_table({**res, "metric": "miou"})        # a segmentation result is not called accuracy
+    assert "test mIoU (%)" in seg._repr_html_() and "accuracy" not in seg._repr_html_() + repr(seg)
     costs = compare_costs({"a": torch.nn.Conv2d(1, 2, 3), "b": torch.nn.Conv2d(1, 4, 3)}, (1, 1, 8, 8), latency=False)
     assert len(viz.plot_cost(costs).axes) == 2  # params and FLOPs (no latency measured)
     assert viz.plot_channel_weights(torch.rand(3, 16), labels=[0, 1, 2]).axes

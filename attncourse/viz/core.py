@@ -84,6 +84,10 @@ def plot_history(histories: dict, metrics=("train_loss", "test_acc"), title: str
     return _finish(fig, title)
 
 
+#: a results file's ``metric`` → its name in labels
+_METRIC_UNITS = {"accuracy": "accuracy", "miou": "mIoU", "map": "mAP"}
+
+
 def plot_recorded_curves(results: dict, arms=None, metrics=("train_acc", "test_acc"), title: str | None = None):
     """The recorded training curves of ``arms`` (default: every arm), every seed: thin lines per seed, the mean
     over seeds thick, one colour per arm, one panel per metric — what the full-profile runs did epoch by epoch."""
@@ -107,7 +111,7 @@ def plot_recorded_curves(results: dict, arms=None, metrics=("train_acc", "test_a
             ax.plot(xs, np.mean([c[:n] for c in curves], axis=0), color=color, lw=2,
                     label=f"{arm} ({len(curves)} seeds)")
         ax.set_xlabel("epoch")
-        unit = {"miou": "mIoU", "map": "mAP"}.get(results.get("metric", "accuracy"), "accuracy")
+        unit = _METRIC_UNITS.get(results.get("metric", "accuracy"), "accuracy")
         ax.set_ylabel(f"test {unit}" if metric == "test_acc" else metric.replace("_", " ").replace("acc", "accuracy"))
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
@@ -204,14 +208,17 @@ def table(header, rows, caption: str = ""):
 
 
 def results_table(results: dict):
-    """Per-arm accuracy (mean ± std over seeds), params and FLOPs from a ``results/*.json`` dict."""
+    """Per-arm test metric (mean ± std over seeds; accuracy, mIoU or mAP as the results name it), params and FLOPs
+    from a ``results/*.json`` dict."""
+    unit = _METRIC_UNITS.get(results.get("metric", "accuracy"), results.get("metric", "accuracy"))
     rows = []
     for arm, a in results["arms"].items():
         rows.append([arm, f"{100 * a['mean_test_acc']:.1f} ± {100 * a['std_test_acc']:.1f}", len(a["runs"]),
                      f"{a['params']:,}", f"{a['flops'] / 1e6:.1f}M"])
-    caption = (f"{results['experiment']}: test accuracy (%) after {results['epochs']} epochs, profile "
+    caption = (f"{results['experiment']}: test {unit} (%) after {results['epochs']} epochs, profile "
                f"{results['profile']}, device {results['device']}, commit {results['git_commit'][:10]}")
-    return _HTMLTable(["arm", "test acc (%)", "seeds", "params", "FLOPs"], rows, caption)
+    header = "test acc (%)" if unit == "accuracy" else f"test {unit} (%)"
+    return _HTMLTable(["arm", header, "seeds", "params", "FLOPs"], rows, caption)
 
 
 def plot_channel_weights(weights, labels=None, title: str | None = None):
