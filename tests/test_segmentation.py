@@ -255,6 +255,28 @@ def test_size_table_reads_every_runs_final_metrics():
     assert danet["scene_miou_large"] == 0.5 and danet["scene_miou_small"] == 0.1
 
 
+def test_size_effects_pair_the_seeds_and_say_the_interval_is_over_seeds_only():
+    from attncourse.experiments.danet import size_effects
+
+    def run(seed, large, small):
+        return {"seed": seed, "history": {"test_metrics": [{"miou": 0.0},
+                                                           {"scene_miou_large": large, "scene_miou_small": small}]}}
+
+    results = {"experiment": "toy", "arms": {
+        "add": {"runs": [run(0, 0.90, 0.70), run(1, 0.88, 0.72), run(2, 0.89, 0.74)]},
+        "aff": {"runs": [run(2, 0.95, 0.60), run(0, 0.94, 0.55), run(1, 0.95, 0.57), run(3, 0.99, 0.99)]}}}
+    large, small = size_effects(results, "aff", "add")
+    assert large["metric"] == "scene_miou_large" and large["n"] == 3          # seed 3 has no partner
+    assert large["per_seed"] == pytest.approx([0.04, 0.07, 0.06]) and large["label"] == "clear gain"
+    assert small["per_seed"] == pytest.approx([-0.15, -0.15, -0.14]) and small["label"] == "clear loss"
+    assert small["ci_low"] < small["delta"] < small["ci_high"] < 0 and small["item_source"] == "none"
+    mixed = size_effects({"arms": {"a": {"runs": [run(0, 0.5, 0.5), run(1, 0.6, 0.4)]},
+                                   "b": {"runs": [run(0, 0.6, 0.5), run(1, 0.5, 0.4)]}}}, "a", "b")
+    assert mixed[0]["label"] == "inconclusive" and mixed[1]["delta"] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="size_effects: no arm 'iaff'"):
+        size_effects(results, "iaff", "add")
+
+
 def test_cam_form_reaches_the_heads_with_cam():
     from attncourse.blocks.dual import ChannelSelfAttention
 

@@ -85,6 +85,41 @@ def size_table(results: dict) -> list[dict]:
     return rows
 
 
+def size_effects(results: dict, arm: str, baseline: str,
+                 metrics=("scene_miou_large", "scene_miou_small")) -> list[dict]:
+    """Δ of ``arm`` over ``baseline`` in each of ``metrics`` (IoU by digit size, from each run's final
+    ``history["test_metrics"]``), paired by seed, with the course's estimator
+    (:func:`~attncourse.metrics.effect.paired_effect`).
+
+    The runs record their per-scene outcomes per class, not per size, so this interval is over **seeds only**: the
+    test scenes' own sampling error is not in it (``item_source`` is ``"none"``), unlike the overall mIoU's verdict.
+    Returns one dict per metric: ``{"metric", "delta", "ci_low", "ci_high", "label", "per_seed", "n",
+    "item_source"}``; a metric that a run did not record leaves that seed out.
+    """
+    from ..metrics.effect import paired_effect
+
+    for name in (arm, baseline):
+        if name not in results["arms"]:
+            raise ValueError(f"size_effects: no arm {name!r} in {results.get('experiment')!r}; "
+                             f"arms: {list(results['arms'])}")
+
+    def runs(name: str, key: str) -> list[dict]:
+        out = []
+        for r in results["arms"][name]["runs"]:
+            final = (r.get("history", {}).get("test_metrics") or [{}])[-1]
+            value = final.get(key, final.get(LEGACY_NAMES.get(key, key)))
+            if value is not None:
+                out.append({"seed": r["seed"], "value": float(value)})
+        return out
+
+    rows = []
+    for key in metrics:
+        est = paired_effect(runs(arm, key), runs(baseline, key), metric=key)
+        rows.append({"metric": key, **{k: est[k] for k in ("delta", "ci_low", "ci_high", "label", "per_seed", "n",
+                                                         "item_source")}})
+    return rows
+
+
 # --------------------------------------------------------------------------- statistics of the recorded checkpoints
 def checkpoint_size_table(task, arms=None, experiment: str = "danet_scenes") -> list[dict]:
     """Per arm with a recorded seed-0 checkpoint: its test metrics on ``task``'s test split, recomputed now.
