@@ -49,3 +49,30 @@ def test_every_arm_builds_and_classifies_a_batch_of_its_task(name):
         assert [m.groups for m in exp.arms["sa"](task).modules() if isinstance(m, ShuffleAttention)] == [8, 16, 32]
     if "coordatt" in sizes:
         assert {m.reduced_channels for m in exp.arms["coordatt"](task).modules() if isinstance(m, CoordAtt)} == {8}
+
+
+def test_notebook_09s_reading_of_aff_still_matches_the_recorded_runs():
+    """Section 6 of notebook 09 explains a recorded finding in words: AFF against the sum gains IoU on the large
+    digit and loses it on the small ones, and the trained AFF gives the deep path a larger share on the large digit
+    than on the small ones. A new recording that changes either must come with new words: this test says so."""
+    import attncourse as ac
+    from attncourse.experiments.danet import size_effects
+
+    res = ac.load_results("aff_scenes")
+    if res is None:
+        pytest.skip("aff_scenes is not recorded")
+    large, small = size_effects(res, "aff", "add")
+    assert (large["label"], small["label"]) == ("clear gain", "clear loss"), \
+        "rewrite notebook 09's paragraph on AFF and the digit sizes (section 6): the recorded runs changed"
+    task = ac.make_task("digit_scenes", "smoke", question="skip_fusion")
+    model = ac.load_trained("aff_scenes", "aff")
+    x, sizes = task.float_images(task.x_test), task.size_test.long()
+    with torch.no_grad():
+        w = model.fuse.fusion_weights(*model.features(x))
+    w = torch.nn.functional.interpolate(w, size=sizes.shape[-2:], mode="bilinear", align_corners=False)
+    big, little = (sizes == 2).float()[:, None], (sizes == 1).float()[:, None]
+    diff = (w * big).sum((2, 3)) / big.sum((2, 3)) - (w * little).sum((2, 3)) / little.sum((2, 3))   # [n, C]
+    best = int(diff.mean(0).abs().argmax())
+    d = diff[:, best]
+    assert float(d.mean()) - 1.96 * float(d.std()) / len(d) ** 0.5 > 0, \
+        "rewrite notebook 09's reading of AFF's weight (section 6): the trained model no longer leans that way"

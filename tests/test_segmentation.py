@@ -277,6 +277,31 @@ def test_size_effects_pair_the_seeds_and_say_the_interval_is_over_seeds_only():
         size_effects(results, "iaff", "add")
 
 
+@pytest.mark.parametrize("large, small, words", [
+    ((0.04, 0.07, 0.06), (-0.15, -0.15, -0.14), "it moves IoU from the small digits to the large one"),
+    ((-0.04, -0.07, -0.06), (0.15, 0.15, 0.14), "it moves IoU from the large digit to the small ones"),
+    ((0.04, 0.07, 0.06), (0.15, 0.15, 0.14), "it gains on both sizes"),
+    ((-0.04, -0.07, -0.06), (-0.15, -0.15, -0.14), "it loses on both sizes"),
+    ((0.04, -0.07, 0.06), (-0.15, -0.15, -0.14), None),
+])
+def test_the_size_sentence_follows_the_labels(large, small, words):
+    from attncourse.experiments.danet import size_sentence
+
+    def run(seed, l, s):
+        return {"seed": seed, "history": {"test_metrics": [{"scene_miou_large": l, "scene_miou_small": s}]}}
+
+    results = {"arms": {"add": {"runs": [run(k, 0.5, 0.5) for k in range(3)]},
+                        "aff": {"runs": [run(k, 0.5 + large[k], 0.5 + small[k]) for k in range(3)]}}}
+    text = size_sentence(results, "aff", "add", "AFF", "the plain sum")
+    assert text.startswith("By digit size, AFF against the plain sum (IoU points, 95 % interval over 3 seeds only): ")
+    assert text.endswith(".") and "-" not in text
+    if words:
+        assert words in text and text.count("a clear") == 2
+    else:                                                  # an inconclusive size claims no direction
+        assert "the large digit +1.0 [" in text and "inconclusive;" in text and "moves" not in text
+        assert "the small digits −14.7 [" in text and "a clear loss" in text
+
+
 def test_cam_form_reaches_the_heads_with_cam():
     from attncourse.blocks.dual import ChannelSelfAttention
 

@@ -120,6 +120,29 @@ def size_effects(results: dict, arm: str, baseline: str,
     return rows
 
 
+_SIZE_WORDS = {"scene_miou_large": "the large digit", "scene_miou_small": "the small digits"}
+
+
+def size_sentence(results: dict, arm: str, baseline: str, arm_words: str, baseline_words: str) -> str:
+    """One sentence on :func:`size_effects` (large and small digits), whose words follow the labels: a gain on one
+    size and a loss on the other is called a move of IoU between them, never a gain; an inconclusive size claims
+    no direction. Signs are true minus signs; numbers in IoU points."""
+    large, small = size_effects(results, arm, baseline)
+
+    def part(e):
+        text = (f"{_SIZE_WORDS[e['metric']]} {100 * e['delta']:+.1f} [{100 * e['ci_low']:+.1f}, "
+                f"{100 * e['ci_high']:+.1f}]").replace("-", "−")
+        return f"{text}, {'a ' + e['label'] if e['label'] != 'inconclusive' else 'inconclusive'}"
+
+    labels = (large["label"], small["label"])
+    reading = {("clear gain", "clear loss"): " — it moves IoU from the small digits to the large one",
+               ("clear loss", "clear gain"): " — it moves IoU from the large digit to the small ones",
+               ("clear gain", "clear gain"): " — it gains on both sizes",
+               ("clear loss", "clear loss"): " — it loses on both sizes"}.get(labels, "")
+    return (f"By digit size, {arm_words} against {baseline_words} (IoU points, 95 % interval over {large['n']} seeds "
+            f"only): {part(large)}; {part(small)}{reading}.")
+
+
 # --------------------------------------------------------------------------- statistics of the recorded checkpoints
 def checkpoint_size_table(task, arms=None, experiment: str = "danet_scenes") -> list[dict]:
     """Per arm with a recorded seed-0 checkpoint: its test metrics on ``task``'s test split, recomputed now.
