@@ -76,7 +76,22 @@ def _experiment_table(res: dict, name: str) -> list[str]:
     notes = sorted({r["item_source"] for r in effects(res) if r["item_source"] not in (None, "paired")})
     if notes:
         lines += ["", "Test-set noise: " + "; ".join(_SOURCE_NOTES[n] for n in notes)]
-    return lines + [""]
+    return lines + _size_lines(res) + [""]
+
+
+def _size_lines(res: dict) -> list[str]:
+    """For a segmentation result whose runs all scored IoU by digit size: one sentence per arm against the first
+    arm (:func:`~attncourse.experiments.danet.size_sentence`); nothing otherwise."""
+    from .experiments.danet import size_sentence
+
+    def scored(run):
+        final = (run.get("history", {}).get("test_metrics") or [{}])[-1]
+        return "scene_miou_large" in final and "scene_miou_small" in final
+
+    arms = list(res["arms"])
+    if res.get("metric") != "miou" or not all(scored(r) for a in res["arms"].values() for r in a["runs"]):
+        return []
+    return ["", *(f"- {size_sentence(res, arm, arms[0], f'`{arm}`', f'`{arms[0]}`')}" for arm in arms[1:])]
 
 
 _SOURCE_NOTES = {

@@ -139,3 +139,19 @@ def test_the_header_says_when_arms_hold_different_numbers_of_seeds():
     even = {"arms": {"baseline": {"runs": [{}] * 3}, "se": {"runs": [{}] * 3}}}
     uneven = {"arms": {"baseline": {"runs": [{}] * 5}, "se": {"runs": [{}] * 3}, "sk": {"runs": [{}] * 4}}}
     assert _seeds_per_arm(even) == "" and _seeds_per_arm(uneven) == " (3–5 per arm)"
+
+
+def test_segmentation_results_get_one_size_sentence_per_arm_when_every_run_scored_sizes():
+    from attncourse.report import _size_lines
+
+    def run(seed, large, small=None):
+        final = {"scene_miou_large": large} if small is None else {"scene_miou_large": large, "scene_miou_small": small}
+        return {"seed": seed, "history": {"test_metrics": [final]}}
+
+    res = {"metric": "miou", "arms": {"add": {"runs": [run(0, 0.9, 0.7), run(1, 0.9, 0.7)]},
+                                      "aff": {"runs": [run(0, 0.95, 0.5), run(1, 0.94, 0.55)]}}}
+    lines = _size_lines(res)
+    assert len(lines) == 2 and lines[1].startswith("- By digit size, `aff` against `add`")
+    assert _size_lines({**res, "metric": "accuracy"}) == []
+    older = {"metric": "miou", "arms": {**res["arms"], "cam": {"runs": [run(0, 0.9), run(1, 0.9)]}}}
+    assert _size_lines(older) == []                    # a run recorded before the sizes were scored: no sentence
