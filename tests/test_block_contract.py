@@ -402,7 +402,9 @@ def test_pair_float64_gradcheck_and_a_gradient_to_every_parameter(name):
     block = make(name).double().eval()
     x, y = (t.double().requires_grad_(True) for t in pair(2, 3, 2))
     assert torch.autograd.gradcheck(block, (x, y), eps=1e-6, atol=1e-5, rtol=1e-3)
-    block.train()(x, y).square().sum().backward()
+    # In eval mode: in training mode a conv bias right before a BatchNorm is cancelled by the batch mean, so its
+    # gradient is 0 up to rounding (a property of BN, not a missing path) and its sign would depend on the kernels.
+    block.eval()(x, y).square().sum().backward()
     missing = [k for k, p in block.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing, f"no gradient reaches {missing}"
 
